@@ -1,0 +1,1 @@
+"""Training scripts: each one builds the models of one family into the model store."""

