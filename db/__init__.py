@@ -1,0 +1,4 @@
+"""Trace database: SQLModel tables, engine, group-commit trace writer, migrations.
+
+Never imports FastAPI.
+"""

@@ -1,0 +1,56 @@
+"""Reading the prediction history back: filters, pagination, one request by id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from db.tables import Prediction
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionFilter:
+    model: str | None = None
+    """Served model name (``name``) or exact version (``name@version``)."""
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    is_fallback: bool | None = None
+
+
+def list_predictions(
+    session: Session, filters: PredictionFilter, *, limit: int, offset: int
+) -> tuple[list[Prediction], int]:
+    """A page of predictions, newest first, and the count of all that match."""
+    conditions = _conditions(filters)
+    query = select(Prediction).where(*conditions)
+    page = session.exec(
+        query.order_by(col(Prediction.received_at).desc()).offset(offset).limit(limit)
+    ).all()
+    total = session.exec(select(func.count()).select_from(Prediction).where(*conditions)).one()
+    return list(page), int(total)
+
+
+def get_prediction(session: Session, request_id: str) -> Prediction | None:
+    return session.get(Prediction, request_id)
+
+
+def _conditions(filters: PredictionFilter) -> list[object]:
+    conditions: list[object] = []
+    if filters.model:
+        name, _, version = filters.model.partition("@")
+        conditions.append(col(Prediction.model_name) == name)
+        if version:
+            conditions.append(col(Prediction.model_version) == version)
+    if filters.outcome:
+        conditions.append(col(Prediction.outcome) == filters.outcome)
+    if filters.since:
+        conditions.append(col(Prediction.received_at) >= filters.since)
+    if filters.until:
+        conditions.append(col(Prediction.received_at) < filters.until)
+    if filters.is_fallback is not None:
+        conditions.append(col(Prediction.is_fallback) == filters.is_fallback)
+    return conditions

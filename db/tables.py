@@ -1,0 +1,82 @@
+"""The tables: one row per prediction request (the audit trail) and the API's users."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, MetaData
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+# NOTE: named constraints and indexes, so migrations can refer to them on every database.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Outcome(StrEnum):
+    """How a prediction request ended; a bounded set, also used as a metric label."""
+
+    PENDING = "pending"
+    OK = "ok"
+    INVALID_INPUT = "invalid_input"
+    UNAVAILABLE = "unavailable"
+    ERROR = "error"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    VIEWER = "viewer"
+
+
+class Prediction(SQLModel, table=True):
+    """A prediction request: its input as received, then what served it and the answer."""
+
+    __tablename__ = "prediction"
+
+    request_id: str = Field(primary_key=True, max_length=64)
+    received_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), index=True, nullable=False)
+    )
+    completed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    model_requested: str = Field(max_length=128, index=True)
+    model_name: str | None = Field(default=None, max_length=128, index=True)
+    model_version: str | None = Field(default=None, max_length=64)
+    is_fallback: bool = False
+    fallback_reason: str | None = None
+    outcome: str = Field(default=Outcome.PENDING, max_length=32, index=True)
+    input_kind: str = Field(max_length=16)
+    rows: int = 1
+    input: Any = Field(default=None, sa_column=Column(_JSON))
+    """Tabular: the features as sent. Audio: sha256, duration, format and size, never bytes."""
+    output: Any = Field(default=None, sa_column=Column(_JSON))
+    label: str | None = Field(default=None, max_length=128, index=True)
+    error: str | None = None
+    latency_ms: float | None = None
+
+
+class User(SQLModel, table=True):
+    """Someone who may read the prediction history (viewer) or manage models (admin)."""
+
+    # NOTE: "user" is a reserved word in PostgreSQL.
+    __tablename__ = "app_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True, index=True)
+    hashed_password: str = Field(max_length=255)
+    role: str = Field(default=Role.VIEWER, max_length=16)
+    is_active: bool = True
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

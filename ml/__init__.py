@@ -1,0 +1,1 @@
+"""Model runtimes, feature code and training scripts. Never imports FastAPI."""

@@ -1,0 +1,20 @@
+"""Errors raised by runtimes and feature code, free of any HTTP notion."""
+
+
+class MLError(Exception):
+    """Base class of the errors of this package."""
+
+
+class InvalidInputError(MLError):
+    """The input does not match the model's input schema.
+
+    ``problems`` maps each offending field (or ``"file"``, ``"body"``) to what was expected.
+    """
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{field}: {problem}" for field, problem in problems.items()))
+
+
+class ModelRuntimeError(MLError):
+    """The model failed while predicting on a valid input."""

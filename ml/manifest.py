@@ -1,0 +1,152 @@
+"""The model manifest: the contract between training scripts and the serving registry.
+
+Every model version lives in ``models/<name>/<version>/`` with a ``manifest.json`` that
+validates against :class:`ModelManifest`, beside the artifact it describes.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MANIFEST_FILENAME = "manifest.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NumericFeature(_Strict):
+    """A numeric input column with the range seen in training (inclusive)."""
+
+    name: str
+    type: Literal["integer", "number"]
+    minimum: float | None = None
+    maximum: float | None = None
+    description: str = ""
+
+
+class CategoricalFeature(_Strict):
+    """A string input column that takes one of a closed set of values."""
+
+    name: str
+    type: Literal["category"]
+    categories: list[str] = Field(min_length=1)
+    description: str = ""
+
+
+Feature = Annotated[NumericFeature | CategoricalFeature, Field(discriminator="type")]
+
+
+class TabularInput(_Strict):
+    """Input schema of a tabular model: one JSON object of named features per row."""
+
+    kind: Literal["tabular"] = "tabular"
+    features: list[Feature] = Field(min_length=1)
+    example: dict[str, Any]
+    """A valid row, shown in the API docs and used to warm the model up."""
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> TabularInput:
+        names = [feature.name for feature in self.features]
+        if len(names) != len(set(names)):
+            raise ValueError("feature names must be unique")
+        return self
+
+
+class AudioInput(_Strict):
+    """Input schema of an audio model: one uploaded file, resampled and cut as stated."""
+
+    kind: Literal["audio"] = "audio"
+    sample_rate: int = Field(gt=0)
+    clip_seconds: float = Field(gt=0)
+    formats: list[str] = Field(min_length=1)
+    features: dict[str, Any] = Field(default_factory=dict)
+    """Feature-extraction parameters (n_mels, n_fft, hop_length, ...) shared with training."""
+
+
+InputSchema = Annotated[TabularInput | AudioInput, Field(discriminator="kind")]
+
+
+class OutputSchema(_Strict):
+    """What the model answers: one of ``labels``, with a probability for each."""
+
+    labels: list[str] = Field(min_length=2)
+    positive_label: str | None = None
+    """For binary tasks: the label whose probability is compared to the threshold."""
+    decision_threshold: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _positive_label_is_known(self) -> OutputSchema:
+        if self.positive_label is not None and self.positive_label not in self.labels:
+            raise ValueError(f"positive_label {self.positive_label!r} is not one of labels")
+        return self
+
+
+class Evaluation(_Strict):
+    """Metrics measured on one evaluation set that training never saw."""
+
+    dataset: str
+    """Path of the evaluation data, relative to the model store root."""
+    description: str = ""
+    samples: int = Field(gt=0)
+    metrics: dict[str, float]
+    per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
+    confusion_matrix: list[list[int]] = Field(default_factory=list)
+    """Rows are true labels, columns predicted labels, both in ``output.labels`` order."""
+
+
+class TrainingData(_Strict):
+    source: str
+    sha256: str
+    rows: int | None = None
+
+
+class Training(_Strict):
+    data: TrainingData
+    code: str
+    """The script that produced the artifact, e.g. ``ml/training/attrition.py``."""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    cross_validation: dict[str, float] = Field(default_factory=dict)
+
+
+class ModelManifest(_Strict):
+    """Everything known about one version of one model."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    version: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]*$")
+    task: str
+    """Models of the same task are interchangeable (same input, same labels)."""
+    framework: str
+    description: str = ""
+    artifact: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    architecture: str | None = None
+    """For frameworks that store weights only: ``module:Class`` of the network code."""
+    input: InputSchema
+    output: OutputSchema
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Headline metrics on the main held-out set."""
+    evaluations: list[Evaluation] = Field(default_factory=list)
+    training: Training
+    created_at: datetime
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def read_manifest(path: Path) -> ModelManifest:
+    """Parse and validate one ``manifest.json``."""
+    return ModelManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def write_manifest(manifest: ModelManifest, model_dir: Path) -> Path:
+    """Write ``manifest.json`` into ``model_dir`` (used by the training scripts)."""
+    path = model_dir / MANIFEST_FILENAME
+    path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return path

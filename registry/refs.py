@@ -1,0 +1,42 @@
+"""Model references: ``name`` (its latest version) or ``name@version``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from packaging.version import InvalidVersion, Version
+
+from registry.errors import InvalidModelRefError
+
+_REF_PATTERN = re.compile(
+    r"^(?P<name>[a-z0-9][a-z0-9_-]*)(?:@(?P<version>[0-9A-Za-z][0-9A-Za-z._-]*))?$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    name: str
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}@{self.version}"
+
+
+def parse_model_ref(text: str) -> ModelRef:
+    """Parse ``name`` or ``name@version``; raises ``InvalidModelRefError`` otherwise."""
+    match = _REF_PATTERN.match(text.strip())
+    if match is None:
+        raise InvalidModelRefError(
+            f"invalid model reference {text!r}: expected 'name' or 'name@version' "
+            "(lowercase letters, digits, '-' and '_')"
+        )
+    return ModelRef(match["name"], match["version"])
+
+
+def version_sort_key(version: str) -> tuple[int, Version | str]:
+    """Order versions newest last: PEP 440 versions by value, others after them by text."""
+    try:
+        return (0, Version(version))
+    except InvalidVersion:
+        return (1, version)
