@@ -1,0 +1,199 @@
+"""An exact, pure-Python fast path for one scikit-learn pipeline shape.
+
+``StandardScaler`` + ``OneHotEncoder`` in a ``ColumnTransformer``, then a binary
+``LogisticRegression``, is a linear function of the raw features followed by a logistic:
+
+    p(positive) = logistic(intercept + sum_j coef_j * (x_j - mean_j) / scale_j
+                           + sum_k coef[k, category_k])
+
+Folding the scaler into the coefficients leaves, per row, one multiply-add per numeric
+feature and one dict look-up per categorical feature: a few microseconds of plain Python,
+against about a millisecond for ``predict_proba`` on a one-row DataFrame. Anything that
+deviates from this shape is refused (``None``), and the pipeline stays the reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from ml.manifest import CategoricalFeature, NumericFeature, TabularInput
+
+logger = logging.getLogger(__name__)
+
+
+class _Unsupported(Exception):
+    """The pipeline is not exactly the shape this module can reproduce."""
+
+
+def logistic(z: float) -> float:
+    """1 / (1 + e^-z) without overflow: ``exp`` only ever sees a non-positive argument."""
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    exp_z = math.exp(z)
+    return exp_z / (1.0 + exp_z)
+
+
+@dataclass(frozen=True, slots=True)
+class LinearScorer:
+    """The compiled pipeline: an offset, numeric weights and per-category weights."""
+
+    negative_class: str
+    positive_class: str
+    offset: float
+    """``intercept - sum_j coef_j * mean_j / scale_j``."""
+    numeric_weights: tuple[tuple[str, float], ...]
+    """``(feature, coef_j / scale_j)`` for every scaled feature."""
+    category_weights: tuple[tuple[str, Mapping[str, float]], ...]
+    """``(feature, {category: coef})``; an unseen category weighs 0, as one-hot ignores it."""
+
+    def decision_function(self, row: Mapping[str, Any]) -> float:
+        total = self.offset
+        for name, weight in self.numeric_weights:
+            total += weight * row[name]
+        for name, weights in self.category_weights:
+            total += weights.get(row[name], 0.0)
+        return total
+
+    def positive_probability(self, row: Mapping[str, Any]) -> float:
+        """P(``positive_class``) of one validated row, as ``predict_proba`` computes it."""
+        return logistic(self.decision_function(row))
+
+
+def compile_linear_pipeline(pipeline: object, schema: TabularInput) -> LinearScorer | None:
+    """Compile ``pipeline`` into a :class:`LinearScorer`, or ``None`` if its shape differs.
+
+    Exact types are required (no subclasses), so nothing can override the arithmetic.
+    """
+    try:
+        return _compile(pipeline, schema)
+    except _Unsupported as unsupported:
+        logger.info("No linear fast path: %s", unsupported)
+        return None
+
+
+def _compile(pipeline: object, schema: TabularInput) -> LinearScorer:
+    preprocess, classifier = _split_pipeline(pipeline)
+    coef, intercept, classes = _binary_logistic_parameters(classifier)
+    features = {feature.name: feature for feature in schema.features}
+    offset = intercept
+    numeric_weights: list[tuple[str, float]] = []
+    category_weights: list[tuple[str, Mapping[str, float]]] = []
+    used_width = 0
+    for name, transformer, columns in _fitted_transformers(preprocess):
+        block = preprocess.output_indices_[name]
+        block_coef = coef[block]
+        used_width += len(block_coef)
+        if type(transformer) is StandardScaler:
+            _require_features(columns, features, NumericFeature)
+            weights, block_offset = _fold_scaler(transformer, columns, block_coef)
+            numeric_weights.extend(weights)
+            offset += block_offset
+        elif type(transformer) is OneHotEncoder:
+            _require_features(columns, features, CategoricalFeature)
+            category_weights.extend(_one_hot_weights(transformer, columns, block_coef))
+        else:
+            raise _Unsupported(f"transformer {name!r} is a {type(transformer).__name__}")
+    if used_width != len(coef):
+        raise _Unsupported(f"the transformers give {used_width} columns, the model {len(coef)}")
+    return LinearScorer(
+        negative_class=classes[0], positive_class=classes[1], offset=offset,
+        numeric_weights=tuple(numeric_weights), category_weights=tuple(category_weights),
+    )
+
+
+def _split_pipeline(pipeline: object) -> tuple[ColumnTransformer, LogisticRegression]:
+    if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
+        raise _Unsupported("not a two-step Pipeline")
+    preprocess, classifier = (step for _, step in pipeline.steps)
+    if type(preprocess) is not ColumnTransformer or type(classifier) is not LogisticRegression:
+        raise _Unsupported(
+            f"steps are {type(preprocess).__name__} and {type(classifier).__name__}, "
+            "not ColumnTransformer and LogisticRegression"
+        )
+    if not hasattr(preprocess, "transformers_") or not hasattr(classifier, "coef_"):
+        raise _Unsupported("the pipeline is not fitted")
+    if preprocess.transformer_weights is not None:
+        raise _Unsupported("the ColumnTransformer weights its transformers")
+    return preprocess, classifier
+
+
+def _binary_logistic_parameters(
+    classifier: LogisticRegression,
+) -> tuple[np.ndarray, float, tuple[str, str]]:
+    classes = tuple(classifier.classes_)
+    if len(classes) != 2 or classifier.coef_.shape[0] != 1:
+        raise _Unsupported(f"the classifier has {len(classes)} classes, not 2")
+    if classifier.coef_.dtype != np.float64:
+        raise _Unsupported(f"coefficients are {classifier.coef_.dtype}, not float64")
+    negative, positive = (str(label) for label in classes)
+    return classifier.coef_[0], float(classifier.intercept_[0]), (negative, positive)
+
+
+def _fitted_transformers(preprocess: ColumnTransformer) -> list[tuple[str, Any, list[str]]]:
+    """The transformers that produce output columns, with the input columns they read."""
+    active = []
+    for name, transformer, columns in preprocess.transformers_:
+        block = preprocess.output_indices_[name]
+        width = block.stop - block.start
+        if isinstance(transformer, str) and (transformer == "drop" or width == 0):
+            continue  # dropped columns (the remainder included) do not reach the model
+        if isinstance(transformer, str):
+            raise _Unsupported(f"transformer {name!r} passes columns through unscaled")
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise _Unsupported(f"transformer {name!r} selects columns by position or mask")
+        active.append((name, transformer, columns))
+    return active
+
+
+def _require_features(
+    columns: list[str], features: Mapping[str, object], kind: type,
+) -> None:
+    for column in columns:
+        if not isinstance(features.get(column), kind):
+            raise _Unsupported(f"column {column!r} is not a {kind.__name__} of the schema")
+
+
+def _fold_scaler(
+    scaler: StandardScaler, columns: list[str], coef: np.ndarray,
+) -> tuple[list[tuple[str, float]], float]:
+    """Per-feature ``coef / scale`` and the offset ``-sum(coef * mean / scale)``."""
+    if not (scaler.with_mean and scaler.with_std):
+        raise _Unsupported("the StandardScaler does not both centre and scale")
+    if len(coef) != len(columns):
+        raise _Unsupported("the StandardScaler's width does not match its columns")
+    weights = [float(c) / float(s) for c, s in zip(coef, scaler.scale_, strict=True)]
+    offset = -sum(w * float(m) for w, m in zip(weights, scaler.mean_, strict=True))
+    return list(zip(columns, weights, strict=True)), offset
+
+
+def _one_hot_weights(
+    encoder: OneHotEncoder, columns: list[str], coef: np.ndarray,
+) -> list[tuple[str, Mapping[str, float]]]:
+    """``{category: coef}`` per column, in the encoder's output order."""
+    if encoder.handle_unknown != "ignore" or encoder.drop is not None:
+        raise _Unsupported("the OneHotEncoder must ignore unknown categories and drop none")
+    if encoder.min_frequency is not None or encoder.max_categories is not None:
+        raise _Unsupported("the OneHotEncoder groups infrequent categories")
+    if np.dtype(encoder.dtype) != np.float64:
+        raise _Unsupported(f"the OneHotEncoder outputs {encoder.dtype}, not float64")
+    weights: list[tuple[str, Mapping[str, float]]] = []
+    start = 0
+    for column, categories in zip(columns, encoder.categories_, strict=True):
+        if not all(isinstance(category, str) for category in categories):
+            raise _Unsupported(f"column {column!r} has non-string categories")
+        block = coef[start:start + len(categories)]
+        weights.append((column, {str(c): float(w) for c, w in zip(categories, block, strict=True)}))
+        start += len(categories)
+    if start != len(coef):
+        raise _Unsupported("the OneHotEncoder's width does not match its categories")
+    return weights
