@@ -1,0 +1,185 @@
+"""Runtime of tabular scikit-learn pipelines saved with joblib (framework "sklearn").
+
+The pipeline takes a DataFrame with the schema's column names. When it is exactly the
+linear shape ``ml.linear_fastpath`` knows, predictions are computed by the compiled scorer
+(microseconds, so the API may run them inline); the pipeline stays the reference, and the
+scorer is used only after it has agreed with ``predict_proba`` at load time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from ml.errors import ModelRuntimeError
+from ml.linear_fastpath import LinearScorer, compile_linear_pipeline
+from ml.manifest import ModelManifest, TabularInput
+from ml.runtime import ModelRuntime, Prediction
+from ml.tabular import TabularValidator
+
+logger = logging.getLogger(__name__)
+
+# The fast path must reproduce predict_proba to rounding error, not approximately.
+FASTPATH_RTOL = 1e-9
+FASTPATH_ATOL = 1e-12
+
+
+class SklearnRuntime(ModelRuntime):
+    """A fitted classifier pipeline with ``predict_proba`` and ``classes_``."""
+
+    framework: ClassVar[str] = "sklearn"
+
+    def __init__(self, manifest: ModelManifest, model_dir: Path, device: str = "cpu") -> None:
+        super().__init__(manifest, model_dir, device)
+        if not isinstance(self.manifest.input, TabularInput):
+            raise ModelRuntimeError(f"{self.manifest.ref}: the sklearn runtime needs tabular input")
+        self.schema: TabularInput = self.manifest.input
+        self.columns = [feature.name for feature in self.schema.features]
+        self.labels = list(self.manifest.output.labels)
+        self._pipeline: Any = None
+        self._scorer: LinearScorer | None = None
+        self._class_labels: list[str] = []  # the label of each predict_proba column
+        output = self.manifest.output
+        # A threshold needs a positive label to apply to; without either, the likeliest wins.
+        self._threshold = output.decision_threshold if output.positive_label else None
+        self._positive_label = output.positive_label
+        self._other_labels = [label for label in self.labels if label != output.positive_label]
+
+    def load(self) -> None:
+        started = time.perf_counter()
+        try:
+            pipeline = joblib.load(self.artifact_path)
+            self._class_labels = self._check_classes(pipeline)
+            scorer = self._verified_scorer(pipeline)
+        except ModelRuntimeError:
+            raise
+        except Exception as error:  # a broken artifact is a model failure, whatever its kind
+            raise ModelRuntimeError(f"{self.manifest.ref} failed to load: {error!r}") from error
+        self._pipeline = pipeline
+        self._scorer = scorer
+        self.runs_inline = self._scorer is not None
+        self.ready = True
+        logger.info(
+            "Loaded %s in %.3f s (%s)", self.manifest.ref, time.perf_counter() - started,
+            "exact linear fast path" if self._scorer else "predict_proba",
+        )
+
+    def predict(self, instances: Sequence[Any]) -> list[Prediction]:
+        """Predict validated feature dicts (the output of ``TabularValidator.validate``)."""
+        if self._pipeline is None:
+            raise ModelRuntimeError(f"{self.manifest.ref} is not loaded")
+        try:
+            if self._scorer is not None:
+                return self._fast_predictions(self._scorer, instances)
+            rows = self._batch_probabilities(instances)
+        except Exception as error:  # the estimator's failures are the model's, not the input's
+            raise ModelRuntimeError(f"{self.manifest.ref} failed to predict: {error!r}") from error
+        return [self._prediction(probabilities) for probabilities in rows]
+
+    def warm_up(self) -> None:
+        self.predict(self._example_rows()[:1])
+
+    def unload(self) -> None:
+        self._pipeline = None
+        self._scorer = None
+        self.runs_inline = False
+        super().unload()
+
+    @property
+    def uses_fast_path(self) -> bool:
+        return self._scorer is not None
+
+    def _check_classes(self, pipeline: Any) -> list[str]:
+        """Map the pipeline's classes to the manifest's labels; refuse a mismatch."""
+        classes = [str(label) for label in getattr(pipeline, "classes_", [])]
+        if sorted(classes) != sorted(self.labels) or not hasattr(pipeline, "predict_proba"):
+            raise ModelRuntimeError(
+                f"{self.manifest.ref}: the artifact predicts {classes}, "
+                f"the manifest promises {self.labels}"
+            )
+        return classes
+
+    def _example_rows(self) -> list[dict[str, object]]:
+        return TabularValidator(self.schema).validate([self.schema.example])
+
+    def _verified_scorer(self, pipeline: Any) -> LinearScorer | None:
+        """The compiled fast path, if there is one and it agrees with ``predict_proba``."""
+        scorer = compile_linear_pipeline(pipeline, self.schema)
+        if scorer is None:
+            return None
+        rows = self._probe_rows()
+        expected = pipeline.predict_proba(self._frame(rows))[:, self._class_labels.index(
+            scorer.positive_class)]
+        actual = [scorer.positive_probability(row) for row in rows]
+        if not np.allclose(actual, expected, rtol=FASTPATH_RTOL, atol=FASTPATH_ATOL):
+            logger.warning(
+                "%s: the linear fast path disagrees with predict_proba; using the pipeline",
+                self.manifest.ref,
+            )
+            return None
+        return scorer
+
+    def _probe_rows(self) -> list[dict[str, object]]:
+        """The example, then variants of it that between them use every category once."""
+        example = self._example_rows()[0]
+        categories = {
+            feature.name: feature.categories
+            for feature in self.schema.features if feature.type == "category"
+        }
+        widest = max((len(values) for values in categories.values()), default=0)
+        variants = [
+            {**example, **{name: values[i % len(values)] for name, values in categories.items()}}
+            for i in range(widest)
+        ]
+        return [example, *variants]
+
+    def _frame(self, rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
+        return pd.DataFrame.from_records(rows, columns=self.columns)
+
+    def _fast_predictions(
+        self, scorer: LinearScorer, instances: Sequence[Mapping[str, object]],
+    ) -> list[Prediction]:
+        """Pure-Python predictions; the scorer's two classes are the manifest's two labels."""
+        negative, positive = scorer.negative_class, scorer.positive_class
+        negative_first = self.labels[0] == negative
+        predictions = []
+        for row in instances:
+            p = scorer.positive_probability(row)
+            # 1 - p, as predict_proba computes the other class of a binary model.
+            probabilities = (
+                {negative: 1.0 - p, positive: p} if negative_first
+                else {positive: p, negative: 1.0 - p}
+            )
+            predictions.append(Prediction(self._decide(probabilities), probabilities))
+        return predictions
+
+    def _batch_probabilities(self, instances: Sequence[Mapping[str, object]]) -> list[list[float]]:
+        """One list of probabilities per instance, in ``_class_labels`` order."""
+        if not instances:
+            return []
+        # One DataFrame and one predict_proba call for the whole batch.
+        probabilities: np.ndarray = self._pipeline.predict_proba(self._frame(instances))
+        return probabilities.tolist()
+
+    def _prediction(self, class_probabilities: list[float]) -> Prediction:
+        by_label = dict(zip(self._class_labels, class_probabilities, strict=True))
+        probabilities = {label: float(by_label[label]) for label in self.labels}
+        return Prediction(label=self._decide(probabilities), probabilities=probabilities)
+
+    def _decide(self, probabilities: Mapping[str, float]) -> str:
+        """The positive label when its probability reaches the threshold, else the likeliest."""
+        candidates = self.labels
+        if self._threshold is not None:
+            if probabilities[self._positive_label] >= self._threshold:
+                return self._positive_label
+            candidates = self._other_labels
+        if len(candidates) == 1:
+            return candidates[0]
+        return max(candidates, key=probabilities.__getitem__)
