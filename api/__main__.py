@@ -1,0 +1,40 @@
+"""``python -m api``: migrate the database, then serve with uvicorn (HOST, PORT, WORKERS...)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import uvicorn
+
+from api.logs import configure_logging
+from api.settings import Settings
+from db.migrate import upgrade_to_head
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Must be set before any worker imports prometheus_client: each worker then
+        # writes its samples here and /metrics adds them up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mldeploy-metrics-")
+    upgrade_to_head(settings.database_url)
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        # Every prediction is already traced in the database; an access log line per
+        # request would double that cost for no new information.
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

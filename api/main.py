@@ -1,0 +1,93 @@
+"""The app factory: ``uvicorn api.main:create_app --factory`` or ``python -m api``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlmodel import Session
+
+from api import SERVICE_NAME, __version__
+from api.errors import register_error_handlers
+from api.logs import configure_logging
+from api.metrics import PrometheusListener, instrument_http, mark_worker_exited
+from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from api.openapi import install_openapi
+from api.prediction import PredictionService
+from api.routes import auth, metadata, models, predict, predictions, service
+from api.security import ensure_admin
+from api.settings import Settings
+from db.engine import make_engine
+from db.migrate import upgrade_to_head
+from db.traces import TraceWriter
+from registry.factories import framework_runtimes, mock_runtimes
+from registry.registry import ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+_DESCRIPTION = (
+    "Serves registered models from a lazy registry with fallback, records every prediction "
+    "in SQL and exposes Prometheus metrics."
+)
+
+
+def build_registry(settings: Settings) -> ModelRegistry:
+    """The registry of ``MODELS_DIR``: manifests only, nothing loaded yet."""
+    runtimes = mock_runtimes if settings.uses_mock_runtimes else framework_runtimes(settings.device)
+    return ModelRegistry.from_dir(
+        settings.models_dir,
+        runtimes,
+        default=settings.default_model,
+        fallbacks=settings.fallback_models,
+        max_loaded=settings.max_loaded_models,
+        listener=PrometheusListener(),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        await asyncio.to_thread(upgrade_to_head, settings.database_url)
+        engine = make_engine(settings.database_url)
+        writer = TraceWriter(engine)
+        writer.start()
+        registry = build_registry(settings)
+        if settings.admin_username and settings.admin_password:
+            with Session(engine) as session:
+                await asyncio.to_thread(
+                    ensure_admin,
+                    session,
+                    settings.admin_username,
+                    settings.admin_password.get_secret_value(),
+                )
+        app.state.engine, app.state.trace_writer, app.state.registry = engine, writer, registry
+        app.state.prediction_service = PredictionService(registry, writer, settings)
+        if settings.preloaded_models:
+            await asyncio.to_thread(registry.preload, settings.preloaded_models)
+        logger.info("%s %s ready (env=%s)", SERVICE_NAME, __version__, settings.env)
+        yield
+        writer.close()
+        registry.unload_all()
+        engine.dispose()
+        mark_worker_exited()
+
+    app = FastAPI(
+        title=SERVICE_NAME, version=__version__, description=_DESCRIPTION, lifespan=lifespan
+    )
+    app.state.settings = settings
+    app.state.started_monotonic = time.monotonic()
+    register_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    instrument_http(app)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every response gets its id
+    for module in (service, predict, models, metadata, predictions, auth):
+        app.include_router(module.router)
+    install_openapi(app)
+    return app

@@ -1,0 +1,66 @@
+"""OAuth2 password flow: a username and password in, a signed JWT out; user management."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.security import OAuth2PasswordRequestForm
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import SessionDep, SettingsDep
+from api.errors import ConflictError, UnauthorizedError
+from api.schemas import ErrorResponse, TokenResponse, UserCreate, UserPublic
+from api.security import AdminUser, CurrentUser, authenticate, create_access_token, hash_password
+from db.tables import Role, User
+from db.users import UserExistsError, create_user, list_users
+
+router = APIRouter(tags=["auth"])
+
+
+@router.post(
+    "/auth/token",
+    response_model=TokenResponse,
+    responses={401: {"model": ErrorResponse, "description": "Wrong username or password"}},
+)
+async def issue_token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TokenResponse:
+    """Log in (form fields ``username`` and ``password``) and get a bearer token."""
+    # Password hashing is deliberately slow: keep it off the event loop.
+    user = await run_in_threadpool(authenticate, session, form.username, form.password)
+    if user is None:
+        raise UnauthorizedError("wrong username or password")
+    token = create_access_token(user, settings.jwt_secret, settings.access_token_minutes)
+    return TokenResponse(
+        access_token=token, expires_in=settings.access_token_minutes * 60, role=user.role
+    )
+
+
+@router.get("/auth/me", response_model=UserPublic, responses={401: {"model": ErrorResponse}})
+def who_am_i(user: CurrentUser) -> UserPublic:
+    """The user the token belongs to."""
+    return _public(user)
+
+
+@router.get("/users", response_model=list[UserPublic], tags=["users"])
+def users(session: SessionDep, _admin: AdminUser) -> list[UserPublic]:
+    """Every user (admin)."""
+    return [_public(user) for user in list_users(session)]
+
+
+@router.post("/users", response_model=UserPublic, status_code=201, tags=["users"])
+async def add_user(body: UserCreate, session: SessionDep, _admin: AdminUser) -> UserPublic:
+    """Create a viewer or an admin (admin)."""
+    hashed = await run_in_threadpool(hash_password, body.password)
+    try:
+        user = create_user(session, body.username, hashed, Role(body.role))
+    except UserExistsError as error:
+        raise ConflictError(str(error)) from error
+    return _public(user)
+
+
+def _public(user: User) -> UserPublic:
+    return UserPublic.model_validate(user, from_attributes=True)

@@ -1,0 +1,75 @@
+"""GET /metadata: the service's facts, or one model's card."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy.engine import make_url
+
+from api import SERVICE_NAME, __version__
+from api.deps import RegistryDep, SettingsDep
+from api.errors import NotFoundError
+from registry.errors import RegistryError
+from registry.registry import ModelRegistry, ModelStatus
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/metadata", summary="Service metadata, or a model's card with ?model=")
+def metadata(
+    request: Request, settings: SettingsDep, registry: RegistryDep, model: str | None = None
+) -> dict[str, Any]:
+    """Version, commit, environment, default and fallback models, registry stats, uptime."""
+    if model is not None:
+        return _model_card(registry, model)
+    entries = list(registry.entries())
+    return {
+        "service": SERVICE_NAME,
+        "version": __version__,
+        "commit": settings.git_commit,
+        "env": settings.env,
+        "default_model": registry.default,
+        "fallback_models": registry.fallbacks,
+        "database": make_url(settings.database_url).get_backend_name(),
+        "uptime_seconds": round(time.monotonic() - request.app.state.started_monotonic, 3),
+        "registry": {
+            "models": len(registry.names()),
+            "versions": len(entries),
+            "loaded": sum(entry.status is ModelStatus.LOADED for entry in entries),
+            "failed": sum(entry.status is ModelStatus.FAILED for entry in entries),
+            "max_loaded_models": registry.max_loaded,
+            "scanned_at": registry.scanned_at.isoformat(),
+            "problems": registry.problems,
+        },
+        "limits": {
+            "max_body_bytes": settings.max_body_bytes,
+            "max_batch_rows": settings.max_batch_rows,
+            "max_audio_seconds": settings.max_audio_seconds,
+        },
+    }
+
+
+def _model_card(registry: ModelRegistry, ref: str) -> dict[str, Any]:
+    try:
+        entry = registry.entry(ref)
+    except RegistryError as error:
+        raise NotFoundError(str(error)) from error
+    manifest = entry.manifest
+    return {
+        "name": manifest.name,
+        "version": manifest.version,
+        "status": entry.status,
+        "task": manifest.task,
+        "framework": manifest.framework,
+        "description": manifest.description,
+        "intended_input": manifest.input.model_dump(mode="json"),
+        "labels": manifest.output.labels,
+        "decision_threshold": manifest.output.decision_threshold,
+        "metrics": manifest.metrics,
+        "evaluations": [evaluation.model_dump(mode="json") for evaluation in manifest.evaluations],
+        "training": manifest.training.model_dump(mode="json"),
+        "artifact": {"file": manifest.artifact, "sha256": manifest.sha256},
+        "created_at": manifest.created_at.isoformat(),
+    }

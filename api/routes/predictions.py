@@ -1,0 +1,74 @@
+"""The prediction history (personal data: authenticated users only)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import SessionDep
+from api.errors import NotFoundError
+from api.schemas import ErrorResponse, PredictionPage, PredictionRecord
+from api.security import CurrentUser
+from db.queries import PredictionFilter, get_prediction, list_predictions
+from db.tables import Outcome, Prediction
+
+router = APIRouter(prefix="/predictions", tags=["predictions"])
+
+_AUTH_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorResponse, "description": "No or invalid token"},
+}
+
+
+@router.get("", response_model=PredictionPage, responses=_AUTH_ERRORS)
+def prediction_history(
+    session: SessionDep,
+    _user: CurrentUser,
+    model: Annotated[str | None, Query(description="served model: name or name@version")] = None,
+    outcome: Outcome | None = None,
+    since: Annotated[datetime | None, Query(description="received at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="received before (ISO 8601)")] = None,
+    fallback: Annotated[bool | None, Query(description="only fallbacks, or none")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> PredictionPage:
+    """Traced requests, newest first, filtered by model, outcome and time range."""
+    filters = PredictionFilter(
+        model=model,
+        outcome=outcome,
+        since=_as_utc(since),
+        until=_as_utc(until),
+        is_fallback=fallback,
+    )
+    rows, total = list_predictions(session, filters, limit=limit, offset=offset)
+    return PredictionPage(
+        total=total, limit=limit, offset=offset, items=[_record(row) for row in rows]
+    )
+
+
+@router.get(
+    "/{request_id}",
+    response_model=PredictionRecord,
+    responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse}},
+)
+def prediction_by_id(request_id: str, session: SessionDep, _user: CurrentUser) -> PredictionRecord:
+    """One traced request by its ``X-Request-ID``."""
+    row = get_prediction(session, request_id)
+    if row is None:
+        raise NotFoundError(f"no prediction with request id '{request_id}'")
+    return _record(row)
+
+
+def _record(row: Prediction) -> PredictionRecord:
+    record = PredictionRecord.model_validate(row, from_attributes=True)
+    # SQLite returns naive datetimes; every timestamp here is stored in UTC.
+    record.received_at = _as_utc(record.received_at) or record.received_at
+    record.completed_at = _as_utc(record.completed_at)
+    return record
+
+
+def _as_utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)

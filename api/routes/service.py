@@ -1,0 +1,71 @@
+"""Service-level routes: what this is, liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from api import SERVICE_NAME, __version__
+from api.deps import EngineDep, RegistryDep, SettingsDep
+from api.errors import ServiceUnavailableError, UnauthorizedError
+from api.metrics import render_metrics
+from db.engine import is_reachable
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/", summary="Service name, version, default model and links")
+def service_root(request: Request, settings: SettingsDep, registry: RegistryDep) -> dict[str, Any]:
+    """What this service is and where to go next."""
+    base = str(request.base_url).rstrip("/")
+    return {
+        "service": SERVICE_NAME,
+        "version": __version__,
+        "default_model": registry.default,
+        "models": registry.names(),
+        "links": {
+            "docs": f"{base}/docs",
+            "openapi": f"{base}/openapi.json",
+            "models": f"{base}/models",
+            "metrics": f"{base}/metrics",
+            "metadata": f"{base}/metadata",
+            "dashboard": settings.dashboard_url,
+        },
+    }
+
+
+@router.get("/health", summary="Liveness")
+def health() -> dict[str, str]:
+    """The process is up and answering."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="Readiness: database reachable and registry scanned")
+def ready(engine: EngineDep, registry: RegistryDep) -> dict[str, Any]:
+    """503 until the trace database answers and the model store has been scanned."""
+    if not is_reachable(engine):
+        raise ServiceUnavailableError("not ready: the trace database is not reachable")
+    return {
+        "status": "ready",
+        "database": "ok",
+        "registered_models": len(registry.names()),
+        "loaded_models": [entry.ref for entry in registry.loaded_entries()],
+    }
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def prometheus_metrics(request: Request, settings: SettingsDep) -> Response:
+    """Prometheus text format; with METRICS_TOKEN set, a bearer token is required."""
+    if settings.metrics_token is not None:
+        expected = f"Bearer {settings.metrics_token.get_secret_value()}"
+        if request.headers.get("authorization") != expected:
+            raise UnauthorizedError("metrics require 'Authorization: Bearer <METRICS_TOKEN>'")
+    body, content_type = render_metrics()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,142 @@
+"""Request and response schemas, as the OpenAPI docs show them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    problem: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a message naming the problem, the fields at fault, the request id."""
+
+    error: str
+    detail: list[ErrorDetail] | None = None
+    request_id: str | None = None
+
+
+class PredictRequest(BaseModel):
+    """One row as ``features`` or a batch as ``instances`` (tabular models)."""
+
+    features: dict[str, Any] | None = Field(default=None, description="one row of features")
+    instances: list[dict[str, Any]] | None = Field(default=None, description="a batch of rows")
+
+
+class LabelProbabilities(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+
+
+class PredictionResponse(BaseModel):
+    """The answer, the model that actually served it, and whether it was a fallback."""
+
+    request_id: str
+    model: str
+    version: str
+    requested_model: str
+    fallback: bool
+    fallback_reason: str | None
+    label: str | None = Field(default=None, description="single row or audio file")
+    probabilities: dict[str, float] | None = Field(default=None, description="single row")
+    count: int | None = Field(default=None, description="batch: number of rows")
+    predictions: list[LabelProbabilities] | None = Field(default=None, description="batch")
+    input: dict[str, Any] | None = Field(
+        default=None, description="audio: duration_seconds and the sample_rate used"
+    )
+    latency_ms: float
+
+
+class ModelVersionInfo(BaseModel):
+    version: str
+    status: str
+    error: str | None
+    task: str
+    framework: str
+    created_at: datetime
+    loaded_at: datetime | None
+    load_seconds: float | None
+    metrics: dict[str, float]
+
+
+class ModelSummary(BaseModel):
+    name: str
+    latest_version: str
+    status: str
+    is_default: bool
+    task: str
+    input_kind: str
+    labels: list[str]
+    description: str
+    metrics: dict[str, float]
+    versions: list[ModelVersionInfo]
+
+
+class ModelDetail(ModelSummary):
+    manifest: dict[str, Any]
+
+
+class ModelsResponse(BaseModel):
+    default_model: str | None
+    fallback_models: list[str]
+    models: list[ModelSummary]
+    problems: list[str]
+
+
+class ModelActionResponse(BaseModel):
+    model: str
+    status: str
+    message: str
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    role: str
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=8, max_length=256)
+    role: str = Field(default="viewer", pattern="^(admin|viewer)$")
+
+
+class UserPublic(BaseModel):
+    username: str
+    role: str
+    is_active: bool
+    created_at: datetime
+
+
+class PredictionRecord(BaseModel):
+    """One traced request, as stored."""
+
+    request_id: str
+    received_at: datetime
+    completed_at: datetime | None
+    model_requested: str
+    model_name: str | None
+    model_version: str | None
+    is_fallback: bool
+    fallback_reason: str | None
+    outcome: str
+    input_kind: str
+    rows: int
+    input: Any
+    output: Any
+    label: str | None
+    error: str | None
+    latency_ms: float | None
+
+
+class PredictionPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[PredictionRecord]

@@ -1,0 +1,93 @@
+"""Every setting, read from the environment or ``.env`` (documented in ``.env.example``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "replace-me"}
+# NOTE: only ever used with ENV=dev|test, where tokens need not survive a restart.
+DEV_SECRET_KEY = "dev-only-secret-key-never-use-in-production"
+
+
+class Settings(BaseSettings):
+    """Service configuration; init kwargs > environment > ``.env`` > defaults."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    """dev and test allow a built-in secret key; test swaps every runtime for a mock."""
+    host: str = "127.0.0.1"
+    """Interface ``python -m api`` listens on (0.0.0.0 in containers)."""
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
+    """uvicorn worker processes; metrics are aggregated across them."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    database_url: str = "sqlite:///data/traces.db"
+    """SQLite file (default) or PostgreSQL (``postgresql://user:pass@host/db``)."""
+    models_dir: Path = Path("models")
+    default_model: str | None = "attrition-logreg"
+    """Model served by ``POST /predict``: ``name`` or ``name@version``."""
+    fallback_model: str = "attrition-gbm"
+    """Comma-separated models; the one of the failing model's task serves in its place."""
+    max_loaded_models: int = Field(default=4, ge=0)
+    """Least recently used models are unloaded beyond this many (0: no limit)."""
+    preload_models: str = ""
+    """Comma-separated models loaded at start, so that no request waits for them."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    secret_key: SecretStr | None = None
+    """Signs the JWTs; required outside ENV=dev|test."""
+    access_token_minutes: int = Field(default=60, ge=1)
+    admin_username: str | None = None
+    admin_password: SecretStr | None = None
+    """With ADMIN_USERNAME: this admin is created (or its password reset) at start."""
+    metrics_token: SecretStr | None = None
+    """When set, ``/metrics`` requires ``Authorization: Bearer <token>``."""
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_audio_seconds: float = Field(default=30.0, gt=0)
+    max_batch_rows: int = Field(default=1000, ge=1)
+    dashboard_url: str = "http://localhost:8501"
+    """Where the Streamlit dashboard is, for the links on ``GET /``."""
+    git_commit: str = "unknown"
+    """The deployed commit, shown by ``/metadata`` (set by the image build)."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg3(cls, url: str) -> str:
+        # Hosted PostgreSQL URLs come as postgres:// or postgresql://; psycopg 3 is the driver.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url.removeprefix(prefix)
+        return url
+
+    @model_validator(mode="after")
+    def _require_real_secret_in_prod(self) -> Settings:
+        secret = self.secret_key.get_secret_value() if self.secret_key else ""
+        if self.env == "prod" and secret.strip().lower() in _PLACEHOLDER_SECRETS:
+            raise ValueError("SECRET_KEY must be set to a real secret when ENV=prod")
+        if self.admin_username and not self.admin_password:
+            raise ValueError("ADMIN_USERNAME is set but ADMIN_PASSWORD is not")
+        return self
+
+    @property
+    def jwt_secret(self) -> str:
+        return self.secret_key.get_secret_value() if self.secret_key else DEV_SECRET_KEY
+
+    @property
+    def fallback_models(self) -> list[str]:
+        return _split_list(self.fallback_model)
+
+    @property
+    def preloaded_models(self) -> list[str]:
+        return _split_list(self.preload_models)
+
+    @property
+    def uses_mock_runtimes(self) -> bool:
+        return self.env == "test"
+
+
+def _split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
