@@ -14,7 +14,7 @@ from sqlmodel import Session
 from api import SERVICE_NAME, __version__
 from api.errors import register_error_handlers
 from api.logs import configure_logging
-from api.metrics import PrometheusListener, instrument_http, mark_worker_exited
+from api.metrics import HttpMetricsMiddleware, PrometheusListener, mark_worker_exited
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from api.openapi import install_openapi
 from api.prediction import PredictionService
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.started_monotonic = time.monotonic()
     register_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    instrument_http(app)
+    app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every response gets its id
     for module in (service, predict, models, metadata, predictions, auth):
         app.include_router(module.router)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from fastapi import FastAPI
+import time
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -20,8 +21,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_fastapi_instrumentator import Instrumentator
-from prometheus_fastapi_instrumentator import metrics as http_metrics
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ml.manifest import ModelManifest
 
@@ -69,6 +69,19 @@ MODELS_LOADED = Gauge(
     namespace=NAMESPACE,
     multiprocess_mode="livemax",
 )
+HTTP_REQUESTS = Counter(
+    "http_requests",
+    "HTTP requests by method, route template and status.",
+    ["method", "handler", "status"],
+    namespace=NAMESPACE,
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time from request to response start, by method and route template.",
+    ["method", "handler"],
+    namespace=NAMESPACE,
+    buckets=_LATENCY_BUCKETS,
+)
 FALLBACKS = Counter(
     "fallbacks",
     "Requests served by a fallback model in place of the one asked for.",
@@ -94,17 +107,42 @@ class PrometheusListener:
         FALLBACKS.labels(requested.name, served.name, served.version).inc()
 
 
-def instrument_http(app: FastAPI) -> None:
-    """Count HTTP requests by route template, method and status, and time them."""
-    instrumentator = Instrumentator(
-        should_group_status_codes=False,
-        excluded_handlers=["/metrics"],
-    )
-    instrumentator.add(http_metrics.requests(metric_namespace=NAMESPACE))
-    instrumentator.add(
-        http_metrics.latency(metric_namespace=NAMESPACE, buckets=_LATENCY_BUCKETS)
-    )
-    instrumentator.instrument(app)
+class HttpMetricsMiddleware:
+    """Counts and times HTTP requests by the matched route's template (bounded labels).
+
+    NOTE: hand-written rather than prometheus-fastapi-instrumentator, which matches every
+    route again and builds Request and Response objects per request: measured at a fifth of
+    this service's tabular throughput. The router already records the route in the scope.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                handler = _route_template(scope)
+                if handler != "/metrics":
+                    method = scope["method"]
+                    HTTP_LATENCY.labels(method, handler).observe(time.perf_counter() - started)
+                    HTTP_REQUESTS.labels(method, handler, str(status)).inc()
+            await send(message)
+
+        await self.app(scope, receive, send_and_observe)
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    # Unmatched paths share one label, so scanning for URLs cannot grow the series.
+    return getattr(route, "path", None) or "unmatched"
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -31,6 +31,7 @@ class Outcome(StrEnum):
     PENDING = "pending"
     OK = "ok"
     INVALID_INPUT = "invalid_input"
+    NOT_FOUND = "not_found"
     UNAVAILABLE = "unavailable"
     ERROR = "error"
 

@@ -13,7 +13,7 @@ import queue
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -127,14 +127,14 @@ class TraceWriter:
         _settle(pending, error)
 
     def _commit(self, starts: dict[str, TraceStart], ends: list[TraceEnd]) -> None:
-        new_rows = {request_id: asdict(start) for request_id, start in starts.items()}
+        new_rows = {request_id: _fields(start) for request_id, start in starts.items()}
         updates = []
         for end in ends:
             row = new_rows.get(end.request_id)
             if row is not None:
-                row.update(asdict(end))  # started and ended in one batch: one INSERT
+                row.update(_fields(end))  # started and ended in one batch: one INSERT
             else:
-                updates.append({**asdict(end), "b_request_id": end.request_id})
+                updates.append({**_fields(end), "b_request_id": end.request_id})
         with self._engine.begin() as connection:
             if new_rows:
                 rows = [_with_outcome(row) for row in new_rows.values()]
@@ -149,6 +149,11 @@ _UPDATE_END = (
     .where(_TABLE.c.request_id == bindparam("b_request_id"))
     .values({name: bindparam(name) for name in _END_FIELDS})
 )
+
+
+def _fields(record: TraceStart | TraceEnd) -> dict[str, Any]:
+    # Shallow on purpose: dataclasses.asdict deep-copies the input, a cost on every request.
+    return {name: getattr(record, name) for name in record.__slots__}
 
 
 def _with_outcome(row: dict[str, Any]) -> dict[str, Any]:

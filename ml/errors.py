@@ -18,3 +18,8 @@ class InvalidInputError(MLError):
 
 class ModelRuntimeError(MLError):
     """The model failed while predicting on a valid input."""
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message`` for logs, traces and fallback reasons."""
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from ml.errors import describe_error
 from ml.manifest import ModelManifest
 from ml.runtime import ModelRuntime
 from registry.errors import (
@@ -206,12 +207,18 @@ class ModelRegistry:
             return await self._serve_fallback(entry, f"{entry.ref} failed to load: {error}", set())
         return ServedModel(runtime, entry.manifest)
 
-    async def fallback_after_failure(self, served: ServedModel, reason: str) -> ServedModel:
-        """The next model that can serve after ``served`` failed on a request."""
-        requested = self.entry(served.requested.ref)
+    async def fallback_after_failure(
+        self, served: ServedModel, reason: str, tried: set[str]
+    ) -> ServedModel:
+        """The next model that can serve after ``served`` failed on a request.
+
+        ``tried`` collects every model that already failed this request, so a chain of
+        failing fallbacks ends in ``ModelUnavailableError`` instead of going round.
+        """
         failed = self.entry(served.manifest.ref)
         failed.error = reason
-        return await self._serve_fallback(requested, reason, {failed.ref})
+        tried.add(failed.ref)
+        return await self._serve_fallback(self.entry(served.requested.ref), reason, tried)
 
     async def _serve_fallback(
         self, requested: ModelEntry, reason: str, excluded: set[str]
@@ -272,7 +279,7 @@ class ModelRegistry:
             runtime.load()
             runtime.warm_up()
         except Exception as error:
-            message = str(error) if isinstance(error, ModelLoadError) else _describe(error)
+            message = str(error) if isinstance(error, ModelLoadError) else describe_error(error)
             logger.exception("Model %s failed to load", entry.ref)
             entry.status, entry.error = ModelStatus.FAILED, message
             if self._listener is not None:
@@ -364,7 +371,3 @@ class ModelRegistry:
                 self.entry(ref)
             except RegistryError as error:
                 logger.error("Configured model %r is not usable: %s", ref, error)
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
