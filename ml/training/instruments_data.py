@@ -1,0 +1,129 @@
+"""Rendered clips for training: the split, mel power precomputation, the committed eval set."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ml import features
+from ml.training.render_instruments import (INSTRUMENTS, SAMPLE_RATE, TRAIN_SOUNDFONT,
+                                            VALIDATION_SOUNDFONT, ClipRecord)
+
+logger = logging.getLogger(__name__)
+
+CLIP_SECONDS = 2.0
+EVAL_VELOCITY = 80
+EVAL_CLIPS_PER_CLASS = 2
+
+
+@dataclass
+class ClipSet:
+    """Clips with their mel power (n, n_mels, frames) and integer targets."""
+
+    root: Path
+    records: list[ClipRecord]
+    power: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), np.float32))
+    targets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+@dataclass
+class Split:
+    labels: list[str]
+    heldout_every: int
+    train: ClipSet
+    heldout: ClipSet
+    validation: ClipSet
+
+    def load(self, loader: Callable[[list[ClipRecord]], ClipSet]) -> None:
+        self.train = loader(self.train.records)
+        self.heldout = loader(self.heldout.records)
+        self.validation = loader(self.validation.records)
+
+
+def is_heldout(record: ClipRecord, every: int) -> bool:
+    """Every ``every``-th semitone from the bottom of the range, starting with the 3rd."""
+    low = next(i.low for i in INSTRUMENTS if i.label == record.label)
+    return (record.note - low) % every == 2 % every
+
+
+def split_records(records: Sequence[ClipRecord], labels: Sequence[str], heldout_every: int
+                  ) -> Split:
+    wanted = [r for r in records if r.label in labels]
+    train = [r for r in wanted if r.soundfont == TRAIN_SOUNDFONT
+             and not is_heldout(r, heldout_every)]
+    heldout = [r for r in wanted if r.soundfont == TRAIN_SOUNDFONT
+               and is_heldout(r, heldout_every)]
+    validation = [r for r in wanted if r.soundfont == VALIDATION_SOUNDFONT]
+    root = Path(".")
+    return Split(list(labels), heldout_every, ClipSet(root, train), ClipSet(root, heldout),
+                 ClipSet(root, validation))
+
+
+def read_clip(path: Path) -> np.ndarray:
+    import soundfile
+
+    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    mono = features.resample(features.to_mono(samples), rate, SAMPLE_RATE)
+    return features.fit_length(mono, int(CLIP_SECONDS * SAMPLE_RATE))
+
+
+def load_clips(root: Path, records: Sequence[ClipRecord], labels: Sequence[str],
+               params: features.FeatureParams, chunk: int = 256) -> ClipSet:
+    """Read clips and compute their mel power with the serving code's own functions."""
+    index = {label: i for i, label in enumerate(labels)}
+    targets = np.array([index[r.label] for r in records], dtype=np.int64)
+    if not records:
+        return ClipSet(root, [], targets=targets)
+    windows = features.peak_normalise(np.stack([read_clip(root / r.file) for r in records]))
+    power = np.concatenate([
+        features.mel_power(windows[start:start + chunk], SAMPLE_RATE, params)
+        for start in range(0, len(windows), chunk)
+    ])
+    return ClipSet(root, list(records), power, targets)
+
+
+def evaluation_set_records(records: Sequence[ClipRecord], labels: Sequence[str]
+                           ) -> list[ClipRecord]:
+    """Per class, mid-velocity notes at a third and two thirds up the rendered range."""
+    chosen = []
+    for label in labels:
+        by_pitch = sorted((r for r in records if r.label == label), key=_pitch)
+        candidates = [r for r in by_pitch if r.velocity == EVAL_VELOCITY] or by_pitch
+        if not candidates:
+            continue
+        for k in range(1, EVAL_CLIPS_PER_CLASS + 1):
+            position = k * len(candidates) // (EVAL_CLIPS_PER_CLASS + 1)
+            if candidates[position] not in chosen:
+                chosen.append(candidates[position])
+    return chosen
+
+
+def _pitch(record: ClipRecord) -> tuple[int, int]:
+    return record.note, record.velocity
+
+
+def write_evaluation_set(root: Path, records: Sequence[ClipRecord], out_dir: Path) -> Path:
+    """FLAC copies of ``records`` and ``labels.csv`` (file, label), small enough to commit."""
+    import soundfile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.flac"):
+        stale.unlink()
+    rows = []
+    for record in records:
+        name = Path(record.file).with_suffix(".flac").name
+        samples = read_clip(root / record.file)
+        soundfile.write(str(out_dir / name), samples, SAMPLE_RATE, subtype="PCM_16")
+        rows.append((name, record.label))
+    labels_path = out_dir / "labels.csv"
+    with labels_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "label"])
+        writer.writerows(rows)
+    logger.info("wrote %d evaluation clips to %s", len(rows), out_dir)
+    return labels_path
