@@ -1,0 +1,44 @@
+# Futurisys ML Deploy. `make run` and `make test` do all first-time set-up themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+REQUIREMENTS := requirements.txt requirements-dev.txt requirements-train.txt
+
+.DEFAULT_GOAL := help
+.PHONY: help install migrate run api test lint train train-attrition validate-models bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+# Re-install only when a requirements file changed.
+$(INSTALLED): $(REQUIREMENTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(INSTALLED)  ## virtualenv and every Python dependency
+
+migrate: install  ## bring the database of DATABASE_URL to the latest schema
+	$(BIN)/python -m api.manage migrate
+
+run: install migrate  ## API on :8000 (SQLite, bundled models)
+	$(BIN)/python -m api
+
+test: install lint  ## lint, then the whole suite with coverage
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml
+
+lint: install  ## flake8
+	$(BIN)/flake8
+
+train-attrition: install  ## retrain the attrition models into models/
+	$(BIN)/python -m ml.training.attrition --models-dir models
+
+train: train-attrition  ## retrain every bundled model
+
+validate-models: install  ## check every manifest and artifact hash
+	$(BIN)/python -m registry validate
+
+clean:  ## remove the virtualenv, local database and caches
+	rm -rf $(VENV) data .pytest_cache .coverage coverage.xml htmlcov

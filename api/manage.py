@@ -1,0 +1,56 @@
+"""``python -m api.manage``: migrate the database, create users (reads the same settings)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from sqlmodel import Session
+
+from api.logs import configure_logging
+from api.security import hash_password
+from api.settings import Settings
+from db.engine import make_engine
+from db.migrate import upgrade_to_head
+from db.tables import Role
+from db.users import UserExistsError, create_user
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api.manage", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="bring DATABASE_URL to the latest schema")
+    add_user = commands.add_parser("create-user", help="create an admin or a viewer")
+    add_user.add_argument("username")
+    add_user.add_argument("--role", choices=[role.value for role in Role], default=Role.VIEWER)
+    add_user.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    args = parser.parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level)
+    upgrade_to_head(settings.database_url)
+    if args.command == "create-user":
+        return _create_user(settings, args.username, Role(args.role), args.password_stdin)
+    return 0
+
+
+def _create_user(settings: Settings, username: str, role: Role, from_stdin: bool) -> int:
+    password = sys.stdin.readline().rstrip("\n") if from_stdin else getpass.getpass("Password: ")
+    if len(password) < 8:
+        print("the password must have at least 8 characters", file=sys.stderr)
+        return 2
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        try:
+            create_user(session, username, hash_password(password), role)
+        except UserExistsError as error:
+            print(error, file=sys.stderr)
+            return 1
+    print(f"created {role} '{username}'")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
