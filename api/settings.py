@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     """Where the Streamlit dashboard is, for the links on ``GET /``."""
     git_commit: str = "unknown"
     """The deployed commit, shown by ``/metadata`` (set by the image build)."""
+    trace_storage: str = "local"
+    """Whether traces outlive a restart, shown by ``/metadata``: ``local`` (a file on this
+    machine), ``persistent`` (a mounted volume), ``ephemeral`` (wiped on restart, as a Space's
+    disk without persistent storage) or ``external`` (a database server); set by
+    ``deploy/start.sh``."""
 
     @field_validator("database_url")
     @classmethod

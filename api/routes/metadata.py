@@ -33,6 +33,7 @@ def metadata(
         "default_model": registry.default,
         "fallback_models": registry.fallbacks,
         "database": make_url(settings.database_url).get_backend_name(),
+        "trace_storage": settings.trace_storage,
         "uptime_seconds": round(time.monotonic() - request.app.state.started_monotonic, 3),
         "registry": {
             "models": len(registry.names()),
