@@ -15,7 +15,7 @@ def make_engine(database_url: str) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         return create_engine(
-            url, pool_pre_ping=True, pool_size=10, max_overflow=10, json_serializer=_to_json
+            url, pool_pre_ping=True, pool_size=10, max_overflow=10, json_serializer=_to_jsonb
         )
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +31,23 @@ def make_engine(database_url: str) -> Engine:
 def _to_json(value: Any) -> str:
     # orjson: several times faster than json.dumps on every traced input and output.
     return orjson.dumps(value).decode()
+
+
+def _to_jsonb(value: Any) -> str:
+    # PostgreSQL's jsonb cannot hold U+0000, which JSON allows; an audit row must still be
+    # written, so the rare input that has one is stored with U+FFFD in its place.
+    text = _to_json(value)
+    return _to_json(_without_nul(value)) if "\\u0000" in text else text
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

