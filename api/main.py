@@ -18,7 +18,7 @@ from api.metrics import HttpMetricsMiddleware, PrometheusListener, mark_worker_e
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from api.openapi import install_openapi
 from api.prediction import PredictionService
-from api.routes import auth, metadata, models, predict, predictions, service
+from api.routes import auth, evaluation, metadata, models, predict, predictions, service
 from api.security import ensure_admin
 from api.settings import Settings
 from db.engine import make_engine
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every response gets its id
-    for module in (service, predict, models, metadata, predictions, auth):
+    for module in (service, predict, models, evaluation, metadata, predictions, auth):
         app.include_router(module.router)
     install_openapi(app)
     return app
