@@ -15,7 +15,7 @@ from sqlmodel import Session
 from api.deps import SessionDep, SettingsDep
 from api.errors import ForbiddenError, UnauthorizedError
 from db.tables import Role, User
-from db.users import create_user, get_user, set_password
+from db.users import UserExistsError, create_user, get_user, set_password
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +50,22 @@ def create_access_token(user: User, secret: str, minutes: int) -> str:
 
 
 def ensure_admin(session: Session, username: str, password: str) -> None:
-    """Create the admin named by ADMIN_USERNAME, or reset its password and role."""
+    """Create the admin named by ADMIN_USERNAME, or reset its password and role.
+
+    Several workers run this at the same start; the one that loses the race to create
+    the user finds it made by another and goes on.
+    """
     user = get_user(session, username)
     if user is None:
-        create_user(session, username, hash_password(password), Role.ADMIN)
-        logger.info("Created admin user %r", username)
-    elif not _password_hash.verify(password, user.hashed_password) or user.role != Role.ADMIN:
+        try:
+            create_user(session, username, hash_password(password), Role.ADMIN)
+            logger.info("Created admin user %r", username)
+            return
+        except UserExistsError:
+            user = get_user(session, username)
+    if user is not None and (
+        user.role != Role.ADMIN or not _password_hash.verify(password, user.hashed_password)
+    ):
         set_password(session, user, hash_password(password), Role.ADMIN)
         logger.info("Reset password and role of admin user %r", username)
 

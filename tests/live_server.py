@@ -29,6 +29,7 @@ class LiveServer:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    env: dict[str, str]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -59,7 +60,7 @@ def live_api(workdir: Path, env: dict[str, str], *, timeout: float = 60.0) -> It
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path, environment)
     try:
         _wait_until_healthy(server, timeout)
         yield server

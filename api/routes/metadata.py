@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ def metadata(
         "database": make_url(settings.database_url).get_backend_name(),
         "trace_storage": settings.trace_storage,
         "uptime_seconds": round(time.monotonic() - request.app.state.started_monotonic, 3),
+        "worker_pid": os.getpid(),
         "registry": {
             "models": len(registry.names()),
             "versions": len(entries),

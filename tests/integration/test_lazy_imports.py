@@ -1,0 +1,54 @@
+"""Starting the app and serving a tabular prediction imports neither torch nor librosa."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import ROOT, attrition_example
+
+_PROGRAM = """
+import json, sys
+from fastapi.testclient import TestClient
+from api.main import create_app
+from api.settings import Settings
+
+settings = Settings(_env_file=None, env="dev", database_url=sys.argv[1], models_dir=sys.argv[2])
+with TestClient(create_app(settings)) as client:
+    startup_modules = set(sys.modules)
+    reply = client.post("/predict", json={"features": json.loads(sys.argv[3])})
+def roots(modules):
+    return sorted({name.split(".")[0] for name in modules})
+
+print(json.dumps({
+    "status": reply.status_code,
+    "model": reply.json().get("model"),
+    "heavy_at_start": [m for m in roots(startup_modules) if m in {"torch", "librosa", "sklearn"}],
+    "heavy_after": [m for m in roots(sys.modules) if m in {"torch", "librosa", "numba"}],
+}))
+"""
+
+
+def test_tabular_serving_never_imports_torch_or_librosa(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _PROGRAM,
+            f"sqlite:///{tmp_path / 'traces.db'}",
+            str(ROOT / "models"),
+            json.dumps(attrition_example()),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert (result["status"], result["model"]) == (200, "attrition-logreg")
+    # Start-up reads manifests only: not even scikit-learn is imported before a request.
+    assert result["heavy_at_start"] == []
+    assert result["heavy_after"] == []
