@@ -21,8 +21,6 @@ logger = logging.getLogger(__name__)
 
 _ALGORITHM = "HS256"
 _password_hash = PasswordHash.recommended()
-# NOTE: verified against when the user does not exist, so timing does not tell names apart.
-_DUMMY_HASH = _password_hash.hash("dummy password for constant-time checks")
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
@@ -35,7 +33,8 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     """The active user with this name and password, else None."""
     user = get_user(session, username)
     if user is None:
-        _password_hash.verify(password, _DUMMY_HASH)
+        # Hash anyway, so that timing does not tell unknown names from wrong passwords.
+        _password_hash.hash(password)
         return None
     if not _password_hash.verify(password, user.hashed_password) or not user.is_active:
         return None

@@ -114,6 +114,19 @@ class Training(_Strict):
     cross_validation: dict[str, float] = Field(default_factory=dict)
 
 
+class CompiledModel(_Strict):
+    """An exact, pickle-free form of the model: its arithmetic as plain JSON numbers.
+
+    Derived from the fitted estimator at training time and proven equal to its
+    ``predict_proba`` on the held-out rows; serving it needs neither unpickling nor the
+    training framework.
+    """
+
+    kind: Literal["linear-logistic", "tree-ensemble"]
+    artifact: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class ModelManifest(_Strict):
     """Everything known about one version of one model."""
 
@@ -125,6 +138,8 @@ class ModelManifest(_Strict):
     description: str = ""
     artifact: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    compiled: CompiledModel | None = None
+    """Optional exact fast form of the same model (see ``CompiledModel``)."""
     architecture: str | None = None
     """For frameworks that store weights only: ``module:Class`` of the network code."""
     input: InputSchema
@@ -138,6 +153,13 @@ class ModelManifest(_Strict):
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def artifact_files(self) -> list[tuple[str, str]]:
+        """Every file of this version with its expected sha256."""
+        files = [(self.artifact, self.sha256)]
+        if self.compiled is not None:
+            files.append((self.compiled.artifact, self.compiled.sha256))
+        return files
 
 
 def read_manifest(path: Path) -> ModelManifest:

@@ -19,13 +19,14 @@ def sha256_file(path: Path) -> str:
 
 
 def verify_artifact(manifest: ModelManifest, model_dir: Path) -> None:
-    """Raise ``ModelLoadError`` unless the artifact exists and matches the manifest's sha256."""
-    path = model_dir / manifest.artifact
-    if not path.is_file():
-        raise ModelLoadError(f"artifact {manifest.artifact} of {manifest.ref} is missing")
-    actual = sha256_file(path)
-    if actual != manifest.sha256:
-        raise ArtifactHashMismatchError(
-            f"artifact {manifest.artifact} of {manifest.ref} has sha256 {actual[:12]}…, "
-            f"its manifest expects {manifest.sha256[:12]}…; refusing to load it"
-        )
+    """Raise ``ModelLoadError`` unless every artifact exists and matches its sha256."""
+    for artifact, expected in manifest.artifact_files():
+        path = model_dir / artifact
+        if not path.is_file():
+            raise ModelLoadError(f"artifact {artifact} of {manifest.ref} is missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ArtifactHashMismatchError(
+                f"artifact {artifact} of {manifest.ref} has sha256 {actual[:12]}…, "
+                f"its manifest expects {expected[:12]}…; refusing to load it"
+            )
