@@ -97,9 +97,6 @@ def space_env(workdir: Path, **overrides: str) -> dict[str, str]:
         "API_PORT": str(api_port),
         "DASHBOARD_PORT": str(dashboard_port),
     }
-    # TEMPORARY until dashboard/app.py lands
-    (workdir / "app.py").write_text("import streamlit as st\nst.write('dashboard')\n")
-    env["DASHBOARD_SCRIPT"] = str(workdir / "app.py")
     env.update(overrides)
     return env
 
