@@ -1,0 +1,27 @@
+"""The dashboard's entry point: ``streamlit run dashboard/app.py`` (``API_URL``: the API)."""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run` puts only this folder on sys.path; the `dashboard` package needs its parent.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from dashboard.ui import api_status_in_sidebar  # noqa: E402 (needs the path set above)
+
+PAGES = [
+    st.Page("views/overview.py", title="Overview", icon=":material/monitoring:", default=True),
+    st.Page("views/models.py", title="Models", icon=":material/inventory_2:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("views/predictions.py", title="Predictions", icon=":material/history:"),
+    st.Page("views/try_model.py", title="Try a model", icon=":material/science:"),
+]
+
+st.set_page_config(page_title="Futurisys ML Deploy", page_icon=":material/model_training:",
+                   layout="wide")
+page = st.navigation(PAGES)
+api_status_in_sidebar()
+page.run()

@@ -1,0 +1,134 @@
+"""Compare: models of one task on the same held-out data, to choose the default at a glance."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, comparison, ui
+from dashboard.api_client import ApiError
+
+logger = logging.getLogger(__name__)
+
+BEST_STYLE = "background-color: rgba(46, 125, 50, 0.25); font-weight: bold"
+
+
+def choose_models(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    tasks = sorted({model["task"] for model in models})
+    task = st.selectbox("Task", tasks, key="compare_task")
+    of_task = [model for model in models if model["task"] == task]
+    names = [model["name"] for model in of_task]
+    chosen = st.multiselect("Models", names, default=names, key=f"compare_models:{task}")
+    return [model for model in of_task if model["name"] in chosen]
+
+
+def load_evaluations(models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each model's evaluation; a model that cannot be evaluated is reported and left out."""
+    base_url = ui.settings().base_url
+    evaluations = {}
+    for model in models:
+        with st.spinner(f"Evaluating {model['name']} on the held-out set…"):
+            try:
+                evaluation = ui.evaluation(base_url, model["name"], model["latest_version"])
+            except ApiError as error:
+                ui.show_error(error, f"evaluate {model['name']}")
+                continue
+        evaluations[comparison.model_label(evaluation)] = evaluation
+    return evaluations
+
+
+def warn_about_the_data(evaluations: dict[str, dict[str, Any]]) -> None:
+    datasets = comparison.datasets(evaluations)
+    if len(datasets) > 1:
+        st.warning(f"These models were evaluated on different data ({', '.join(datasets)}): "
+                   "the comparison is not like for like.")
+    first = next(iter(evaluations.values()))
+    st.caption(f"Evaluated on `{first['dataset']}`: {first['samples']} samples. "
+               f"{first['dataset_description']}")
+    mocked = [model for model, e in evaluations.items() if e["runtime"] == "mock"]
+    if mocked:
+        st.warning(f"{', '.join(mocked)} ran on mock runtimes (ENV=test): the numbers are "
+                   "placeholders, not the models' quality.")
+
+
+def show_recommendation(table: pd.DataFrame, default_model: str | None) -> None:
+    advice = comparison.recommend(table, default_model)
+    if advice is None:
+        return
+    leads = (f"ties with {', '.join(advice.tied_with)} on" if advice.tied_with else "leads on")
+    text = (f"**{advice.model}** {leads} {advice.metric} ({advice.value:.3f}) and is best on "
+            f"{advice.wins} of {advice.compared_metrics} metrics.")
+    name = advice.model.split("@")[0]
+    if name == (default_model or "").split("@")[0]:
+        st.success(f"{text} It is the default model already.", icon=":material/verified:")
+    else:
+        st.info(f"{text} The default is `{default_model or 'none'}`: consider "
+                f"`DEFAULT_MODEL={name}`.", icon=":material/lightbulb:")
+
+
+def show_metrics_table(table: pd.DataFrame) -> None:
+    models = [column for column in table.columns if column != comparison.BEST_COLUMN]
+
+    def mark_best(row: pd.Series) -> list[str]:
+        best = comparison.best_models(row[models], str(row.name))
+        return [BEST_STYLE if column in best else "" for column in row.index]
+
+    styled = table.style.apply(mark_best, axis=1).format(precision=3, subset=models)
+    st.dataframe(styled)
+    st.caption("Highlighted: the best value of each metric (latency: lowest).")
+
+
+def show_error_analysis(evaluations: dict[str, dict[str, Any]]) -> None:
+    columns = st.columns(len(evaluations))
+    for column, (model, evaluation) in zip(columns, evaluations.items()):
+        column.plotly_chart(charts.confusion_chart(
+            evaluation["confusion_matrix"], evaluation["labels"], f"Confusion matrix: {model}"))
+    st.plotly_chart(charts.per_class_chart(comparison.per_class_frame(evaluations)))
+
+
+def show_agreement(evaluations: dict[str, dict[str, Any]]) -> None:
+    left, right = st.columns(2)
+    left.plotly_chart(charts.agreement_chart(comparison.agreement_matrix(evaluations)))
+    models = list(evaluations)
+    pair = models[:2]
+    if len(models) > 2:
+        picked = right.multiselect("Pair", models, default=pair, max_selections=2,
+                                   key="compare_pair")
+        pair = (picked + [model for model in models if model not in picked])[:2]
+    first, second = pair
+    breakdown = comparison.correctness_breakdown(evaluations[first], evaluations[second])
+    right.plotly_chart(charts.breakdown_chart(breakdown, f"{first} vs {second}: who is right"))
+
+
+def main() -> None:
+    st.title("Compare models")
+    api = ui.client()
+    listing = ui.fetch("list the models", api.models)
+    chosen = choose_models(listing["models"])
+    if len(chosen) < 2:
+        st.info("Choose two or more models of the task to compare them.")
+        st.stop()
+    evaluations = load_evaluations(chosen)
+    if len(evaluations) < 2:
+        st.warning("Fewer than two of these models could be evaluated: nothing to compare.")
+        st.stop()
+    warn_about_the_data(evaluations)
+    table = comparison.metrics_table(evaluations)
+    show_recommendation(table, listing["default_model"])
+    show_metrics_table(table)
+    st.plotly_chart(charts.quality_bars(table, comparison.QUALITY_METRICS))
+    roc = comparison.roc_frame(evaluations)
+    left, right = st.columns(2)
+    if not roc.empty:
+        left.plotly_chart(charts.roc_chart(roc))
+    right.plotly_chart(charts.latency_chart(comparison.latency_frame(evaluations)))
+    st.subheader("Errors")
+    show_error_analysis(evaluations)
+    st.subheader("Agreement on the same inputs")
+    show_agreement(evaluations)
+
+
+main()

@@ -1,0 +1,119 @@
+"""Models: the registry with status, versions, key metrics and manifest details."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, ui
+
+logger = logging.getLogger(__name__)
+
+# The metrics worth a column, in this order, when a model's manifest has them.
+KEY_METRICS = ["roc_auc", "accuracy", "f1", "macro_f1"]
+STATUS_ICONS = {"loaded": "🟢 loaded", "registered": "⚪ registered", "failed": "🔴 failed"}
+
+
+def registry_table(models: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for model in models:
+        row = {
+            "model": model["name"],
+            "default": "★" if model["is_default"] else "",
+            "task": model["task"],
+            "input": model["input_kind"],
+            "status": STATUS_ICONS.get(model["status"], model["status"]),
+            "latest": model["latest_version"],
+            "versions": len(model["versions"]),
+        }
+        row.update({metric: model["metrics"].get(metric) for metric in KEY_METRICS})
+        rows.append(row)
+    return pd.DataFrame(rows).dropna(axis="columns", how="all")
+
+
+def metrics_by_task(models: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+    """Per task, the manifest metrics every one of its models records."""
+    frames = {}
+    for task in sorted({model["task"] for model in models}):
+        of_task = [model for model in models if model["task"] == task]
+        shared = set.intersection(*(set(model["metrics"]) for model in of_task))
+        shown = [metric for metric in sorted(shared) if not metric.startswith("cv_")]
+        frames[task] = pd.DataFrame([
+            {"model": model["name"], "metric": metric, "value": model["metrics"][metric]}
+            for model in of_task for metric in shown
+        ], columns=["model", "metric", "value"])
+    return frames
+
+
+def show_versions(detail: dict[str, Any]) -> None:
+    versions = pd.DataFrame(detail["versions"])
+    columns = ["version", "status", "framework", "created_at", "loaded_at", "load_seconds",
+               "error"]
+    st.dataframe(versions[[c for c in columns if c in versions]], hide_index=True)
+
+
+def show_input_schema(manifest: dict[str, Any]) -> None:
+    schema = manifest["input"]
+    if schema["kind"] == "tabular":
+        features = pd.DataFrame(schema["features"])
+        if "categories" in features:
+            features["categories"] = features["categories"].apply(
+                lambda values: ", ".join(values) if isinstance(values, list) else "")
+        st.dataframe(features, hide_index=True)
+    else:
+        st.markdown(f"Audio: {', '.join(schema['formats'])}, resampled to "
+                    f"{schema['sample_rate']} Hz, {schema['clip_seconds']:g} s windows")
+        st.json(schema["features"], expanded=False)
+
+
+def show_manifest(manifest: dict[str, Any]) -> None:
+    output = manifest["output"]
+    st.markdown(
+        f"**Framework:** `{manifest['framework']}` · **artifact:** `{manifest['artifact']}` "
+        f"(sha256 `{manifest['sha256'][:12]}…`) · **labels:** {', '.join(output['labels'])}"
+        + (f" · **decision threshold:** {output['decision_threshold']:.3f} on "
+           f"`{output['positive_label']}`" if output.get("decision_threshold") is not None
+           else "")
+    )
+    training = manifest["training"]
+    st.markdown(f"**Trained on:** {training['data']['source']} "
+                f"({training['data'].get('rows') or '?'} rows) by `{training['code']}`")
+    with st.expander("Input schema"):
+        show_input_schema(manifest)
+    with st.expander("Evaluations recorded at training"):
+        for evaluation in manifest["evaluations"]:
+            st.markdown(f"**{evaluation['dataset']}** ({evaluation['samples']} samples): "
+                        f"{evaluation['description']}")
+            st.dataframe(pd.DataFrame([evaluation["metrics"]]), hide_index=True)
+    with st.expander("Training parameters"):
+        st.json(training["parameters"], expanded=False)
+    with st.expander("Full manifest"):
+        st.json(manifest, expanded=False)
+
+
+def main() -> None:
+    st.title("Models")
+    api = ui.client()
+    listing = ui.fetch("list the models", api.models)
+    models = listing["models"]
+    if not models:
+        st.warning("The model store holds no model: check MODELS_DIR.")
+        st.stop()
+    st.dataframe(registry_table(models), hide_index=True)
+    for task, frame in metrics_by_task(models).items():
+        if not frame.empty:
+            st.plotly_chart(charts.headline_metrics_chart(frame).update_layout(
+                title=f"{task}: held-out metrics recorded at training"))
+    st.subheader("Details")
+    names = [model["name"] for model in models]
+    name = st.selectbox("Model", names, key="models_detail")
+    detail = ui.fetch(f"read model {name}", lambda: api.model(name))
+    st.markdown(detail["description"] or "_No description._")
+    show_versions(detail)
+    show_manifest(detail["manifest"])
+
+
+main()
