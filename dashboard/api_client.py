@@ -45,7 +45,7 @@ class ApiClient:
 
     def __init__(
         self, base_url: str, *, timeout: float = 10.0, evaluation_timeout: float = 300.0,
-        metrics_token: str | None = None,
+        metrics_token: str | None = None, transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.evaluation_timeout = evaluation_timeout
@@ -54,7 +54,7 @@ class ApiClient:
         )
         # Idle connections are dropped well before uvicorn's 5 s keep-alive timeout: reusing
         # one the server is closing fails the request ("Server disconnected").
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
                                   limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS))
 
     def close(self) -> None:

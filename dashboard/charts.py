@@ -36,8 +36,8 @@ def quality_bars(table: pd.DataFrame, metrics: Sequence[str]) -> go.Figure:
 
 
 def roc_chart(points: pd.DataFrame) -> go.Figure:
-    figure = px.line(points, x="false positive rate", y="true positive rate", color="model",
-                     line_shape="hv")
+    # Straight segments: tied scores move the curve diagonally, as the AUC integrates it.
+    figure = px.line(points, x="false positive rate", y="true positive rate", color="model")
     figure.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
     figure.update_xaxes(range=[0, 1], constrain="domain")
     figure.update_yaxes(range=[0, 1.01], scaleanchor="x", scaleratio=1)
@@ -62,8 +62,9 @@ def per_class_chart(frame: pd.DataFrame) -> go.Figure:
 
 
 def latency_chart(frame: pd.DataFrame) -> go.Figure:
-    figure = px.bar(frame, x="model", y="ms", color="statistic", barmode="group",
-                    text_auto=".3g", labels={"ms": "milliseconds per sample"})
+    # Log scale: a compiled linear model and a boosted ensemble are orders of magnitude apart.
+    figure = px.bar(frame, x="model", y="ms", color="statistic", barmode="group", log_y=True,
+                    text_auto=".3g", labels={"ms": "milliseconds per sample (log scale)"})
     return _tidy(figure, "Model latency per sample (lower is better)")
 
 

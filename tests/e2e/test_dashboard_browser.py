@@ -1,0 +1,146 @@
+"""The dashboard served for real and opened in headless Chromium: the Compare page's charts.
+
+Runs the API on the committed attrition models (real runtimes, so the screenshot shows the real
+comparison), ``streamlit run dashboard/app.py`` as ``make run`` does, and Debian's chromium
+through chromium-driver (``apt-get install chromium chromium-driver``; no downloaded browser).
+The screenshot is saved as ``artifacts/dashboard-compare.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.live_server import ROOT, LiveServer, free_port, live_api
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (shutil.which("chromium") and shutil.which("chromedriver")),
+        reason="needs Debian's chromium and chromium-driver "
+               "(apt-get install -y chromium chromium-driver)",
+    ),
+]
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (requirements-dev)")
+from selenium.webdriver.common.by import By  # noqa: E402 (after the skip above)
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+ARTIFACTS = ROOT / "artifacts"
+SCREENSHOT = ARTIFACTS / "dashboard-compare.png"
+ATTRITION = ("attrition-logreg", "attrition-gbm")
+# Quality bars, ROC, latency, two confusion matrices, per class, agreement, who-is-right.
+COMPARE_CHARTS = 8
+PAGE_TIMEOUT = 120  # first evaluations of both models included
+WINDOW = (1600, 3600)  # tall enough for the whole Compare page in one screenshot
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    workdir = tmp_path_factory.mktemp("browser-api")
+    store = workdir / "models"
+    for name in ATTRITION:
+        shutil.copytree(ROOT / "models" / name, store / name)
+    shutil.copytree(ROOT / "models" / "_evaluation" / "employee-attrition",
+                    store / "_evaluation" / "employee-attrition")
+    env = {
+        "ENV": "dev",
+        "DATABASE_URL": f"sqlite:///{workdir / 'traces.db'}",
+        "MODELS_DIR": str(store),
+        # One OpenMP thread: the boosted model's per-row calls otherwise spin-wait for
+        # seconds on a busy 2-core runner while it is evaluated row by row.
+        "OMP_NUM_THREADS": "1",
+    }
+    with live_api(workdir, env) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def dashboard(api: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` on a free port, pointed at the live API."""
+    workdir = tmp_path_factory.mktemp("browser-dashboard")
+    port = free_port()
+    streamlit = Path(sys.executable).with_name("streamlit")
+    command = [str(streamlit), "run", str(ROOT / "dashboard" / "app.py"),
+               "--server.port", str(port), "--server.address", "127.0.0.1",
+               "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none"]
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir), "API_URL": api.url}
+    log_path = workdir / "dashboard.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(url, process, log_path)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}:\n"
+                               f"{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1.0).text == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"streamlit did not start:\n{log_path.read_text(errors='replace')}")
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or ""
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+        options.add_argument(argument)
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _rendered_charts(driver: webdriver.Chrome) -> int:
+    """Plotly charts whose SVG is drawn."""
+    return len(driver.find_elements(By.CSS_SELECTOR,
+                                    "[data-testid='stPlotlyChart'] .js-plotly-plot .main-svg"))
+
+
+def test_compare_page_renders_its_charts(dashboard: str, browser: webdriver.Chrome) -> None:
+    browser.get(f"{dashboard}/compare")
+
+    WebDriverWait(browser, PAGE_TIMEOUT, poll_frequency=0.5).until(
+        lambda driver: _rendered_charts(driver) >= COMPARE_CHARTS
+    )
+    time.sleep(1)  # let plotly finish its transitions before the screenshot
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOT))
+
+    page = browser.find_element(By.TAG_NAME, "body").text
+    assert "Compare models" in page
+    assert "leads on roc_auc" in page
+    assert "ROC curves" in page and "Confusion matrix: attrition-gbm@1" in page
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+    assert SCREENSHOT.stat().st_size > 10_000
