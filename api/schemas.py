@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorDetail(BaseModel):
@@ -102,6 +102,14 @@ class TokenResponse(BaseModel):
 
 
 class UserCreate(BaseModel):
+    """A new user of the history (viewer) or of the admin routes (admin)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"username": "alice", "password": "a long passphrase", "role": "viewer"}]
+        }
+    )
+
     username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=256)
     role: str = Field(default="viewer", pattern="^(admin|viewer)$")
