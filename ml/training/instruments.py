@@ -43,7 +43,7 @@ RENDER_SCRIPT = "ml/training/render_instruments.py"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 100
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-3
