@@ -51,7 +51,7 @@ def confusion_chart(
                        color_continuous_scale="Blues",
                        labels={"x": "predicted", "y": "true", "color": "samples"})
     figure.update_coloraxes(showscale=False)
-    return _tidy(figure, title, height=320)
+    return _tidy(figure, title, height=max(320, 120 + 40 * len(labels)))
 
 
 def per_class_chart(frame: pd.DataFrame) -> go.Figure:

@@ -54,19 +54,24 @@ def warn_about_the_data(evaluations: dict[str, dict[str, Any]]) -> None:
                    "placeholders, not the models' quality.")
 
 
-def show_recommendation(table: pd.DataFrame, default_model: str | None) -> None:
+def show_recommendation(table: pd.DataFrame, default_model: str | None,
+                        task_models: list[str]) -> None:
+    """Who should be the default, said against the current default when it is of this task."""
     advice = comparison.recommend(table, default_model)
     if advice is None:
         return
     leads = (f"ties with {', '.join(advice.tied_with)} on" if advice.tied_with else "leads on")
     text = (f"**{advice.model}** {leads} {advice.metric} ({advice.value:.3f}) and is best on "
             f"{advice.wins} of {advice.compared_metrics} metrics.")
-    name = advice.model.split("@")[0]
-    if name == (default_model or "").split("@")[0]:
+    name, default_name = advice.model.split("@")[0], (default_model or "").split("@")[0]
+    if name == default_name:
         st.success(f"{text} It is the default model already.", icon=":material/verified:")
+    elif default_name in task_models:
+        st.info(f"{text} The default is `{default_model}`: consider `DEFAULT_MODEL={name}`.",
+                icon=":material/lightbulb:")
     else:
-        st.info(f"{text} The default is `{default_model or 'none'}`: consider "
-                f"`DEFAULT_MODEL={name}`.", icon=":material/lightbulb:")
+        st.info(f"{text} The default model serves another task: ask for this one as "
+                f"`POST /predict/{name}`.", icon=":material/lightbulb:")
 
 
 def show_metrics_table(table: pd.DataFrame) -> None:
@@ -79,6 +84,17 @@ def show_metrics_table(table: pd.DataFrame) -> None:
     styled = table.style.apply(mark_best, axis=1).format(precision=3, subset=models)
     st.dataframe(styled)
     st.caption("Highlighted: the best value of each metric (latency: lowest).")
+
+
+def show_roc_and_latency(evaluations: dict[str, dict[str, Any]]) -> None:
+    latency = charts.latency_chart(comparison.latency_frame(evaluations))
+    roc = comparison.roc_frame(evaluations)
+    if roc.empty:  # more than two labels: no single ROC curve
+        st.plotly_chart(latency)
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(charts.roc_chart(roc))
+    right.plotly_chart(latency)
 
 
 def show_error_analysis(evaluations: dict[str, dict[str, Any]]) -> None:
@@ -117,14 +133,10 @@ def main() -> None:
         st.stop()
     warn_about_the_data(evaluations)
     table = comparison.metrics_table(evaluations)
-    show_recommendation(table, listing["default_model"])
+    show_recommendation(table, listing["default_model"], [model["name"] for model in chosen])
     show_metrics_table(table)
     st.plotly_chart(charts.quality_bars(table, comparison.QUALITY_METRICS))
-    roc = comparison.roc_frame(evaluations)
-    left, right = st.columns(2)
-    if not roc.empty:
-        left.plotly_chart(charts.roc_chart(roc))
-    right.plotly_chart(charts.latency_chart(comparison.latency_frame(evaluations)))
+    show_roc_and_latency(evaluations)
     st.subheader("Errors")
     show_error_analysis(evaluations)
     st.subheader("Agreement on the same inputs")

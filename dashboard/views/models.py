@@ -14,7 +14,6 @@ logger = logging.getLogger(__name__)
 
 # The metrics worth a column, in this order, when a model's manifest has them.
 KEY_METRICS = ["roc_auc", "accuracy", "f1", "macro_f1"]
-STATUS_ICONS = {"loaded": "🟢 loaded", "registered": "⚪ registered", "failed": "🔴 failed"}
 
 
 def registry_table(models: list[dict[str, Any]]) -> pd.DataFrame:
@@ -25,7 +24,7 @@ def registry_table(models: list[dict[str, Any]]) -> pd.DataFrame:
             "default": "★" if model["is_default"] else "",
             "task": model["task"],
             "input": model["input_kind"],
-            "status": STATUS_ICONS.get(model["status"], model["status"]),
+            "status": model["status"],
             "latest": model["latest_version"],
             "versions": len(model["versions"]),
         }

@@ -6,13 +6,16 @@ Tests that need an empty prediction history come before the ones that make predi
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import soundfile
 from streamlit.testing.v1 import AppTest
 
 from tests.live_server import ROOT, LiveServer, free_port, live_api
@@ -25,13 +28,43 @@ PAGES = ["views/overview.py", "views/models.py", "views/compare.py", "views/pred
 ADMIN = ("admin", "admin-password-123")
 ATTRITION = ("attrition-logreg", "attrition-gbm")
 RUN_TIMEOUT = 60  # a page's first run may evaluate models
+TONE_TASK = "tones"
+TONE_MODELS = ("tone-a", "tone-b")
 
 
 def model_store(target: Path) -> Path:
-    """The committed models and evaluation sets (audio ones too, when they are there)."""
+    """The committed models and evaluation sets, and two three-label audio models."""
     store = target / "models"
     shutil.copytree(ROOT / "models", store)
+    add_tone_models(store)
     return store
+
+
+def add_tone_models(store: Path) -> None:
+    """Audio models of a task with three labels (no ROC curve) and its evaluation clips.
+
+    Served by the mock runtime (ENV=test), so they need no artifact.
+    """
+    manifest = json.loads((store / "attrition-logreg" / "1" / "manifest.json").read_text())
+    for name in TONE_MODELS:
+        (store / name / "1").mkdir(parents=True)
+        (store / name / "1" / "manifest.json").write_text(json.dumps({
+            **manifest, "name": name, "task": TONE_TASK, "framework": "torch-audio",
+            "input": {"kind": "audio", "sample_rate": 8000, "clip_seconds": 1.0,
+                      "formats": ["wav"]},
+            "output": {"labels": ["low", "mid", "high"]},
+            "metrics": {"accuracy": 0.5},
+            "evaluations": [{"dataset": f"_evaluation/{TONE_TASK}", "samples": 3,
+                             "metrics": {"accuracy": 0.5}}],
+        }))
+    clips = store / "_evaluation" / TONE_TASK
+    clips.mkdir(parents=True)
+    rows = ["file,label"]
+    for step, label in enumerate(["low", "mid", "high"], start=1):
+        tone = 0.5 * np.sin(np.arange(8000) * 0.05 * step).astype(np.float32)
+        soundfile.write(str(clips / f"{label}.wav"), tone, 8000)
+        rows.append(f"{label}.wav,{label}")
+    (clips / "labels.csv").write_text("\n".join(rows) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +210,18 @@ def test_compare_needs_two_models(api_url: str) -> None:
     assert plotly_charts(app) == 0
 
 
+def test_compare_page_without_roc_for_more_than_two_labels(api_url: str) -> None:
+    app = open_page("views/compare.py")
+
+    app.selectbox(key="compare_task").select(TONE_TASK).run()
+
+    assert not app.exception and not app.error, texts(app.error)
+    table = app.dataframe[0].value
+    assert "roc_auc" not in table.index and "macro_f1" in table.index
+    assert plotly_charts(app) == 7  # as for two labels, less the ROC curves
+    assert "serves another task" in texts(app.info) + texts(app.success)
+
+
 def test_compare_page_handles_every_task(api_url: str) -> None:
     app = open_page("views/compare.py")
 
@@ -184,6 +229,7 @@ def test_compare_page_handles_every_task(api_url: str) -> None:
         app.selectbox(key="compare_task").select(task).run()
         assert not app.exception, (task, [exception.value for exception in app.exception])
         assert not app.error, (task, texts(app.error))
+        assert plotly_charts(app) >= 7, task
 
 
 # --- making predictions, then reading them back ------------------------------------------
