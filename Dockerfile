@@ -24,7 +24,7 @@ WORKDIR /home/user/app
 # virtualenv belongs to root: the app cannot modify its own dependencies.
 COPY requirements.txt ./
 COPY deploy/install-deps.sh deploy/requirements-space.txt deploy/
-RUN deploy/install-deps.sh /opt/venv
+RUN sh deploy/install-deps.sh /opt/venv
 
 COPY --chown=1000:1000 . .
 USER 1000
@@ -40,4 +40,5 @@ EXPOSE 7860
 # Through nginx to the API, so both must be up.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['PORT'] + '/health', timeout=4)"]
-CMD ["deploy/start.sh"]
+# Through sh: an upload to the Space does not keep the scripts' executable bit.
+CMD ["sh", "deploy/start.sh"]

@@ -123,7 +123,8 @@ def answers(url: str) -> bool:
 def running_space(workdir: Path, env: dict[str, str]) -> Iterator[Space]:
     log_path = workdir / "space.log"
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen([str(START_SCRIPT)], cwd=workdir, env=env,
+        # As the image's CMD runs it: through sh.
+        process = subprocess.Popen(["sh", str(START_SCRIPT)], cwd=workdir, env=env,
                                    stdout=log_file, stderr=subprocess.STDOUT)
     space = Space(f"http://127.0.0.1:{env['PORT']}", process, env, log_path)
     try:
@@ -247,7 +248,7 @@ def test_a_program_that_cannot_start_stops_the_space(tmp_path: Path) -> None:
     env = space_env(tmp_path, ENV="prod")
     log_path = tmp_path / "space.log"
     with log_path.open("wb") as log_file:
-        subprocess.run([str(START_SCRIPT)], cwd=tmp_path, env=env, timeout=120,
+        subprocess.run(["sh", str(START_SCRIPT)], cwd=tmp_path, env=env, timeout=120,
                        stdout=log_file, stderr=subprocess.STDOUT, check=False)
     log = log_path.read_text(errors="replace")
     assert "gave up: api entered FATAL state" in log, log
