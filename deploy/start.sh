@@ -44,7 +44,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
 else
     case "$DATABASE_URL" in
         "sqlite:///$DATA_DIR/"*) storage=persistent ;;
-        sqlite:*) storage=ephemeral ;;
+        sqlite*) storage=ephemeral ;;
         *) storage=external ;;
     esac
 fi
