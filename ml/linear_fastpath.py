@@ -10,6 +10,10 @@ Folding the scaler into the coefficients leaves, per row, one multiply-add per n
 feature and one dict look-up per categorical feature: a few microseconds of plain Python,
 against about a millisecond for ``predict_proba`` on a one-row DataFrame. Anything that
 deviates from this shape is refused (``None``), and the pipeline stays the reference.
+
+The scorer has an exact JSON form (``to_dict`` / ``from_dict``: Python writes every float
+with the shortest repr that reads back to the same bits). Reading it needs no numpy,
+scikit-learn or pandas: those are imported only by ``compile_linear_pipeline``.
 """
 
 from __future__ import annotations
@@ -17,18 +21,25 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ml.manifest import CategoricalFeature, NumericFeature, TabularInput
 
+if TYPE_CHECKING:
+    import numpy as np
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
 logger = logging.getLogger(__name__)
+
+LINEAR_KIND = "linear-logistic"
+FORMAT_VERSION = 1
+
+
+class CompiledFormError(ValueError):
+    """A compiled model's JSON is not the form this code reads."""
 
 
 class _Unsupported(Exception):
@@ -45,20 +56,26 @@ def logistic(z: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class LinearScorer:
-    """The compiled pipeline: an offset, numeric weights and per-category weights."""
+    """The compiled pipeline: an intercept, numeric terms and per-category weights."""
 
     negative_class: str
     positive_class: str
-    offset: float
-    """``intercept - sum_j coef_j * mean_j / scale_j``."""
-    numeric_weights: tuple[tuple[str, float], ...]
-    """``(feature, coef_j / scale_j)`` for every scaled feature."""
+    intercept: float
+    """The classifier's intercept."""
+    numeric_weights: tuple[tuple[str, float, float], ...]
+    """``(feature, weight, offset)``: ``coef_j / scale_j`` and ``-weight * mean_j``."""
     category_weights: tuple[tuple[str, Mapping[str, float]], ...]
     """``(feature, {category: coef})``; an unseen category weighs 0, as one-hot ignores it."""
+    offset: float = field(init=False, repr=False, compare=False)
+    """``intercept + sum(offsets)``, folded once so that a row costs one pass."""
+
+    def __post_init__(self) -> None:
+        offsets = sum(offset for _, _, offset in self.numeric_weights)
+        object.__setattr__(self, "offset", self.intercept + offsets)
 
     def decision_function(self, row: Mapping[str, Any]) -> float:
         total = self.offset
-        for name, weight in self.numeric_weights:
+        for name, weight, _ in self.numeric_weights:
             total += weight * row[name]
         for name, weights in self.category_weights:
             total += weights.get(row[name], 0.0)
@@ -67,6 +84,108 @@ class LinearScorer:
     def positive_probability(self, row: Mapping[str, Any]) -> float:
         """P(``positive_class``) of one validated row, as ``predict_proba`` computes it."""
         return logistic(self.decision_function(row))
+
+    @property
+    def features(self) -> dict[str, str]:
+        """Every input the scorer reads: ``{name: "number" | "category"}``."""
+        return {
+            **{name: "number" for name, _, _ in self.numeric_weights},
+            **{name: "category" for name, _ in self.category_weights},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The exact JSON form; lists keep the order in which the terms are summed."""
+        return {
+            "format": FORMAT_VERSION,
+            "kind": LINEAR_KIND,
+            "link": "logistic",
+            "negative_class": self.negative_class,
+            "positive_class": self.positive_class,
+            "intercept": self.intercept,
+            "numeric": [
+                {"feature": name, "weight": weight, "offset": offset}
+                for name, weight, offset in self.numeric_weights
+            ],
+            "categorical": [
+                {"feature": name, "contributions": dict(weights)}
+                for name, weights in self.category_weights
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LinearScorer:
+        """Rebuild the scorer from ``to_dict``'s output; ``CompiledFormError`` if malformed."""
+        read_header(data, LINEAR_KIND)
+        numeric = [
+            (json_str(term.get("feature")), json_float(term.get("weight")),
+             json_float(term.get("offset")))
+            for term in json_objects(data.get("numeric"))
+        ]
+        categorical = [
+            (json_str(term.get("feature")), {
+                json_str(category): json_float(weight)
+                for category, weight in json_object(term.get("contributions")).items()
+            })
+            for term in json_objects(data.get("categorical"))
+        ]
+        return cls(
+            negative_class=json_str(data.get("negative_class")),
+            positive_class=json_str(data.get("positive_class")),
+            intercept=json_float(data.get("intercept")),
+            numeric_weights=tuple(numeric), category_weights=tuple(categorical),
+        )
+
+
+# --- reading the JSON form (shared with ml.tree_fastpath) -----------------------------------
+
+
+def read_header(data: Any, kind: str) -> None:
+    """Check that ``data`` is an object of this format, kind and link."""
+    if not isinstance(data, dict):
+        raise CompiledFormError("the compiled model is not a JSON object")
+    header = (data.get("format"), data.get("kind"), data.get("link"))
+    if header != (FORMAT_VERSION, kind, "logistic"):
+        raise CompiledFormError(
+            f"format, kind and link are {header}, expected {(FORMAT_VERSION, kind, 'logistic')}"
+        )
+
+
+def json_float(value: Any) -> float:
+    """A finite JSON number as a float (``json`` reads ``1.0`` as float and ``1`` as int)."""
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise CompiledFormError(f"expected a finite number, got {value!r}")
+    return float(value)
+
+
+def json_int(value: Any) -> int:
+    if type(value) is not int:
+        raise CompiledFormError(f"expected an integer, got {value!r}")
+    return value
+
+
+def json_str(value: Any) -> str:
+    if type(value) is not str:
+        raise CompiledFormError(f"expected a string, got {value!r}")
+    return value
+
+
+def json_list(value: Any) -> list[Any]:
+    if type(value) is not list:
+        raise CompiledFormError(f"expected an array, got {type(value).__name__}")
+    return value
+
+
+def json_object(value: Any) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise CompiledFormError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def json_objects(value: Any) -> list[dict[str, Any]]:
+    return [json_object(item) for item in json_list(value)]
+
+
+# --- compiling a fitted pipeline --------------------------------------------------------------
 
 
 def compile_linear_pipeline(pipeline: object, schema: TabularInput) -> LinearScorer | None:
@@ -82,11 +201,13 @@ def compile_linear_pipeline(pipeline: object, schema: TabularInput) -> LinearSco
 
 
 def _compile(pipeline: object, schema: TabularInput) -> LinearScorer:
+    # Imported here: serving a compiled scorer must not pay for scikit-learn.
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     preprocess, classifier = _split_pipeline(pipeline)
     coef, intercept, classes = _binary_logistic_parameters(classifier)
     features = {feature.name: feature for feature in schema.features}
-    offset = intercept
-    numeric_weights: list[tuple[str, float]] = []
+    numeric_weights: list[tuple[str, float, float]] = []
     category_weights: list[tuple[str, Mapping[str, float]]] = []
     used_width = 0
     for name, transformer, columns in _fitted_transformers(preprocess):
@@ -95,9 +216,7 @@ def _compile(pipeline: object, schema: TabularInput) -> LinearScorer:
         used_width += len(block_coef)
         if type(transformer) is StandardScaler:
             _require_features(columns, features, NumericFeature)
-            weights, block_offset = _fold_scaler(transformer, columns, block_coef)
-            numeric_weights.extend(weights)
-            offset += block_offset
+            numeric_weights.extend(_fold_scaler(transformer, columns, block_coef))
         elif type(transformer) is OneHotEncoder:
             _require_features(columns, features, CategoricalFeature)
             category_weights.extend(_one_hot_weights(transformer, columns, block_coef))
@@ -106,12 +225,16 @@ def _compile(pipeline: object, schema: TabularInput) -> LinearScorer:
     if used_width != len(coef):
         raise _Unsupported(f"the transformers give {used_width} columns, the model {len(coef)}")
     return LinearScorer(
-        negative_class=classes[0], positive_class=classes[1], offset=offset,
+        negative_class=classes[0], positive_class=classes[1], intercept=intercept,
         numeric_weights=tuple(numeric_weights), category_weights=tuple(category_weights),
     )
 
 
 def _split_pipeline(pipeline: object) -> tuple[ColumnTransformer, LogisticRegression]:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
     if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
         raise _Unsupported("not a two-step Pipeline")
     preprocess, classifier = (step for _, step in pipeline.steps)
@@ -130,6 +253,8 @@ def _split_pipeline(pipeline: object) -> tuple[ColumnTransformer, LogisticRegres
 def _binary_logistic_parameters(
     classifier: LogisticRegression,
 ) -> tuple[np.ndarray, float, tuple[str, str]]:
+    import numpy as np
+
     classes = tuple(classifier.classes_)
     if len(classes) != 2 or classifier.coef_.shape[0] != 1:
         raise _Unsupported(f"the classifier has {len(classes)} classes, not 2")
@@ -165,21 +290,23 @@ def _require_features(
 
 def _fold_scaler(
     scaler: StandardScaler, columns: list[str], coef: np.ndarray,
-) -> tuple[list[tuple[str, float]], float]:
-    """Per-feature ``coef / scale`` and the offset ``-sum(coef * mean / scale)``."""
+) -> list[tuple[str, float, float]]:
+    """Per feature ``coef / scale`` and its share of the offset, ``-coef * mean / scale``."""
     if not (scaler.with_mean and scaler.with_std):
         raise _Unsupported("the StandardScaler does not both centre and scale")
     if len(coef) != len(columns):
         raise _Unsupported("the StandardScaler's width does not match its columns")
     weights = [float(c) / float(s) for c, s in zip(coef, scaler.scale_, strict=True)]
-    offset = -sum(w * float(m) for w, m in zip(weights, scaler.mean_, strict=True))
-    return list(zip(columns, weights, strict=True)), offset
+    offsets = [-(w * float(m)) for w, m in zip(weights, scaler.mean_, strict=True)]
+    return list(zip(columns, weights, offsets, strict=True))
 
 
 def _one_hot_weights(
     encoder: OneHotEncoder, columns: list[str], coef: np.ndarray,
 ) -> list[tuple[str, Mapping[str, float]]]:
     """``{category: coef}`` per column, in the encoder's output order."""
+    import numpy as np
+
     if encoder.handle_unknown != "ignore" or encoder.drop is not None:
         raise _Unsupported("the OneHotEncoder must ignore unknown categories and drop none")
     if encoder.min_frequency is not None or encoder.max_categories is not None:
