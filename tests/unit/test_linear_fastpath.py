@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -15,7 +20,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from ml.linear_fastpath import LinearScorer, compile_linear_pipeline, logistic
+from ml.linear_fastpath import (
+    CompiledFormError,
+    LinearScorer,
+    compile_linear_pipeline,
+    logistic,
+)
 from ml.manifest import (
     CategoricalFeature,
     ModelManifest,
@@ -25,9 +35,12 @@ from ml.manifest import (
 )
 from ml.tabular import TabularValidator
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+ROOT = Path(__file__).resolve().parents[2]
+MODELS_DIR = ROOT / "models"
+LOGREG_DIR = MODELS_DIR / "attrition-logreg" / "1"
 HELDOUT_CSV = MODELS_DIR / "_evaluation" / "employee-attrition" / "heldout.csv"
 RTOL, ATOL = 1e-9, 1e-12
+COMPACT_JSON: dict[str, Any] = {"sort_keys": True, "separators": (",", ":")}
 
 NUMERIC = ["size", "weight"]
 CATEGORICAL = ["color", "shape"]
@@ -82,12 +95,22 @@ def fitted(pipeline: Pipeline, data: tuple[pd.DataFrame, np.ndarray]) -> Pipelin
 
 @pytest.fixture(scope="module")
 def logreg_manifest() -> ModelManifest:
-    return read_manifest(MODELS_DIR / "attrition-logreg" / "1" / "manifest.json")
+    return read_manifest(LOGREG_DIR / "manifest.json")
 
 
 @pytest.fixture(scope="module")
 def logreg_pipeline(logreg_manifest: ModelManifest) -> Pipeline:
-    return joblib.load(MODELS_DIR / "attrition-logreg" / "1" / logreg_manifest.artifact)
+    return joblib.load(LOGREG_DIR / logreg_manifest.artifact)
+
+
+def committed_json(manifest: ModelManifest) -> str:
+    assert manifest.compiled is not None
+    return (LOGREG_DIR / manifest.compiled.artifact).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def committed_scorer(logreg_manifest: ModelManifest) -> LinearScorer:
+    return LinearScorer.from_dict(json.loads(committed_json(logreg_manifest)))
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +129,27 @@ def test_committed_logreg_compiles(
     assert len(scorer.category_weights) == 14
 
 
-def test_fast_path_equals_predict_proba_on_all_heldout_rows(
-    logreg_pipeline: Pipeline, logreg_manifest: ModelManifest, heldout: pd.DataFrame,
+def test_committed_json_is_the_compiled_pipeline(
+    logreg_pipeline: Pipeline, logreg_manifest: ModelManifest, committed_scorer: LinearScorer,
 ) -> None:
     scorer = compile_linear_pipeline(logreg_pipeline, logreg_manifest.input)
+    assert scorer is not None
+
+    assert logreg_manifest.compiled is not None
+    assert logreg_manifest.compiled.kind == "linear-logistic"
+    assert committed_scorer == scorer
+    assert committed_scorer.offset == scorer.offset
+    # Byte for byte what training writes: sorted keys, so the file is deterministic.
+    assert committed_json(logreg_manifest) == json.dumps(scorer.to_dict(), **COMPACT_JSON) + "\n"
+
+
+@pytest.mark.parametrize("source", ["compiled here", "committed JSON"])
+def test_fast_path_equals_predict_proba_on_all_heldout_rows(
+    logreg_pipeline: Pipeline, logreg_manifest: ModelManifest, heldout: pd.DataFrame,
+    committed_scorer: LinearScorer, source: str,
+) -> None:
+    scorer = (compile_linear_pipeline(logreg_pipeline, logreg_manifest.input)
+              if source == "compiled here" else committed_scorer)
     assert scorer is not None
     features = heldout.drop(columns=["Attrition"])
     # The reference is fed the CSV as read; the fast path the rows as the API validates them.
@@ -127,6 +167,22 @@ def test_fast_path_equals_predict_proba_on_all_heldout_rows(
     threshold = logreg_manifest.output.decision_threshold
     assert threshold is not None
     assert np.array_equal(fast_yes >= threshold, reference[:, 1] >= threshold)
+
+
+def test_reading_the_json_imports_no_training_library(logreg_manifest: ModelManifest) -> None:
+    assert logreg_manifest.compiled is not None
+    path = LOGREG_DIR / logreg_manifest.compiled.artifact
+    code = (
+        "import json, sys\n"
+        "from ml.linear_fastpath import LinearScorer\n"
+        f"scorer = LinearScorer.from_dict(json.loads(open({str(path)!r}).read()))\n"
+        "print(sorted(m for m in ('sklearn', 'scipy', 'pandas', 'joblib') if m in sys.modules))"
+    )
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=ROOT)
+
+    assert result.stdout.strip() == "[]"
 
 
 def test_committed_gbm_has_no_fast_path() -> None:
@@ -152,6 +208,50 @@ def test_synthetic_pipeline_equals_predict_proba(
     fast = [scorer.positive_probability(row) for row in frame.to_dict("records")]
 
     assert np.allclose(fast, pipeline.predict_proba(frame)[:, 1], rtol=RTOL, atol=ATOL)
+
+
+def test_json_round_trip_is_exact(synthetic_data: tuple[pd.DataFrame, np.ndarray]) -> None:
+    pipeline = fitted(linear_pipeline(), synthetic_data)
+    scorer = compile_linear_pipeline(pipeline, SCHEMA)
+    assert scorer is not None
+    rows = synthetic_frame(50, seed=3)[0].to_dict("records")
+
+    again = LinearScorer.from_dict(json.loads(json.dumps(scorer.to_dict(), **COMPACT_JSON)))
+
+    assert again == scorer
+    assert again.to_dict() == scorer.to_dict()
+    assert [again.decision_function(row) for row in rows] == [
+        scorer.decision_function(row) for row in rows]
+    assert again.features == {"size": "number", "weight": "number",
+                              "color": "category", "shape": "category"}
+
+
+MALFORMED = {
+    "wrong kind": lambda form: form.update(kind="tree-ensemble"),
+    "other link": lambda form: form.update(link="probit"),
+    "missing intercept": lambda form: form.pop("intercept"),
+    "infinite weight": lambda form: form["numeric"][0].update(weight=float("inf")),
+    "boolean offset": lambda form: form["numeric"][0].update(offset=True),
+    "numeric terms not a list": lambda form: form.update(numeric={}),
+    "category weight as text": lambda form: form["categorical"][0]["contributions"].update(
+        red="0.5"),
+    "empty object": lambda form: form.clear(),
+}
+
+
+@pytest.mark.parametrize("damage", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_forms_are_refused(
+    synthetic_data: tuple[pd.DataFrame, np.ndarray], damage: Any,
+) -> None:
+    scorer = compile_linear_pipeline(fitted(linear_pipeline(), synthetic_data), SCHEMA)
+    assert scorer is not None
+    form = copy.deepcopy(scorer.to_dict())
+    damage(form)
+
+    with pytest.raises(CompiledFormError):
+        LinearScorer.from_dict(form)
+    with pytest.raises(CompiledFormError):
+        LinearScorer.from_dict([form])
 
 
 def test_unseen_category_weighs_nothing_as_in_the_encoder(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,14 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
+import ml.sklearn_runtime
 from ml.errors import ModelRuntimeError
+from ml.linear_fastpath import compile_linear_pipeline
 from ml.manifest import (
     AudioInput,
     CategoricalFeature,
+    CompiledModel,
     ModelManifest,
     NumericFeature,
     OutputSchema,
@@ -31,8 +39,10 @@ from ml.manifest import (
 from ml.runtime import Prediction, runtime_class
 from ml.sklearn_runtime import SklearnRuntime
 from ml.tabular import TabularValidator
+from ml.tree_fastpath import compile_tree_pipeline
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+ROOT = Path(__file__).resolve().parents[2]
+MODELS_DIR = ROOT / "models"
 HELDOUT_CSV = MODELS_DIR / "_evaluation" / "employee-attrition" / "heldout.csv"
 
 SCHEMA = TabularInput(
@@ -67,9 +77,39 @@ def fitted_pipeline(scaler: object) -> Pipeline:
     return pipeline.fit(*synthetic_data())
 
 
+def fitted_booster() -> Pipeline:
+    pipeline = Pipeline([
+        ("preprocess", ColumnTransformer([
+            ("categorical", OrdinalEncoder(handle_unknown="use_encoded_value",
+                                           unknown_value=np.nan), ["color"]),
+            ("numeric", "passthrough", ["size", "weight"]),
+        ])),
+        ("classifier", HistGradientBoostingClassifier(
+            categorical_features=[0], max_iter=30, random_state=0)),
+    ])
+    with threadpool_limits(limits=1):  # OpenMP spin-waits make small fits slow on busy CPUs
+        return pipeline.fit(*synthetic_data())
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_compiled(pipeline: object, model_dir: Path, schema: TabularInput = SCHEMA,
+                   ) -> CompiledModel:
+    """The compiled form beside the artifact, as ``ml.training.attrition`` writes it."""
+    scorer = compile_linear_pipeline(pipeline, schema) or compile_tree_pipeline(pipeline, schema)
+    assert scorer is not None
+    document = scorer.to_dict()
+    path = model_dir / "model.compiled.json"
+    path.write_text(json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n")
+    return CompiledModel(kind=document["kind"], artifact=path.name, sha256=sha256(path))
+
+
 def save_model(
     tmp_path: Path, pipeline: object, labels: list[str] | None = None,
     threshold: float | None = 0.5, schema: TabularInput | AudioInput = SCHEMA,
+    compiled: bool = False,
 ) -> tuple[ModelManifest, Path]:
     """Write the artifact and its manifest as the training scripts do."""
     model_dir = tmp_path / "toy" / "1"
@@ -77,7 +117,8 @@ def save_model(
     joblib.dump(pipeline, model_dir / "model.joblib", compress=3)
     manifest = ModelManifest(
         name="toy", version="1", task="toy-task", framework="sklearn", artifact="model.joblib",
-        sha256=hashlib.sha256((model_dir / "model.joblib").read_bytes()).hexdigest(),
+        sha256=sha256(model_dir / "model.joblib"),
+        compiled=write_compiled(pipeline, model_dir) if compiled else None,
         input=schema,
         output=OutputSchema(
             labels=labels or ["no", "yes"], positive_label="yes", decision_threshold=threshold,
@@ -107,44 +148,99 @@ def heldout() -> pd.DataFrame:
     return pd.read_csv(HELDOUT_CSV)
 
 
-def committed(model: str) -> SklearnRuntime:
+COMMITTED = ["attrition-logreg", "attrition-gbm"]
+
+
+def committed(model: str, compiled: bool = True) -> SklearnRuntime:
+    """A committed model, from its compiled form (as served) or from its pipeline."""
     model_dir = MODELS_DIR / model / "1"
-    return loaded(read_manifest(model_dir / "manifest.json"), model_dir)
+    manifest = read_manifest(model_dir / "manifest.json")
+    assert manifest.compiled is not None
+    if not compiled:
+        manifest = manifest.model_copy(update={"compiled": None})
+    return loaded(manifest, model_dir)
 
 
-@pytest.mark.parametrize(("model", "inline"), [("attrition-logreg", True),
-                                               ("attrition-gbm", False)])
-def test_committed_model_reproduces_its_heldout_evaluation(
-    heldout: pd.DataFrame, model: str, inline: bool,
-) -> None:
-    runtime = committed(model)
-    rows = TabularValidator(runtime.schema).validate(
+def heldout_rows(runtime: SklearnRuntime, heldout: pd.DataFrame) -> list[dict[str, object]]:
+    return TabularValidator(runtime.schema).validate(
         heldout.drop(columns=["Attrition"]).to_dict("records"), field_prefix="instances",
     )
 
-    predictions = runtime.predict(rows)
+
+@pytest.mark.parametrize("model", COMMITTED)
+def test_committed_model_reproduces_its_heldout_evaluation(
+    heldout: pd.DataFrame, model: str,
+) -> None:
+    runtime = committed(model)
+
+    predictions = runtime.predict(heldout_rows(runtime, heldout))
 
     assert runtime.ready
-    assert runtime.runs_inline is inline
-    assert runtime.uses_fast_path is inline
+    # Both compiled forms cost well under 100 µs a row: neither needs the thread pool.
+    assert runtime.runs_inline
+    assert runtime.uses_fast_path
     labels = runtime.manifest.output.labels
     matrix = pd.crosstab(heldout["Attrition"], [p.label for p in predictions])
     matrix = matrix.reindex(index=labels, columns=labels, fill_value=0)
     assert matrix.to_numpy().tolist() == runtime.manifest.evaluations[0].confusion_matrix
 
 
-def test_committed_logreg_fast_path_equals_the_pipeline(heldout: pd.DataFrame) -> None:
-    runtime = committed("attrition-logreg")
+@pytest.mark.parametrize("model", COMMITTED)
+def test_committed_compiled_form_equals_the_pipeline(heldout: pd.DataFrame, model: str) -> None:
+    runtime = committed(model)
     features = heldout.drop(columns=["Attrition"])
     pipeline = joblib.load(runtime.artifact_path)
-    rows = TabularValidator(runtime.schema).validate(features.to_dict("records"), "instances")
 
-    fast = [p.probabilities["Yes"] for p in runtime.predict(rows)]
+    fast = [p.probabilities["Yes"] for p in runtime.predict(heldout_rows(runtime, heldout))]
 
     assert np.allclose(fast, pipeline.predict_proba(features)[:, 1], rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("model", ["attrition-logreg", "attrition-gbm"])
+@pytest.mark.parametrize("model", COMMITTED)
+def test_compiled_and_pipeline_runtimes_predict_the_same(
+    heldout: pd.DataFrame, model: str,
+) -> None:
+    from_json, from_pipeline = committed(model), committed(model, compiled=False)
+    rows = heldout_rows(from_json, heldout)
+
+    fast, reference = from_json.predict(rows), from_pipeline.predict(rows)
+
+    # Without the compiled form the logreg still gets its (load-time checked) linear fast
+    # path, which is the same arithmetic; the gbm falls back to predict_proba.
+    assert from_pipeline.uses_fast_path is (model == "attrition-logreg")
+    assert [p.label for p in fast] == [p.label for p in reference]
+    for ours, theirs in zip(fast, reference, strict=True):
+        assert list(ours.probabilities) == list(theirs.probabilities) == ["No", "Yes"]
+        assert np.allclose(list(ours.probabilities.values()),
+                           list(theirs.probabilities.values()), rtol=1e-9, atol=1e-12)
+
+
+def test_serving_compiled_models_imports_no_training_library() -> None:
+    code = """
+import sys
+from pathlib import Path
+from ml.manifest import read_manifest
+from ml.runtime import runtime_class
+from registry.hashing import verify_artifact
+for name in ("attrition-logreg", "attrition-gbm"):
+    model_dir = Path("models") / name / "1"
+    manifest = read_manifest(model_dir / "manifest.json")
+    verify_artifact(manifest, model_dir)
+    runtime = runtime_class(manifest.framework)(manifest, model_dir)
+    runtime.load()
+    runtime.warm_up()
+    assert manifest.compiled is not None and runtime.runs_inline, name
+print(sorted(m for m in ("sklearn", "scipy", "pandas", "joblib") if m in sys.modules))
+"""
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("model", COMMITTED)
 def test_prediction_shape(model: str) -> None:
     runtime = committed(model)
     runtime.warm_up()
@@ -265,3 +361,87 @@ def test_corrupt_artifact_fails_to_load(tmp_path: Path) -> None:
     with pytest.raises(ModelRuntimeError, match="failed to load"):
         runtime.load()
     assert not runtime.ready
+
+
+# --- compiled forms written here ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", [lambda: fitted_pipeline(StandardScaler()), fitted_booster],
+                         ids=["linear", "tree"])
+def test_compiled_model_predicts_as_its_pipeline(tmp_path: Path, build: object) -> None:
+    pipeline = build()
+    manifest, model_dir = save_model(tmp_path, pipeline, compiled=True)
+    # The compiled form is all the runtime reads: the pickle is not even opened.
+    (model_dir / "model.joblib").write_bytes(b"not a joblib file")
+    runtime = loaded(manifest, model_dir)
+    frame, _ = synthetic_data(80, seed=1)
+
+    predictions = runtime.predict(frame.to_dict("records"))
+
+    assert runtime.runs_inline and runtime.uses_fast_path
+    expected = pipeline.predict_proba(frame)
+    assert np.allclose([[p.probabilities["no"], p.probabilities["yes"]] for p in predictions],
+                       expected, rtol=1e-9, atol=1e-12)
+    assert [p.label for p in predictions] == np.where(expected[:, 1] >= 0.5, "yes", "no").tolist()
+
+
+def test_large_tree_ensemble_runs_in_the_thread_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manifest, model_dir = save_model(tmp_path, fitted_booster(), compiled=True)
+    inline = loaded(manifest, model_dir)
+    monkeypatch.setattr(ml.sklearn_runtime, "INLINE_MAX_SPLITS", 10)
+
+    pooled = loaded(manifest, model_dir)
+
+    assert inline.runs_inline and not pooled.runs_inline
+    assert pooled.predict([SCHEMA.example]) == inline.predict([SCHEMA.example])
+
+
+def test_compiled_form_with_other_labels_is_refused(tmp_path: Path) -> None:
+    manifest, model_dir = save_model(tmp_path, fitted_booster(), labels=["maybe", "yes"],
+                                     compiled=True)
+    runtime = SklearnRuntime(manifest, model_dir)
+
+    with pytest.raises(ModelRuntimeError, match="manifest promises"):
+        runtime.load()
+    assert not runtime.ready
+
+
+def test_compiled_form_reading_other_features_is_refused(tmp_path: Path) -> None:
+    color_as_number = TabularInput(
+        features=[SCHEMA.features[0], NumericFeature(name="color", type="number"),
+                  SCHEMA.features[2]],
+        example={"size": 10, "color": 1.0, "weight": 2.5},
+    )
+    manifest, model_dir = save_model(tmp_path, fitted_pipeline(StandardScaler()),
+                                     schema=color_as_number, compiled=True)
+
+    with pytest.raises(ModelRuntimeError, match="compiled form reads 'color' as a category"):
+        SklearnRuntime(manifest, model_dir).load()
+
+
+def test_broken_compiled_forms_fail_to_load(tmp_path: Path) -> None:
+    manifest, model_dir = save_model(tmp_path, fitted_pipeline(StandardScaler()), compiled=True)
+    assert manifest.compiled is not None
+    other_kind = manifest.model_copy(update={
+        "compiled": manifest.compiled.model_copy(update={"kind": "tree-ensemble"}),
+    })
+
+    with pytest.raises(ModelRuntimeError, match="failed to load"):
+        SklearnRuntime(other_kind, model_dir).load()
+    (model_dir / "model.compiled.json").write_text("{not json")
+    with pytest.raises(ModelRuntimeError, match="failed to load"):
+        SklearnRuntime(manifest, model_dir).load()
+
+
+def test_unload_frees_a_compiled_model(tmp_path: Path) -> None:
+    runtime = loaded(*save_model(tmp_path, fitted_booster(), compiled=True))
+
+    runtime.unload()
+
+    assert not runtime.ready and not runtime.runs_inline
+    with pytest.raises(ModelRuntimeError, match="not loaded"):
+        runtime.predict([SCHEMA.example])
+    runtime.load()
+    assert runtime.ready and runtime.runs_inline
