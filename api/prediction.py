@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 _OUTCOME_BY_STATUS = {404: Outcome.NOT_FOUND, 503: Outcome.UNAVAILABLE}
 _MAX_REF_CHARS = 128
+_INLINE_MAX_ROWS = 16
 
 
 @dataclass(slots=True)
@@ -207,8 +208,9 @@ class PredictionService:
 
 
 async def _run(runtime: ModelRuntime, instances: list[Any]) -> list[Prediction]:
-    # A microsecond-cheap model runs on the event loop: a thread hop would cost more.
-    if runtime.runs_inline:
+    # A microsecond-cheap model runs on the event loop, where a thread hop would cost more
+    # than the prediction; a large batch goes to a thread so as not to stall other requests.
+    if runtime.runs_inline and len(instances) <= _INLINE_MAX_ROWS:
         return runtime.predict(instances)
     return await run_in_threadpool(runtime.predict, instances)
 

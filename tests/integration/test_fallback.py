@@ -42,6 +42,7 @@ def install_exploding_model(store: Path) -> None:
     manifest_path = model_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["sha256"] = hashlib.sha256((model_dir / "model.joblib").read_bytes()).hexdigest()
+    manifest["compiled"] = None  # serve the (exploding) pipeline, not logreg's compiled form
     manifest_path.write_text(json.dumps(manifest))
 
 
