@@ -23,14 +23,20 @@ install: $(INSTALLED)  ## virtualenv and every Python dependency
 migrate: install  ## bring the database of DATABASE_URL to the latest schema
 	$(BIN)/python -m api.manage migrate
 
-run: install migrate  ## API on :8000 (SQLite, bundled models)
+run: install migrate  ## API on :8000 and dashboard on :8501 (Ctrl-C stops both)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --port "$${PORT:-8000}"
+
+api: install migrate  ## the API alone (python -m api)
 	$(BIN)/python -m api
 
 test: install lint  ## lint, then the whole suite with coverage
-	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml --cov-fail-under=75
 
-lint: install  ## flake8
+lint: install  ## flake8, actionlint (workflows), hadolint (Dockerfile), shellcheck (scripts)
 	$(BIN)/flake8
+	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/shellcheck deploy/*.sh .ci/run
 
 train-attrition: install  ## retrain the attrition models into models/
 	$(BIN)/python -m ml.training.attrition --models-dir models
@@ -39,6 +45,9 @@ train: train-attrition  ## retrain every bundled model
 
 validate-models: install  ## check every manifest and artifact hash
 	$(BIN)/python -m registry validate
+
+bench: install  ## serving benchmarks (need wrk): print figures, assert nothing
+	$(BIN)/python -m bench.tabular
 
 clean:  ## remove the virtualenv, local database and caches
 	rm -rf $(VENV) data .pytest_cache .coverage coverage.xml htmlcov

@@ -15,6 +15,9 @@ from db.migrate import upgrade_to_head
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
+    # Must be set before an ML library starts its thread pool: one thread per prediction
+    # serves concurrent requests best; OpenMP's spinning threads oversubscribe small machines.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Must be set before any worker imports prometheus_client: each worker then
         # writes its samples here and /metrics adds them up.
