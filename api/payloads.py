@@ -117,16 +117,12 @@ async def _read_audio(
             f"this model takes an audio file ({formats}) as multipart/form-data in a field "
             f"named 'file', not {content_type or 'a body without Content-Type'}"
         )
-    upload = (await request.form(max_files=1, max_fields=8)).get("file")
-    if not isinstance(upload, UploadFile):
-        problem = f"missing: upload the audio file ({formats}) in a field named 'file'"
-        raise _invalid("file", problem)
-    data = await upload.read()
+    data, filename = await _read_upload(request, formats)
     # NOTE: the trace keeps the audio's hash, size and name, never its bytes.
     record: dict[str, Any] = {
         "sha256": hashlib.sha256(data).hexdigest(),
         "size_bytes": len(data),
-        "filename": (upload.filename or "")[:255],
+        "filename": filename,
     }
     received.value = record
     if data and detect_format(data) not in schema.formats:
@@ -135,6 +131,16 @@ async def _read_audio(
     record.update(format=clip.format, duration_seconds=round(clip.duration_seconds, 4))
     extras = {"duration_seconds": record["duration_seconds"], "sample_rate": schema.sample_rate}
     return Payload("audio", [clip], record, extras=extras)
+
+
+async def _read_upload(request: Request, formats: str) -> tuple[bytes, str]:
+    """The bytes and name of the ``file`` field; the form's temporary files are closed."""
+    async with request.form(max_files=1, max_fields=8) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            problem = f"missing: upload the audio file ({formats}) in a field named 'file'"
+            raise _invalid("file", problem)
+        return await upload.read(), (upload.filename or "")[:255]
 
 
 def _invalid(field_name: str, problem: str) -> InvalidRequestError:
