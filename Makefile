@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 REQUIREMENTS := requirements.txt requirements-dev.txt requirements-train.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help install migrate run api test lint train train-attrition validate-models bench clean
+.PHONY: help install migrate run api test lint data train train-attrition train-audio validate-models bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -41,7 +41,13 @@ lint: install  ## flake8, actionlint (workflows), hadolint (Dockerfile), shellch
 train-attrition: install  ## retrain the attrition models into models/
 	$(BIN)/python -m ml.training.attrition --models-dir models
 
-train: train-attrition  ## retrain every bundled model
+data: install  ## render the instrument clips with FluidSynth (installs its Debian packages)
+	$(BIN)/python -m ml.training.render_instruments --out data/instruments
+
+train-audio: data  ## retrain the instrument models into models/ (about 7 min on 2 cores)
+	$(BIN)/python -m ml.training.instruments --data data/instruments --models-dir models
+
+train: train-attrition train-audio  ## retrain every bundled model
 
 validate-models: install  ## check every manifest and artifact hash
 	$(BIN)/python -m registry validate

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     models_dir: Path = Path("models")
     default_model: str | None = "attrition-logreg"
     """Model served by ``POST /predict``: ``name`` or ``name@version``."""
-    fallback_model: str = "attrition-gbm"
+    fallback_model: str = "attrition-gbm,instrument-mfcc"
     """Comma-separated models; the one of the failing model's task serves in its place."""
     max_loaded_models: int = Field(default=4, ge=0)
     """Least recently used models are unloaded beyond this many (0: no limit)."""

@@ -33,7 +33,7 @@ def test_models_lists_status_default_and_metrics(client: TestClient) -> None:
     assert models["attrition-logreg"]["status"] == "loaded"
     assert models["attrition-logreg"]["is_default"] and not models["attrition-gbm"]["is_default"]
     assert models["attrition-logreg"]["metrics"]["roc_auc"] > 0.8
-    assert listing["fallback_models"] == ["attrition-gbm"]
+    assert listing["fallback_models"] == ["attrition-gbm", "instrument-mfcc"]
 
 
 def test_model_detail_has_the_manifest_and_unknown_is_404(client: TestClient) -> None:
