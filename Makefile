@@ -54,6 +54,7 @@ validate-models: install  ## check every manifest and artifact hash
 
 bench: install  ## serving benchmarks (need wrk): print figures, assert nothing
 	$(BIN)/python -m bench.tabular
+	$(BIN)/python -m bench.audio
 
 clean:  ## remove the virtualenv, local database and caches
 	rm -rf $(VENV) data .pytest_cache .coverage coverage.xml htmlcov

@@ -1,0 +1,89 @@
+"""What the benchmarks share: wrk runs on loopback, process memory, time to first answer."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tests.live_server import ROOT, free_port
+
+_WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "{content_type}"
+local body_file = io.open("{body_path}", "rb")
+wrk.body = body_file:read("*a")
+body_file:close()
+"""
+
+
+def wrk_script(folder: Path, body: bytes, content_type: str) -> Path:
+    """A wrk script that POSTs ``body`` (written beside it, so it may be binary)."""
+    body_path = folder / "body.bin"
+    body_path.write_bytes(body)
+    script = folder / "post.lua"
+    script.write_text(_WRK_SCRIPT.format(content_type=content_type, body_path=body_path))
+    return script
+
+
+def run_wrk(url: str, connections: int, seconds: int, script: Path) -> dict[str, str]:
+    """Requests per second, p50, p99 and errors of ``seconds`` of load on ``url``."""
+    threads = min(connections, 2)
+    completed = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    )
+    output = completed.stdout
+
+    def find(pattern: str) -> str:
+        match = re.search(pattern, output, re.MULTILINE)
+        return match[1] if match else "-"
+
+    return {
+        "rps": find(r"^Requests/sec:\s+([\d.]+)"),
+        # The percentiles of wrk's "Latency Distribution" block, one per line.
+        "p50": find(r"^\s+50%\s+(\S+)$"),
+        "p99": find(r"^\s+99%\s+(\S+)$"),
+        "errors": str(_count_errors(output)),
+    }
+
+
+def _count_errors(wrk_output: str) -> int:
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", wrk_output)
+    socket_errors = re.search(r"Socket errors: (.*)", wrk_output)
+    count = int(non_2xx[1]) if non_2xx else 0
+    if socket_errors:
+        count += sum(int(number) for number in re.findall(r"\d+", socket_errors[1]))
+    return count
+
+
+def resident_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match[1]) / 1024 if match else float("nan")
+
+
+def seconds_to_first_answer(env: dict[str, str], ask: Callable[[str], httpx.Response]) -> float:
+    """From ``python -m api`` starting to the first 200 of ``ask(base_url)``."""
+    port = free_port()
+    environment = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                if ask(f"http://127.0.0.1:{port}").status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                time.sleep(0.01)
+    finally:
+        process.terminate()
+        process.wait()
