@@ -9,7 +9,6 @@ process start, lazily loaded and with ``PRELOAD_MODELS``. Needs ``wrk``.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import uuid
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.load import run_wrk, seconds_to_first_answer, wrk_script
+from bench.load import require_wrk, run_wrk, seconds_to_first_answer, wrk_script
 from tests.live_server import ROOT, live_api
 
 _MODEL = "instrument-cnn"
@@ -47,8 +46,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is missing: apt-get install wrk", file=sys.stderr)
+    if not require_wrk():
         return 2
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)

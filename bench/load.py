@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,14 @@ local body_file = io.open("{body_path}", "rb")
 wrk.body = body_file:read("*a")
 body_file:close()
 """
+
+
+def require_wrk() -> bool:
+    """True when wrk is on PATH; otherwise says how to get it."""
+    if shutil.which("wrk") is None:
+        print("wrk is missing: apt-get install wrk", file=sys.stderr)
+        return False
+    return True
 
 
 def wrk_script(folder: Path, body: bytes, content_type: str) -> Path:

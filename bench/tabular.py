@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from bench.load import resident_mb, run_wrk, seconds_to_first_answer, wrk_script
+from bench.load import require_wrk, resident_mb, run_wrk, seconds_to_first_answer, wrk_script
 from tests.live_server import ROOT, live_api
 
 _MANIFEST = ROOT / "models/attrition-logreg/1/manifest.json"
@@ -60,8 +59,7 @@ def main() -> int:
     parser.add_argument("--postgres", default=os.environ.get(
         "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is missing: apt-get install wrk", file=sys.stderr)
+    if not require_wrk():
         return 2
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)

@@ -1,4 +1,4 @@
-"""Start ``python -m api`` as a real process on a free loopback port, for end-to-end tests."""
+"""Run the project's programs for real on free loopback ports, for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,54 @@ def free_port() -> int:
         return port
 
 
+def answers(url: str, expected: str | None = None) -> bool:
+    """True when ``url`` answers 200 (with ``expected`` as its body, when given)."""
+    try:
+        response = httpx.get(url, timeout=1.0)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and (expected is None or response.text == expected)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running_process(
+    command: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    is_up: Callable[[], bool],
+    timeout: float = 60.0,
+    stop_timeout: float = 15.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``command``, wait until ``is_up()``, yield it, then stop it."""
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while not is_up():
+            log = log_path.read_text(errors="replace")
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited with {process.returncode}:\n{log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{command[0]} did not come up within {timeout} s:\n{log}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        stop_process(process, stop_timeout)
+
+
 @dataclass
 class LiveServer:
     url: str
@@ -37,7 +85,7 @@ class LiveServer:
 
 @contextmanager
 def live_api(workdir: Path, env: dict[str, str], *, timeout: float = 60.0) -> Iterator[LiveServer]:
-    """Run the API with ``env`` on top of a minimal environment; stop it afterwards.
+    """Run ``python -m api`` with ``env`` on top of a minimal environment; stop it afterwards.
 
     ``env`` should at least name DATABASE_URL and MODELS_DIR; HOST and PORT are chosen here.
     """
@@ -51,37 +99,14 @@ def live_api(workdir: Path, env: dict[str, str], *, timeout: float = 60.0) -> It
         "LOG_LEVEL": "info",
         **env,
     }
+    url = f"http://127.0.0.1:{port}"
     log_path = workdir / f"api-{port}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "api"],
-            cwd=workdir,
-            env=environment,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path, environment)
-    try:
-        _wait_until_healthy(server, timeout)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_healthy(server: LiveServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"the API exited with {server.process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.url}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"the API did not answer /health within {timeout} s:\n{server.log()}")
+    with running_process(
+        [sys.executable, "-m", "api"],
+        cwd=workdir,
+        env=environment,
+        log_path=log_path,
+        is_up=lambda: answers(f"{url}/health"),
+        timeout=timeout,
+    ) as process:
+        yield LiveServer(url, process, log_path, environment)

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.live_server import ROOT, LiveServer, free_port, live_api
+from tests.live_server import ROOT, LiveServer, answers, free_port, live_api, running_process
 
 pytestmark = [
     pytest.mark.e2e,
@@ -75,36 +73,10 @@ def dashboard(api: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
                "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none"]
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir), "API_URL": api.url}
-    log_path = workdir / "dashboard.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(url, process, log_path)
+    with running_process(command, cwd=workdir, env=env, log_path=workdir / "dashboard.log",
+                         is_up=lambda: answers(f"{url}/_stcore/health", "ok")):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {process.returncode}:\n"
-                               f"{log_path.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1.0).text == "ok":
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"streamlit did not start:\n{log_path.read_text(errors='replace')}")
 
 
 @pytest.fixture

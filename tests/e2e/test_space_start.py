@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from tests.helpers import ATTRITION_MODELS, attrition_example, copy_model
-from tests.live_server import free_port
+from tests.live_server import answers, free_port, running_process
 
 ROOT = Path(__file__).resolve().parents[2]
 START_SCRIPT = ROOT / "deploy" / "start.sh"
@@ -115,31 +115,20 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, space: Spac
     raise TimeoutError(f"{what} within {timeout} s:\n{space.log()}")
 
 
-def answers(url: str) -> bool:
-    return httpx.get(url, timeout=2.0).status_code == 200
-
-
 @contextmanager
 def running_space(workdir: Path, env: dict[str, str]) -> Iterator[Space]:
+    url = f"http://127.0.0.1:{env['PORT']}"
     log_path = workdir / "space.log"
-    with log_path.open("wb") as log_file:
-        # As the image's CMD runs it: through sh.
-        process = subprocess.Popen(["sh", str(START_SCRIPT)], cwd=workdir, env=env,
-                                   stdout=log_file, stderr=subprocess.STDOUT)
-    space = Space(f"http://127.0.0.1:{env['PORT']}", process, env, log_path)
-    try:
-        wait_until(lambda: answers(f"{space.url}/health")
-                   and answers(f"{space.url}/dashboard/_stcore/health"),
-                   90, "the API and the dashboard did not answer through nginx", space)
-        yield space
-    finally:
-        # supervisord stops its programs on SIGTERM, as on `docker stop`.
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_process(
+        ["sh", str(START_SCRIPT)],  # as the image's CMD runs it: through sh
+        cwd=workdir,
+        env=env,
+        log_path=log_path,
+        is_up=lambda: answers(f"{url}/health") and answers(f"{url}/dashboard/_stcore/health"),
+        timeout=90,
+        stop_timeout=30,  # supervisord stops its programs on SIGTERM, as on `docker stop`
+    ) as process:
+        yield Space(url, process, env, log_path)
 
 
 @pytest.fixture(scope="module")
