@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,11 @@ import numpy as np
 import torch
 
 from ml import features
-from ml.audio import AudioClip, audio_input, check_clips, synthetic_clip, to_predictions
+from ml.audio import AudioClip, check_clips, to_predictions
+from ml.audio_runtime import AudioRuntime, mean_per_clip
 from ml.errors import ModelRuntimeError
 from ml.manifest import ModelManifest
-from ml.runtime import ModelRuntime, Prediction
+from ml.runtime import Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +44,11 @@ def import_architecture(path: str) -> type[torch.nn.Module]:
     return network
 
 
-class TorchAudioRuntime(ModelRuntime):
+class TorchAudioRuntime(AudioRuntime):
     framework = "torch-audio"
 
     def __init__(self, manifest: ModelManifest, model_dir: Path, device: str = "cpu") -> None:
         super().__init__(manifest, model_dir, device)
-        self.input = audio_input(manifest)
-        self.params = features.FeatureParams.from_manifest(self.input.features)
-        self.labels = list(manifest.output.labels)
         self.model: torch.nn.Module | None = None
         self.torch_device = resolve_device(device)
 
@@ -66,13 +63,6 @@ class TorchAudioRuntime(ModelRuntime):
         self.model = model.to(self.torch_device).eval()
         self.ready = True
         logger.info("loaded %s on %s", self.manifest.ref, self.torch_device)
-
-    def warm_up(self) -> None:
-        started = time.perf_counter()
-        # Another rate than the model's, so that the resampler is warmed up as well.
-        self.predict([synthetic_clip(44_100, self.input.clip_seconds + 1.5)])
-        logger.info("warmed up %s in %.2f s", self.manifest.ref,
-                    time.perf_counter() - started)
 
     def predict(self, instances: Sequence[Any]) -> list[Prediction]:
         if self.model is None:
@@ -95,9 +85,7 @@ class TorchAudioRuntime(ModelRuntime):
         batch = torch.from_numpy(np.concatenate(windows)).to(self.torch_device)
         with torch.inference_mode():
             probabilities = torch.softmax(self.model(batch), dim=1).cpu().numpy()
-        bounds = np.cumsum([0] + [len(w) for w in windows])
-        return np.stack([probabilities[a:b].mean(axis=0)
-                         for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        return mean_per_clip(probabilities, windows)
 
     def unload(self) -> None:
         self.model = None

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,26 +116,6 @@ def test_committed_json_equals_predict_proba_on_all_heldout_rows(
     assert np.array_equal(fast_yes >= threshold, reference[:, 1] >= threshold)
 
 
-def test_reading_the_json_imports_no_training_library(gbm_manifest: ModelManifest) -> None:
-    assert gbm_manifest.compiled is not None
-    path = GBM_DIR / gbm_manifest.compiled.artifact
-    code = (
-        "import json, sys\n"
-        "from ml.tree_fastpath import TreeEnsembleScorer\n"
-        f"scorer = TreeEnsembleScorer.from_dict(json.loads(open({str(path)!r}).read()))\n"
-        "print(sorted(m for m in ('sklearn', 'scipy', 'pandas', 'joblib') if m in sys.modules))"
-    )
-
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True, cwd=ROOT)
-
-    assert result.stdout.strip() == "[]"
-
-
-# --- small pipelines fitted here ---------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
     # On a busy machine the booster's OpenMP spin-waits make these small fits crawl.
     with threadpool_limits(limits=1):
