@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +42,7 @@ _INLINE_MAX_ROWS = 16
 class _Request:
     """One prediction request in flight: what it asked for and when."""
 
+    trace_id: str
     request_id: str
     requested: str
     received_at: datetime
@@ -62,6 +64,7 @@ class PredictionService:
 
     async def predict(self, request: Request, model_ref: str | None) -> Response:
         call = _Request(
+            trace_id=uuid.uuid4().hex,
             request_id=request.state.request_id,
             requested=(model_ref or self.registry.default or "")[:_MAX_REF_CHARS],
             received_at=utc_now(),
@@ -81,6 +84,7 @@ class PredictionService:
             raise await self._reject(call, received, error) from error
         self.writer.record_start(
             TraceStart(
+                call.trace_id,
                 call.request_id,
                 call.received_at,
                 call.requested,
@@ -136,7 +140,7 @@ class PredictionService:
         latency_ms = call.elapsed_ms()
         await self.writer.record_end(
             TraceEnd(
-                call.request_id,
+                call.trace_id,
                 utc_now(),
                 Outcome.OK,
                 model_name=manifest.name,
@@ -171,7 +175,10 @@ class PredictionService:
         api_error = as_api_error(error)
         kind = call.entry.manifest.input.kind if call.entry else "unknown"
         self.writer.record_start(
-            TraceStart(call.request_id, call.received_at, call.requested, kind, received.value)
+            TraceStart(
+                call.trace_id, call.request_id, call.received_at, call.requested, kind,
+                received.value,
+            )
         )
         return await self._fail(call, api_error)
 
@@ -185,7 +192,7 @@ class PredictionService:
         try:
             await self.writer.record_end(
                 TraceEnd(
-                    call.request_id,
+                    call.trace_id,
                     utc_now(),
                     outcome,
                     model_name=name,

@@ -125,6 +125,7 @@ class UserPublic(BaseModel):
 class PredictionRecord(BaseModel):
     """One traced request, as stored."""
 
+    id: str
     request_id: str
     received_at: datetime
     completed_at: datetime | None

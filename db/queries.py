@@ -35,7 +35,9 @@ def list_predictions(
 
 
 def get_prediction(session: Session, request_id: str) -> Prediction | None:
-    return session.get(Prediction, request_id)
+    """The latest request answered with this ``X-Request-ID`` (a client may reuse one)."""
+    query = select(Prediction).where(col(Prediction.request_id) == request_id)
+    return session.exec(query.order_by(col(Prediction.received_at).desc()).limit(1)).first()
 
 
 def _conditions(filters: PredictionFilter) -> list[object]:

@@ -46,7 +46,10 @@ class Prediction(SQLModel, table=True):
 
     __tablename__ = "prediction"
 
-    request_id: str = Field(primary_key=True, max_length=64)
+    id: str = Field(primary_key=True, max_length=64)
+    """Made by the server for each request: a client cannot make two requests share a row."""
+    request_id: str = Field(max_length=64, index=True)
+    """The ``X-Request-ID`` answered to the client (its own, when it sent a sane one)."""
     received_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), index=True, nullable=False)
     )

@@ -31,6 +31,8 @@ _MAX_BATCH = 1024
 class TraceStart:
     """What was asked, recorded before any model runs."""
 
+    id: str
+    """Made by the server, unique per request: the row's key."""
     request_id: str
     received_at: datetime
     model_requested: str
@@ -43,7 +45,7 @@ class TraceStart:
 class TraceEnd:
     """How the request ended: who served it and what it answered, or the error."""
 
-    request_id: str
+    id: str
     completed_at: datetime
     outcome: Outcome
     model_name: str | None = None
@@ -66,8 +68,8 @@ class _PendingEnd:
     future: asyncio.Future[None]
 
     @property
-    def request_id(self) -> str:
-        return self.end.request_id
+    def id(self) -> str:
+        return self.end.id
 
 
 _STOP = object()
@@ -129,29 +131,29 @@ class TraceWriter:
             _settle([item for item in batch if isinstance(item, _PendingEnd)], None)
 
     def _write_one_by_one(self, batch: list[Any]) -> None:
-        by_request: dict[str, list[Any]] = defaultdict(list)
+        by_trace: dict[str, list[Any]] = defaultdict(list)
         for item in batch:
-            by_request[item.request_id].append(item)
-        for request_id, items in by_request.items():
+            by_trace[item.id].append(item)
+        for trace_id, items in by_trace.items():
             error: Exception | None = None
             try:
                 self._commit(items)
             except Exception as exc:  # noqa: BLE001 - reported to the waiting request
-                logger.exception("Could not write the trace of request %s", request_id)
+                logger.exception("Could not write trace row %s", trace_id)
                 error = exc
             _settle([item for item in items if isinstance(item, _PendingEnd)], error)
 
     def _commit(self, batch: list[Any]) -> None:
-        starts = {item.request_id: item for item in batch if isinstance(item, TraceStart)}
+        starts = {item.id: item for item in batch if isinstance(item, TraceStart)}
         ends = [item.end for item in batch if isinstance(item, _PendingEnd)]
-        new_rows = {request_id: _fields(start) for request_id, start in starts.items()}
+        new_rows = {trace_id: _fields(start) for trace_id, start in starts.items()}
         updates = []
         for end in ends:
-            row = new_rows.get(end.request_id)
+            row = new_rows.get(end.id)
             if row is not None:
                 row.update(_fields(end))  # started and ended in one batch: one INSERT
             else:
-                updates.append({**_fields(end), "b_request_id": end.request_id})
+                updates.append({**_fields(end), "b_id": end.id})
         with self._engine.begin() as connection:
             if new_rows:
                 rows = [_with_outcome(row) for row in new_rows.values()]
@@ -160,10 +162,10 @@ class TraceWriter:
                 connection.execute(_UPDATE_END, updates)
 
 
-_END_FIELDS = [name for name in TraceEnd.__dataclass_fields__ if name != "request_id"]
+_END_FIELDS = [name for name in TraceEnd.__dataclass_fields__ if name != "id"]
 _UPDATE_END = (
     update(_TABLE)
-    .where(_TABLE.c.request_id == bindparam("b_request_id"))
+    .where(_TABLE.c.id == bindparam("b_id"))
     .values({name: bindparam(name) for name in _END_FIELDS})
 )
 

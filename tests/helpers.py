@@ -9,6 +9,11 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from db.queries import get_prediction
+from db.tables import Prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "models"
@@ -44,3 +49,16 @@ def bearer(client: TestClient, username: str, password: str) -> dict[str, str]:
 def metric_value(name: str, **labels: str) -> float:
     """A sample of this process's Prometheus registry (0 when it was never recorded)."""
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def stored_trace(engine: Engine, request_id: str) -> Prediction:
+    """The trace row of the request answered with ``request_id``; fails when there is none."""
+    with Session(engine) as session:
+        row = get_prediction(session, request_id)
+    assert row is not None, f"no trace row for request {request_id}"
+    return row
+
+
+def trace_of(client: TestClient, request_id: str) -> Prediction:
+    """``stored_trace`` in the database of a TestClient's app."""
+    return stored_trace(client.app.state.engine, request_id)  # type: ignore[attr-defined]

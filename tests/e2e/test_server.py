@@ -9,11 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlmodel import Session
 
 from db.engine import make_engine
-from db.tables import Prediction
-from tests.helpers import ADMIN, ATTRITION_MODELS, attrition_example, copy_model
+from tests.helpers import ADMIN, ATTRITION_MODELS, attrition_example, copy_model, stored_trace
 from tests.live_server import LiveServer, live_api
 
 pytestmark = pytest.mark.e2e
@@ -41,14 +39,6 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def stored(database_url: str, request_id: str) -> Prediction | None:
-    engine = make_engine(database_url)
-    with Session(engine) as session:
-        row = session.get(Prediction, request_id)
-    engine.dispose()
-    return row
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     workdir = tmp_path_factory.mktemp("e2e")
@@ -64,8 +54,8 @@ def test_curl_like_prediction_is_answered_traced_and_counted(server: LiveServer)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["label"] in ("No", "Yes") and body["model"] == "attrition-logreg"
-    row = stored(server.env["DATABASE_URL"], body["request_id"])
-    assert row is not None and row.outcome == "ok" and row.label == body["label"]
+    row = stored_trace(make_engine(server.env["DATABASE_URL"]), body["request_id"])
+    assert row.outcome == "ok" and row.label == body["label"]
     metrics = httpx.get(f"{server.url}/metrics").text
     assert metric(metrics, "mldeploy_predictions_total", model="attrition-logreg",
                   outcome="ok") >= 1
@@ -138,8 +128,8 @@ def test_fallback_story_when_the_artifact_no_longer_matches(tmp_path: Path) -> N
         models = {m["name"]: m["status"] for m in httpx.get(f"{live.url}/models").json()["models"]}
         metrics = httpx.get(f"{live.url}/metrics").text
     assert (body["model"], body["fallback"]) == ("attrition-gbm", True)
-    row = stored(env["DATABASE_URL"], body["request_id"])
-    assert row is not None and row.is_fallback and "sha256" in (row.fallback_reason or "")
+    row = stored_trace(make_engine(env["DATABASE_URL"]), body["request_id"])
+    assert row.is_fallback and "sha256" in (row.fallback_reason or "")
     assert models["attrition-logreg"] == "failed"
     assert metric(metrics, "mldeploy_fallbacks_total", requested_model="attrition-logreg") == 1
     assert metric(metrics, "mldeploy_model_load_failures_total", model="attrition-logreg") == 1

@@ -12,12 +12,10 @@ import numpy as np
 import pytest
 import soundfile
 from fastapi.testclient import TestClient
-from sqlmodel import Session
 
 from api.main import create_app
 from api.settings import Settings
-from db.tables import Prediction
-from tests.helpers import MODELS_DIR
+from tests.helpers import MODELS_DIR, trace_of
 
 LABELS = ["violin", "flute", "piano"]
 
@@ -58,13 +56,6 @@ def audio_client(
         yield client
 
 
-def trace(client: TestClient, request_id: str) -> Prediction:
-    with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
-        row = session.get(Prediction, request_id)
-    assert row is not None
-    return row
-
-
 @pytest.mark.parametrize(("fmt", "name"), [("WAV", "a.wav"), ("FLAC", "b.flac"), ("OGG", "c.ogg")])
 def test_upload_is_answered_and_traced_by_hash(audio_client: TestClient, fmt: str,
                                                name: str) -> None:
@@ -74,7 +65,7 @@ def test_upload_is_answered_and_traced_by_hash(audio_client: TestClient, fmt: st
     body = response.json()
     assert body["label"] in LABELS and set(body["probabilities"]) == set(LABELS)
     assert body["input"] == {"duration_seconds": 1.0, "sample_rate": 22050}
-    row = trace(audio_client, body["request_id"])
+    row = trace_of(audio_client, body["request_id"])
     assert row.input_kind == "audio" and row.outcome == "ok"
     assert row.input == {
         "sha256": hashlib.sha256(audio).hexdigest(),
@@ -101,7 +92,7 @@ def test_bad_uploads_get_a_clear_4xx_and_a_trace(
     response = audio_client.post("/predict/instrument-mock", files=files)
     assert response.status_code == status, response.text
     assert words in response.json()["error"]
-    row = trace(audio_client, response.json()["request_id"])
+    row = trace_of(audio_client, response.json()["request_id"])
     assert row.outcome == "invalid_input" and row.input_kind == "audio"
 
 

@@ -12,12 +12,10 @@ import joblib
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session
 
 from api.main import create_app
 from api.settings import Settings
-from db.tables import Prediction
-from tests.helpers import attrition_example, copy_model, metric_value
+from tests.helpers import attrition_example, copy_model, metric_value, trace_of
 
 
 class ExplodesOnAge99:
@@ -46,13 +44,6 @@ def install_exploding_model(store: Path) -> None:
     manifest_path.write_text(json.dumps(manifest))
 
 
-def trace(client: TestClient, request_id: str) -> Prediction:
-    with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
-        row = session.get(Prediction, request_id)
-        assert row is not None
-        return row
-
-
 @pytest.fixture
 def real_app(make_settings: Callable[..., Settings]) -> Callable[..., TestClient]:
     """A client factory for the app over the real runtimes, with setting overrides."""
@@ -78,7 +69,7 @@ def test_hash_mismatch_is_served_by_the_fallback_model(
         assert (body["model"], body["fallback"]) == ("attrition-gbm", True)
         assert body["requested_model"] == "attrition-logreg"
         assert "sha256" in body["fallback_reason"] and "refusing to load" in body["fallback_reason"]
-        row = trace(client, body["request_id"])
+        row = trace_of(client, body["request_id"])
         assert row.is_fallback and row.model_name == "attrition-gbm" and row.outcome == "ok"
         assert "sha256" in (row.fallback_reason or "")
         models = {m["name"]: m for m in client.get("/models").json()["models"]}
@@ -109,7 +100,7 @@ def test_no_usable_fallback_is_503_and_traced(
         response = client.post("/predict", json={"features": attrition_example()})
         assert response.status_code == 503
         assert "no fallback model could serve" in response.json()["error"]
-        row = trace(client, response.json()["request_id"])
+        row = trace_of(client, response.json()["request_id"])
         assert row.outcome == "unavailable" and row.input == attrition_example()
 
 
@@ -127,7 +118,7 @@ def test_runtime_failure_falls_back_for_that_request_only(
         ).json()
         assert (rescued["model"], rescued["fallback"]) == ("attrition-gbm", True)
         assert "FloatingPointError" in rescued["fallback_reason"]
-        assert trace(client, rescued["request_id"]).is_fallback
+        assert trace_of(client, rescued["request_id"]).is_fallback
         models = {m["name"]: m for m in client.get("/models").json()["models"]}
         # A failure on one input does not take the model out of service.
         assert models["attrition-fragile"]["status"] == "loaded"

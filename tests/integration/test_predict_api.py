@@ -9,18 +9,11 @@ import joblib
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from api.settings import Settings
 from db.tables import Prediction
-from tests.helpers import MODELS_DIR, attrition_example, metric_value
-
-
-def trace(client: TestClient, request_id: str) -> Prediction:
-    with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
-        row = session.get(Prediction, request_id)
-    assert row is not None, f"no trace row for {request_id}"
-    return row
+from tests.helpers import MODELS_DIR, attrition_example, metric_value, trace_of
 
 
 def test_predict_one_row_answers_and_traces(client: TestClient) -> None:
@@ -36,7 +29,7 @@ def test_predict_one_row_answers_and_traces(client: TestClient) -> None:
     assert set(body["probabilities"]) == {"No", "Yes"}
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
     assert body["latency_ms"] > 0
-    row = trace(client, body["request_id"])
+    row = trace_of(client, body["request_id"])
     assert row.outcome == "ok" and row.input == attrition_example()
     assert row.output == [{"label": body["label"], "probabilities": body["probabilities"]}]
     assert (row.model_name, row.model_version) == ("attrition-logreg", "1")
@@ -57,7 +50,7 @@ def test_predict_batch_answers_each_row(client: TestClient) -> None:
     assert len(body["predictions"]) == 3
     # The mock is a deterministic function of the row: equal rows, equal answers.
     assert body["predictions"][0] == body["predictions"][2]
-    row = trace(client, body["request_id"])
+    row = trace_of(client, body["request_id"])
     assert row.rows == 3 and row.label is None and len(row.output) == 3
 
 
@@ -116,7 +109,7 @@ def test_invalid_input_is_422_naming_the_field_and_traced(
     problems = {item["field"]: item["problem"] for item in error["detail"]}
     assert words in problems[field], problems
     assert field in error["error"]
-    row = trace(client, error["request_id"])
+    row = trace_of(client, error["request_id"])
     assert row.outcome == "invalid_input" and field in (row.error or "")
 
 
@@ -136,7 +129,7 @@ def test_malformed_bodies_get_a_clear_4xx(
     response = client.post("/predict", content=content, headers=headers)
     assert response.status_code == status, response.text
     assert words in response.json()["error"]
-    row = trace(client, response.json()["request_id"])
+    row = trace_of(client, response.json()["request_id"])
     assert row.outcome == "invalid_input"
 
 
@@ -144,7 +137,7 @@ def test_unknown_model_is_404_and_traced(client: TestClient) -> None:
     response = client.post("/predict/no-such-model", json={"features": {}})
     assert response.status_code == 404
     assert response.json()["error"] == "model 'no-such-model' is not registered"
-    row = trace(client, response.json()["request_id"])
+    row = trace_of(client, response.json()["request_id"])
     assert (row.outcome, row.model_requested) == ("not_found", "no-such-model")
 
 
@@ -178,10 +171,28 @@ def test_body_over_the_limit_is_413(make_settings: Callable[..., Settings]) -> N
         )
         assert response.status_code == 413
         assert "MAX_BODY_BYTES" in response.json()["error"]
-        assert trace(client, response.json()["request_id"]).outcome == "invalid_input"
+        assert trace_of(client, response.json()["request_id"]).outcome == "invalid_input"
 
 
 def test_file_upload_to_a_tabular_model_is_415(client: TestClient) -> None:
     response = client.post("/predict", files={"file": ("a.wav", b"RIFF....WAVE", "audio/wav")})
     assert response.status_code == 415
     assert "JSON features" in response.json()["error"]
+
+
+def test_a_reused_client_request_id_never_shares_or_overwrites_a_row(client: TestClient) -> None:
+    headers = {"X-Request-ID": "dup-123"}
+    first = client.post("/predict", json={"features": attrition_example()}, headers=headers)
+    second = client.post(
+        "/predict", json={"features": {**attrition_example(), "Age": 60}}, headers=headers
+    )
+    third = client.post("/predict", json={"features": {}}, headers=headers)
+    assert [r.status_code for r in (first, second, third)] == [200, 200, 422]
+    with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
+        rows = session.exec(
+            select(Prediction).where(Prediction.request_id == "dup-123")
+        ).all()
+    assert len(rows) == 3 and len({row.id for row in rows}) == 3
+    ages = sorted(row.input.get("Age", 0) for row in rows)
+    assert ages == [0, 24, 60]  # each row holds its own request's input
+    assert trace_of(client, "dup-123").outcome == "invalid_input"  # the latest one

@@ -24,13 +24,16 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def start(request_id: str, features: dict[str, object] | None = None) -> TraceStart:
-    return TraceStart(request_id, utc_now(), "attrition-logreg", "tabular", features or {"Age": 30})
+def start(trace_id: str, features: dict[str, object] | None = None) -> TraceStart:
+    return TraceStart(
+        trace_id, f"req-{trace_id}", utc_now(), "attrition-logreg", "tabular",
+        features or {"Age": 30},
+    )
 
 
-def end(request_id: str, outcome: Outcome = Outcome.OK) -> TraceEnd:
+def end(trace_id: str, outcome: Outcome = Outcome.OK) -> TraceEnd:
     return TraceEnd(
-        request_id,
+        trace_id,
         utc_now(),
         outcome,
         model_name="attrition-logreg",
@@ -43,7 +46,7 @@ def end(request_id: str, outcome: Outcome = Outcome.OK) -> TraceEnd:
 
 def rows(engine: Engine) -> list[Prediction]:
     with Session(engine) as session:
-        return list(session.exec(select(Prediction).order_by(Prediction.request_id)).all())
+        return list(session.exec(select(Prediction).order_by(Prediction.id)).all())
 
 
 def count_commits(engine: Engine) -> list[int]:
@@ -68,7 +71,8 @@ def test_many_concurrent_requests_share_few_commits(engine: Engine) -> None:
     asyncio.run(serve_all())
     writer.close()
     stored = rows(engine)
-    assert [row.request_id for row in stored] == [f"r{index:03d}" for index in range(200)]
+    assert [row.id for row in stored] == [f"r{index:03d}" for index in range(200)]
+    assert stored[7].request_id == "req-r007"
     assert all(row.outcome == Outcome.OK and row.label == "No" for row in stored)
     assert stored[7].input == {"Age": 7}
     assert stored[7].output == [{"label": "No", "probabilities": {"No": 0.9, "Yes": 0.1}}]
@@ -112,7 +116,7 @@ def test_close_writes_what_is_queued(engine: Engine) -> None:
     writer.start()
     writer.record_start(start("queued"))
     writer.close()
-    assert [row.request_id for row in rows(engine)] == ["queued"]
+    assert [row.id for row in rows(engine)] == ["queued"]
 
 
 def test_one_bad_row_does_not_fail_the_rest_of_its_batch(engine: Engine) -> None:
@@ -134,4 +138,4 @@ def test_one_bad_row_does_not_fail_the_rest_of_its_batch(engine: Engine) -> None
 
     assert asyncio.run(batch()) == ["ok", "failed", "ok", "ok"]
     writer.close()
-    assert [row.request_id for row in rows(engine)] == ["a", "b", "c", "dup"]
+    assert [row.id for row in rows(engine)] == ["a", "b", "c", "dup"]
