@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error with its HTTP status; ``detail`` lists the fields at fault."""
 
-    status_code = 400
+    status_code = 500
 
     def __init__(  # noqa: B042 (raised and handled in-process, never pickled)
         self,
@@ -94,8 +94,17 @@ def as_api_error(error: Exception) -> ApiError:
             "the prediction could not be recorded in the trace database, so it is not "
             "returned; retry later"
         )
+    if isinstance(error, StarletteHTTPException):
+        return _from_http_exception(error)
     logger.error("Unexpected error", exc_info=error)
     return ApiError("internal error")
+
+
+def _from_http_exception(error: StarletteHTTPException) -> ApiError:
+    # Raised by Starlette itself, e.g. on a malformed multipart body or a body too large.
+    api_error = ApiError(str(error.detail), headers=dict(error.headers or {}))
+    api_error.status_code = error.status_code
+    return api_error
 
 
 def error_response(request: Request, error: ApiError) -> Response:
@@ -125,9 +134,7 @@ async def _handle_validation_error(request: Request, error: Exception) -> Respon
 
 async def _handle_http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
-    api_error = ApiError(str(error.detail), headers=dict(error.headers or {}))
-    api_error.status_code = error.status_code
-    return error_response(request, api_error)
+    return error_response(request, _from_http_exception(error))
 
 
 def register_error_handlers(app: FastAPI) -> None:

@@ -9,7 +9,7 @@ import uuid
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import PayloadTooLargeError
+from starlette.exceptions import HTTPException
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +98,13 @@ class BodySizeLimitMiddleware:
 
         await self.app(scope, limited_receive, send)
 
-    def _too_large(self, size: int) -> PayloadTooLargeError:
-        return PayloadTooLargeError(
+    def _too_large(self, size: int) -> HTTPException:
+        # An HTTPException, not our own error type: FastAPI lets it through its body parsing
+        # (any other exception there becomes a vague 400), and the handlers answer 413.
+        return HTTPException(
+            413,
             f"request body of {size} bytes or more exceeds the limit of {self.max_bytes} bytes "
-            "(MAX_BODY_BYTES)"
+            "(MAX_BODY_BYTES)",
         )
 
 

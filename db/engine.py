@@ -10,6 +10,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
+_MAX_UNSERIALISABLE_CHARS = 2000
+
+
 def make_engine(database_url: str) -> Engine:
     """An engine for ``database_url``; a SQLite file's folder is created when missing."""
     url = make_url(database_url)
@@ -30,7 +33,12 @@ def make_engine(database_url: str) -> Engine:
 
 def _to_json(value: Any) -> str:
     # orjson: several times faster than json.dumps on every traced input and output.
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        # e.g. JSON nested deeper than orjson writes (it reads deeper): the row must still
+        # be written, so the refused input is kept as capped text.
+        return orjson.dumps({"unserialisable": repr(value)[:_MAX_UNSERIALISABLE_CHARS]}).decode()
 
 
 def _to_jsonb(value: Any) -> str:

@@ -31,7 +31,7 @@ def prediction_history(
     until: Annotated[datetime | None, Query(description="received before (ISO 8601)")] = None,
     fallback: Annotated[bool | None, Query(description="only fallbacks, or none")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> PredictionPage:
     """Traced requests, newest first, filtered by model, outcome and time range."""
     filters = PredictionFilter(

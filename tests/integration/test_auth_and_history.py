@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from api.settings import DEV_SECRET_KEY
+from api.main import create_app
+from api.settings import DEV_SECRET_KEY, Settings
 from tests.helpers import ADMIN, attrition_example, bearer
 
 ADMIN_ROUTES = [
@@ -121,3 +123,17 @@ def test_one_prediction_by_request_id(client: TestClient, viewer_headers: dict[s
 def test_bad_history_filter_is_422(client: TestClient, viewer_headers: dict[str, str]) -> None:
     response = client.get("/predictions", params={"outcome": "maybe"}, headers=viewer_headers)
     assert response.status_code == 422 and response.json()["detail"][0]["field"].endswith("outcome")
+
+
+def test_history_paging_out_of_range_is_422(
+    client: TestClient, viewer_headers: dict[str, str]
+) -> None:
+    for params in ({"offset": 10**20}, {"limit": 0}, {"since": "yesterday"}):
+        response = client.get("/predictions", params=params, headers=viewer_headers)
+        assert response.status_code == 422, (params, response.text)
+
+
+def test_an_oversized_login_form_is_413(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(max_body_bytes=1024))) as client:
+        response = client.post("/auth/token", data={"username": "a", "password": "x" * 5000})
+    assert response.status_code == 413 and "MAX_BODY_BYTES" in response.json()["error"]

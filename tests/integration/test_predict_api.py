@@ -196,3 +196,19 @@ def test_a_reused_client_request_id_never_shares_or_overwrites_a_row(client: Tes
     ages = sorted(row.input.get("Age", 0) for row in rows)
     assert ages == [0, 24, 60]  # each row holds its own request's input
     assert trace_of(client, "dup-123").outcome == "invalid_input"  # the latest one
+
+
+def test_json_nested_too_deep_to_store_is_still_traced(client: TestClient) -> None:
+    deep = "[" * 300 + "]" * 300
+    body = f'{{"features": {{"Age": {deep}}}}}'.encode()
+    response = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    row = trace_of(client, response.json()["request_id"])
+    assert row.outcome == "invalid_input" and "unserialisable" in row.input
+
+
+def test_malformed_multipart_is_a_4xx_not_a_500(client: TestClient) -> None:
+    response = client.post(
+        "/predict", content=b"--x\r\n", headers={"Content-Type": "multipart/form-data"}
+    )
+    assert 400 <= response.status_code < 500

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from api.errors import ApiError
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 
 
@@ -19,8 +19,8 @@ async def crash(_request: Request) -> PlainTextResponse:
 async def echo_length(request: Request) -> PlainTextResponse:
     try:
         return PlainTextResponse(str(len(await request.body())))
-    except ApiError as error:
-        return PlainTextResponse(error.message, status_code=error.status_code)
+    except HTTPException as error:
+        return PlainTextResponse(error.detail, status_code=error.status_code)
 
 
 def app() -> Starlette:
