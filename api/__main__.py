@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 
 import uvicorn
@@ -18,6 +19,10 @@ def main() -> None:
     # Must be set before an ML library starts its thread pool: one thread per prediction
     # serves concurrent requests best; OpenMP's spinning threads oversubscribe small machines.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if settings.secret_key is None:
+        # Without SECRET_KEY (dev, test): one random key for all workers, so that a token
+        # issued by one worker is accepted by the others. Tokens end with the process.
+        os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Must be set before any worker imports prometheus_client: each worker then
         # writes its samples here and /metrics adds them up.

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "replace-me"}
-# NOTE: only ever used with ENV=dev|test, where tokens need not survive a restart.
-DEV_SECRET_KEY = "dev-only-secret-key-never-use-in-production"
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "replace-me"}
+_MIN_SECRET_CHARS = 32
+# ENV=dev|test without SECRET_KEY: a key nobody knows, so nobody can forge a token; tokens
+# then last as long as the process (`python -m api` shares one with its workers).
+_PROCESS_SECRET_KEY = secrets.token_urlsafe(48)
 
 
 class Settings(BaseSettings):
@@ -59,6 +62,13 @@ class Settings(BaseSettings):
     disk without persistent storage) or ``external`` (a database server); set by
     ``deploy/start.sh``."""
 
+    @field_validator("secret_key", "admin_username", "admin_password", "metrics_token",
+                     mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `cp .env.example .env` leaves `METRICS_TOKEN=` and the like: not a secret.
+        return None if value == "" else value
+
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, url: str) -> str:
@@ -71,15 +81,20 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _require_real_secret_in_prod(self) -> Settings:
         secret = self.secret_key.get_secret_value() if self.secret_key else ""
-        if self.env == "prod" and secret.strip().lower() in _PLACEHOLDER_SECRETS:
-            raise ValueError("SECRET_KEY must be set to a real secret when ENV=prod")
+        if self.env == "prod" and (
+            secret.strip().lower() in _PLACEHOLDER_SECRETS or len(secret) < _MIN_SECRET_CHARS
+        ):
+            raise ValueError(
+                f"SECRET_KEY must be a real secret of at least {_MIN_SECRET_CHARS} characters "
+                "when ENV=prod"
+            )
         if self.admin_username and not self.admin_password:
             raise ValueError("ADMIN_USERNAME is set but ADMIN_PASSWORD is not")
         return self
 
     @property
     def jwt_secret(self) -> str:
-        return self.secret_key.get_secret_value() if self.secret_key else DEV_SECRET_KEY
+        return self.secret_key.get_secret_value() if self.secret_key else _PROCESS_SECRET_KEY
 
     @property
     def fallback_models(self) -> list[str]:

@@ -14,6 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MANIFEST_FILENAME = "manifest.json"
+# A file in the model's own folder: no separator, no "..", so a manifest cannot point the
+# registry at any other file on the machine.
+ARTIFACT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class _Strict(BaseModel):
@@ -123,7 +126,7 @@ class CompiledModel(_Strict):
     """
 
     kind: Literal["linear-logistic", "tree-ensemble"]
-    artifact: str
+    artifact: str = Field(pattern=ARTIFACT_NAME)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
@@ -136,7 +139,7 @@ class ModelManifest(_Strict):
     """Models of the same task are interchangeable (same input, same labels)."""
     framework: str
     description: str = ""
-    artifact: str
+    artifact: str = Field(pattern=ARTIFACT_NAME)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     compiled: CompiledModel | None = None
     """Optional exact fast form of the same model (see ``CompiledModel``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -64,8 +65,9 @@ def ready(engine: EngineDep, registry: RegistryDep) -> dict[str, Any]:
 def prometheus_metrics(request: Request, settings: SettingsDep) -> Response:
     """Prometheus text format; with METRICS_TOKEN set, a bearer token is required."""
     if settings.metrics_token is not None:
-        expected = f"Bearer {settings.metrics_token.get_secret_value()}"
-        if request.headers.get("authorization") != expected:
+        expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
+        sent = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(sent, expected):  # constant time: no guessing by timing
             raise UnauthorizedError("metrics require 'Authorization: Bearer <METRICS_TOKEN>'")
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)

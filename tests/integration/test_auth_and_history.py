@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import DEV_SECRET_KEY, Settings
+from api.settings import Settings
 from tests.helpers import ADMIN, attrition_example, bearer
 
 ADMIN_ROUTES = [
@@ -62,9 +62,8 @@ def test_bad_and_expired_tokens_are_401(client: TestClient) -> None:
     forged = jwt.encode({"sub": "admin", "exp": datetime.now(UTC) + timedelta(hours=1)}, "x" * 32)
     forged_response = client.get("/predictions", headers={"Authorization": f"Bearer {forged}"})
     assert forged_response.status_code == 401
-    expired = jwt.encode(
-        {"sub": "admin", "exp": datetime.now(UTC) - timedelta(minutes=1)}, DEV_SECRET_KEY
-    )
+    secret = client.app.state.settings.jwt_secret  # type: ignore[attr-defined]
+    expired = jwt.encode({"sub": "admin", "exp": datetime.now(UTC) - timedelta(minutes=1)}, secret)
     response = client.get("/predictions", headers={"Authorization": f"Bearer {expired}"})
     assert response.status_code == 401 and "expired" in response.json()["error"]
 

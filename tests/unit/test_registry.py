@@ -224,3 +224,14 @@ def test_missing_store_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     assert registry.problems and "does not exist" in registry.problems[0]
     with pytest.raises(ModelNotFoundError):
         registry.entry()
+
+
+@pytest.mark.parametrize("artifact", ["../../etc/passwd", "/etc/passwd", "sub/model.joblib", ".."])
+def test_a_manifest_cannot_point_outside_its_folder(store: Path, artifact: str) -> None:
+    path = store / "attrition-gbm" / "1" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["artifact"] = artifact
+    path.write_text(json.dumps(manifest))
+    registry = build(store, framework_runtimes("cpu"))
+    assert "attrition-gbm" not in registry.names()
+    assert any("artifact" in problem for problem in registry.problems)

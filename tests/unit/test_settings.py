@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from api.settings import DEV_SECRET_KEY, Settings
+from api.settings import Settings
 
 
 def settings(**values: object) -> Settings:
@@ -24,15 +24,24 @@ def test_sqlite_url_is_kept() -> None:
     assert settings(database_url="sqlite:///x.db").database_url == "sqlite:///x.db"
 
 
-@pytest.mark.parametrize("secret", [None, "", "changeme"])
-def test_prod_refuses_missing_or_placeholder_secret(secret: str | None) -> None:
+@pytest.mark.parametrize("secret", [None, "", "changeme", "short-but-not-empty"])
+def test_prod_refuses_missing_short_or_placeholder_secret(secret: str | None) -> None:
     with pytest.raises(ValidationError, match="SECRET_KEY"):
         settings(env="prod", secret_key=secret)
 
 
-def test_dev_uses_the_dev_secret_and_prod_its_own() -> None:
-    assert settings(env="dev").jwt_secret == DEV_SECRET_KEY
+def test_without_a_secret_dev_signs_with_a_key_nobody_knows() -> None:
+    dev = settings(env="dev").jwt_secret
+    assert len(dev) >= 32 and dev == settings(env="test").jwt_secret  # one per process
     assert settings(env="prod", secret_key="s3cr3t-" * 6).jwt_secret == "s3cr3t-" * 6
+
+
+def test_empty_values_from_env_example_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("METRICS_TOKEN", "SECRET_KEY", "ADMIN_USERNAME", "ADMIN_PASSWORD"):
+        monkeypatch.setenv(name, "")
+    loaded = settings()
+    assert loaded.metrics_token is None and loaded.secret_key is None
+    assert loaded.admin_username is None
 
 
 def test_admin_username_needs_a_password() -> None:
