@@ -286,11 +286,14 @@ class ModelEvaluator:
         self, registry: ModelRegistry, ref: str, evaluation: Evaluation, path: Path
     ) -> ModelEvaluation:
         served = await registry.acquire(ref)
-        if served.is_fallback:
-            # A fallback's numbers under this model's name would mislead the comparison.
-            raise EvaluationFailedError(
-                f"{ref} cannot be evaluated: {served.fallback_reason}"
+        try:
+            if served.is_fallback:
+                # A fallback's numbers under this model's name would mislead the comparison.
+                raise EvaluationFailedError(
+                    f"{ref} cannot be evaluated: {served.fallback_reason}"
+                )
+            return await asyncio.to_thread(
+                evaluate_runtime, served.runtime, evaluation, path, self.max_audio_seconds
             )
-        return await asyncio.to_thread(
-            evaluate_runtime, served.runtime, evaluation, path, self.max_audio_seconds
-        )
+        finally:
+            registry.release(served)

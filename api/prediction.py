@@ -106,16 +106,21 @@ class PredictionService:
     ) -> tuple[ServedModel, list[Prediction]]:
         served = await self.registry.acquire(entry.ref)
         tried: set[str] = set()
-        while True:
-            instances = self._validated(served.runtime, payload)
-            try:
-                return served, await _run(served.runtime, instances)
-            except InvalidInputError:
-                raise
-            except Exception as error:  # noqa: BLE001 - any model failure goes to its fallback
-                reason = f"{served.manifest.ref} failed while predicting: {describe_error(error)}"
-                logger.exception("Model %s failed on request", served.manifest.ref)
-                served = await self.registry.fallback_after_failure(served, reason, tried)
+        try:
+            while True:
+                instances = self._validated(served.runtime, payload)
+                try:
+                    return served, await _run(served.runtime, instances)
+                except InvalidInputError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - any model failure: the fallback
+                    failed = served
+                    reason = f"{failed.manifest.ref} failed: {describe_error(error)}"
+                    logger.exception("Model %s failed on request", failed.manifest.ref)
+                    served = await self.registry.fallback_after_failure(failed, reason, tried)
+                    self.registry.release(failed)
+        finally:
+            self.registry.release(served)
 
     def _validated(self, runtime: ModelRuntime, payload: Payload) -> list[Any]:
         schema = runtime.manifest.input

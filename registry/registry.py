@@ -117,7 +117,11 @@ class ModelRegistry:
         self._runtime_factory = runtime_factory
         self._listener = listener
         self._lru: OrderedDict[str, ModelEntry] = OrderedDict()
+        # Guards the LRU and the pins: which runtimes requests are using right now, and
+        # which of those were unloaded meanwhile and must be freed when the last one ends.
         self._lru_lock = threading.Lock()
+        self._users: dict[ModelRuntime, int] = {}
+        self._retired: set[ModelRuntime] = set()
         self._versions = self._index(models)
         self._check_configured_refs()
 
@@ -193,19 +197,50 @@ class ModelRegistry:
     async def acquire(self, ref: str | None = None) -> ServedModel:
         """The runtime that serves ``ref``: loaded on first use, else its fallback.
 
-        Raises ``ModelNotFoundError`` for an unknown reference and
-        ``ModelUnavailableError`` when neither the model nor a fallback can serve.
+        The runtime is pinned until ``release``: an unload meanwhile (LRU, admin) frees it
+        only once no request uses it. Raises ``ModelNotFoundError`` for an unknown reference
+        and ``ModelUnavailableError`` when neither the model nor a fallback can serve.
         """
         entry = self.entry(ref)
-        runtime = entry.runtime
-        if runtime is not None:
-            self._touch(entry)
-            return ServedModel(runtime, entry.manifest)
-        try:
-            runtime = await asyncio.to_thread(self.load, entry)
-        except ModelLoadError as error:
-            return await self._serve_fallback(entry, f"{entry.ref} failed to load: {error}", set())
+        runtime = await self._pinned_runtime(entry)
+        if runtime is None:
+            reason = f"{entry.ref} failed to load: {entry.error or 'unknown error'}"
+            return await self._serve_fallback(entry, reason, set())
         return ServedModel(runtime, entry.manifest)
+
+    def release(self, served: ServedModel) -> None:
+        """The request is done with ``served``; an unloaded runtime is freed by its last user."""
+        runtime = served.runtime
+        with self._lru_lock:
+            remaining = self._users.get(runtime, 1) - 1
+            if remaining > 0:
+                self._users[runtime] = remaining
+                return
+            self._users.pop(runtime, None)
+            was_retired = runtime in self._retired
+            self._retired.discard(runtime)
+        if was_retired:
+            runtime.unload()
+
+    async def _pinned_runtime(self, entry: ModelEntry) -> ModelRuntime | None:
+        """``entry``'s runtime, loaded if needed and pinned; None when it cannot load."""
+        for _ in range(3):  # another load may evict it between our load and our pin
+            if (runtime := self._pin_current(entry)) is not None:
+                return runtime
+            try:
+                await asyncio.to_thread(self.load, entry)
+            except ModelLoadError:
+                return None
+        return None
+
+    def _pin_current(self, entry: ModelEntry) -> ModelRuntime | None:
+        with self._lru_lock:
+            runtime = entry.runtime
+            if runtime is not None:
+                self._users[runtime] = self._users.get(runtime, 0) + 1
+                if entry.ref in self._lru:
+                    self._lru.move_to_end(entry.ref)
+            return runtime
 
     async def fallback_after_failure(
         self, served: ServedModel, reason: str, tried: set[str]
@@ -226,11 +261,9 @@ class ModelRegistry:
         for candidate in self._fallback_chain(requested):
             if candidate.ref in excluded or candidate.status is ModelStatus.FAILED:
                 continue
-            try:
-                runtime = candidate.runtime or await asyncio.to_thread(self.load, candidate)
-            except ModelLoadError:
+            runtime = await self._pinned_runtime(candidate)
+            if runtime is None:
                 continue
-            self._touch(candidate)
             logger.warning("Serving %s in place of %s: %s", candidate.ref, requested.ref, reason)
             if self._listener is not None:
                 self._listener.fallback_used(requested.manifest, candidate.manifest, reason)
@@ -294,16 +327,25 @@ class ModelRegistry:
         return runtime
 
     def unload(self, entry: ModelEntry) -> bool:
-        """Unload ``entry``; True if it was loaded. A failed model stays failed."""
+        """Unload ``entry``; True if it was loaded. A failed model stays failed.
+
+        A runtime that requests are still using is freed when the last of them releases it.
+        """
         with entry.lock:
             runtime, entry.runtime = entry.runtime, None
             if runtime is None:
                 return False
             entry.status, entry.loaded_at = ModelStatus.REGISTERED, None
-            runtime.unload()
         with self._lru_lock:
             self._lru.pop(entry.ref, None)
-        logger.info("Unloaded model %s", entry.ref)
+            in_use = runtime in self._users
+            if in_use:
+                self._retired.add(runtime)
+        if in_use:
+            logger.info("Unloaded model %s; freed when its requests end", entry.ref)
+        else:
+            runtime.unload()
+            logger.info("Unloaded model %s", entry.ref)
         if self._listener is not None:
             self._listener.model_unloaded(entry.manifest)
         return True
@@ -331,11 +373,6 @@ class ModelRegistry:
         logger.info("Rescanned %s: %d model versions", self.root, len(scan.models))
 
     # --- internals -----------------------------------------------------------------
-
-    def _touch(self, entry: ModelEntry) -> None:
-        with self._lru_lock:
-            if entry.ref in self._lru:
-                self._lru.move_to_end(entry.ref)
 
     def _remember_loaded(self, entry: ModelEntry) -> None:
         with self._lru_lock:

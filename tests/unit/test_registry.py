@@ -235,3 +235,36 @@ def test_a_manifest_cannot_point_outside_its_folder(store: Path, artifact: str) 
     registry = build(store, framework_runtimes("cpu"))
     assert "attrition-gbm" not in registry.names()
     assert any("artifact" in problem for problem in registry.problems)
+
+
+class SlowRuntime(MockRuntime):
+    """Predicts only after ``gate`` opens; refuses once unloaded, as real runtimes do."""
+
+    gate = threading.Event()
+
+    def predict(self, instances):  # type: ignore[no-untyped-def]
+        assert self.gate.wait(5)
+        if not self.ready:
+            raise RuntimeError("used after unload")
+        return super().predict(instances)
+
+
+def test_eviction_waits_for_the_requests_using_the_model(store: Path) -> None:
+    registry = build(store, lambda m, d: SlowRuntime(m, d), max_loaded=1)
+    SlowRuntime.gate.clear()
+
+    async def scenario() -> tuple[str, bool, bool]:
+        served = await registry.acquire("attrition-logreg")
+        in_flight = asyncio.create_task(asyncio.to_thread(served.runtime.predict, [{"Age": 30}]))
+        await registry.acquire("attrition-gbm")  # evicts logreg while it predicts
+        evicted_but_alive = served.runtime.ready
+        SlowRuntime.gate.set()
+        [prediction] = await in_flight
+        registry.release(served)
+        return prediction.label, evicted_but_alive, served.runtime.ready
+
+    label, alive_while_used, ready_after = asyncio.run(scenario())
+    assert label in ("No", "Yes")
+    assert alive_while_used, "an evicted model must stay usable by the request using it"
+    assert not ready_after, "the last release frees it"
+    assert [entry.ref for entry in registry.loaded_entries()] == ["attrition-gbm@1"]
