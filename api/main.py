@@ -85,8 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.started_monotonic = time.monotonic()
     register_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(HttpMetricsMiddleware)
-    app.add_middleware(RequestIdMiddleware)  # outermost: every response gets its id
+    app.add_middleware(RequestIdMiddleware)  # every response gets its id, a crash a JSON 500
+    app.add_middleware(HttpMetricsMiddleware)  # outermost: it counts those 500s too
     for module in (service, predict, models, evaluation, metadata, predictions, auth):
         app.include_router(module.router)
     install_openapi(app)

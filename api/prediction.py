@@ -66,7 +66,7 @@ class PredictionService:
         call = _Request(
             trace_id=uuid.uuid4().hex,
             request_id=request.state.request_id,
-            requested=(model_ref or self.registry.default or "")[:_MAX_REF_CHARS],
+            requested=(model_ref or self.registry.default or "").strip()[:_MAX_REF_CHARS],
             received_at=utc_now(),
             started=time.perf_counter(),
         )

@@ -115,6 +115,18 @@ class UserCreate(BaseModel):
     role: str = Field(default="viewer", pattern="^(admin|viewer)$")
 
 
+class UserUpdate(BaseModel):
+    """What an admin changes about a user; fields left out stay as they are."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"role": "admin"}, {"is_active": False}]}
+    )
+
+    password: str | None = Field(default=None, min_length=8, max_length=256)
+    role: str | None = Field(default=None, pattern="^(admin|viewer)$")
+    is_active: bool | None = None
+
+
 class UserPublic(BaseModel):
     username: str
     role: str

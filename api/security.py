@@ -15,7 +15,7 @@ from sqlmodel import Session
 from api.deps import SessionDep, SettingsDep
 from api.errors import ForbiddenError, UnauthorizedError
 from db.tables import Role, User
-from db.users import UserExistsError, create_user, get_user, set_password
+from db.users import UserExistsError, create_user, get_user, update_user
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,10 @@ def ensure_admin(session: Session, username: str, password: str) -> None:
     if user is not None and (
         user.role != Role.ADMIN or not _password_hash.verify(password, user.hashed_password)
     ):
-        set_password(session, user, hash_password(password), Role.ADMIN)
+        update_user(
+            session, user, hashed_password=hash_password(password), role=Role.ADMIN,
+            is_active=True,
+        )
         logger.info("Reset password and role of admin user %r", username)
 
 

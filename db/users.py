@@ -32,8 +32,21 @@ def create_user(session: Session, username: str, hashed_password: str, role: Rol
     return user
 
 
-def set_password(session: Session, user: User, hashed_password: str, role: Role) -> User:
-    user.hashed_password, user.role, user.is_active = hashed_password, role, True
+def update_user(
+    session: Session,
+    user: User,
+    *,
+    hashed_password: str | None = None,
+    role: Role | None = None,
+    is_active: bool | None = None,
+) -> User:
+    """Change what is given; a disabled user can no longer log in or use a token."""
+    if hashed_password is not None:
+        user.hashed_password = hashed_password
+    if role is not None:
+        user.role = role
+    if is_active is not None:
+        user.is_active = is_active
     session.add(user)
     session.commit()
     session.refresh(user)

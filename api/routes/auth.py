@@ -9,11 +9,11 @@ from fastapi.security import OAuth2PasswordRequestForm
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, SettingsDep
-from api.errors import ConflictError, UnauthorizedError
-from api.schemas import ErrorResponse, TokenResponse, UserCreate, UserPublic
+from api.errors import ConflictError, NotFoundError, UnauthorizedError
+from api.schemas import ErrorResponse, TokenResponse, UserCreate, UserPublic, UserUpdate
 from api.security import AdminUser, CurrentUser, authenticate, create_access_token, hash_password
 from db.tables import Role, User
-from db.users import UserExistsError, create_user, list_users
+from db.users import UserExistsError, create_user, get_user, list_users, update_user
 
 router = APIRouter(tags=["auth"])
 
@@ -51,15 +51,37 @@ def users(session: SessionDep, _admin: AdminUser) -> list[UserPublic]:
     return [_public(user) for user in list_users(session)]
 
 
+# Sync routes: FastAPI runs them in its thread pool, off the event loop, since password
+# hashing is deliberately slow and the commits block.
 @router.post("/users", response_model=UserPublic, status_code=201, tags=["users"])
-async def add_user(body: UserCreate, session: SessionDep, _admin: AdminUser) -> UserPublic:
+def add_user(body: UserCreate, session: SessionDep, _admin: AdminUser) -> UserPublic:
     """Create a viewer or an admin (admin)."""
-    hashed = await run_in_threadpool(hash_password, body.password)
     try:
-        user = create_user(session, body.username, hashed, Role(body.role))
+        user = create_user(session, body.username, hash_password(body.password), Role(body.role))
     except UserExistsError as error:
         raise ConflictError(str(error)) from error
     return _public(user)
+
+
+@router.patch(
+    "/users/{username}",
+    response_model=UserPublic,
+    tags=["users"],
+    responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+)
+def change_user(
+    username: str, body: UserUpdate, session: SessionDep, admin: AdminUser
+) -> UserPublic:
+    """Change a user's password or role, or disable it (admin); its tokens stop working."""
+    user = get_user(session, username)
+    if user is None:
+        raise NotFoundError(f"no user named '{username}'")
+    if user.username == admin.username and (body.is_active is False or body.role == Role.VIEWER):
+        raise ConflictError("an admin cannot disable or demote itself")
+    hashed = hash_password(body.password) if body.password else None
+    role = Role(body.role) if body.role else None
+    return _public(update_user(session, user, hashed_password=hashed, role=role,
+                               is_active=body.is_active))
 
 
 def _public(user: User) -> UserPublic:

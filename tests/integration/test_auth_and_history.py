@@ -136,3 +136,24 @@ def test_an_oversized_login_form_is_413(make_settings: Callable[..., Settings]) 
     with TestClient(create_app(make_settings(max_body_bytes=1024))) as client:
         response = client.post("/auth/token", data={"username": "a", "password": "x" * 5000})
     assert response.status_code == 413 and "MAX_BODY_BYTES" in response.json()["error"]
+
+
+def test_admin_changes_role_disables_and_resets_a_user(
+    client: TestClient, admin_headers: dict[str, str], viewer_headers: dict[str, str]
+) -> None:
+    assert client.get("/users", headers=viewer_headers).status_code == 403
+    promoted = client.patch("/users/vera", json={"role": "admin"}, headers=admin_headers)
+    assert promoted.status_code == 200 and promoted.json()["role"] == "admin"
+    assert client.get("/users", headers=viewer_headers).status_code == 200  # same token
+    disabled = client.patch("/users/vera", json={"is_active": False}, headers=admin_headers)
+    assert disabled.json()["is_active"] is False
+    assert client.get("/predictions", headers=viewer_headers).status_code == 401
+    login = client.post("/auth/token", data={"username": "vera", "password": "viewer-pass-1"})
+    assert login.status_code == 401
+    client.patch("/users/vera", json={"is_active": True, "password": "new-pass-123"},
+                 headers=admin_headers)
+    assert bearer(client, "vera", "new-pass-123")
+    assert client.patch("/users/ghost", json={"role": "admin"},
+                        headers=admin_headers).status_code == 404
+    itself = client.patch("/users/admin", json={"is_active": False}, headers=admin_headers)
+    assert itself.status_code == 409
