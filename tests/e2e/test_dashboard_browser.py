@@ -19,11 +19,17 @@ import pytest
 
 from tests.live_server import ROOT, LiveServer, answers, free_port, live_api, running_process
 
+# Debian's chromium here and in .ci/run; the runner's Chrome on GitHub's Ubuntu images.
+BROWSER = shutil.which("chromium") or shutil.which("google-chrome")
+DRIVER = shutil.which("chromedriver") or shutil.which(
+    "chromedriver", path=os.environ.get("CHROMEWEBDRIVER", "")
+)
+
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.slow,
     pytest.mark.skipif(
-        not (shutil.which("chromium") and shutil.which("chromedriver")),
+        not (BROWSER and DRIVER),
         reason="needs Debian's chromium and chromium-driver "
                "(apt-get install -y chromium chromium-driver)",
     ),
@@ -82,11 +88,11 @@ def dashboard(api: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or ""
+    options.binary_location = BROWSER or ""
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--disable-gpu", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
         options.add_argument(argument)
-    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    service = webdriver.ChromeService(executable_path=DRIVER)
     driver = webdriver.Chrome(options=options, service=service)
     try:
         yield driver
