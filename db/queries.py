@@ -13,8 +13,9 @@ from db.tables import Prediction
 
 @dataclass(frozen=True, slots=True)
 class PredictionFilter:
-    model: str | None = None
-    """Served model name (``name``) or exact version (``name@version``)."""
+    model_name: str | None = None
+    """The model that served (or was addressed by) the request."""
+    model_version: str | None = None
     outcome: str | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -42,11 +43,10 @@ def get_prediction(session: Session, request_id: str) -> Prediction | None:
 
 def _conditions(filters: PredictionFilter) -> list[object]:
     conditions: list[object] = []
-    if filters.model:
-        name, _, version = filters.model.partition("@")
-        conditions.append(col(Prediction.model_name) == name)
-        if version:
-            conditions.append(col(Prediction.model_version) == version)
+    if filters.model_name:
+        conditions.append(col(Prediction.model_name) == filters.model_name)
+    if filters.model_version:
+        conditions.append(col(Prediction.model_version) == filters.model_version)
     if filters.outcome:
         conditions.append(col(Prediction.outcome) == filters.outcome)
     if filters.since:

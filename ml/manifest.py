@@ -6,6 +6,7 @@ validates against :class:`ModelManifest`, beside the artifact it describes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MANIFEST_FILENAME = "manifest.json"
+_CHUNK_BYTES = 1 << 20
 # A file in the model's own folder: no separator, no "..", so a manifest cannot point the
 # registry at any other file on the machine.
 ARTIFACT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -163,6 +165,15 @@ class ModelManifest(_Strict):
         if self.compiled is not None:
             files.append((self.compiled.artifact, self.compiled.sha256))
         return files
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 a manifest records for an artifact, read in chunks (checkpoints can be big)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as artifact:
+        while chunk := artifact.read(_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_manifest(path: Path) -> ModelManifest:

@@ -8,9 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from registry.errors import ModelLoadError
+from registry.errors import InvalidModelRefError, ModelLoadError
 from registry.hashing import verify_artifact
-from registry.refs import version_sort_key
+from registry.refs import parse_model_ref, version_sort_key
 from registry.store import StoreScan, StoredModel, scan_store
 
 
@@ -50,10 +50,14 @@ def _list(scan: StoreScan) -> int:
 
 
 def _show(scan: StoreScan, ref: str) -> int:
-    name, _, version = ref.partition("@")
-    matches = [stored for stored in _sorted(scan.models) if stored.manifest.name == name]
-    if version:
-        matches = [stored for stored in matches if stored.manifest.version == version]
+    try:
+        wanted = parse_model_ref(ref)
+    except InvalidModelRefError as error:
+        print(error, file=sys.stderr)
+        return 2
+    matches = [stored for stored in _sorted(scan.models) if stored.manifest.name == wanted.name]
+    if wanted.version:
+        matches = [stored for stored in matches if stored.manifest.version == wanted.version]
     if not matches:
         print(f"no model {ref!r} in the store", file=sys.stderr)
         return 1

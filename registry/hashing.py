@@ -1,21 +1,9 @@
 """Artifact integrity: the file on disk must be the one its manifest describes."""
 
-import hashlib
 from pathlib import Path
 
-from ml.manifest import ModelManifest
+from ml.manifest import ModelManifest, sha256_file
 from registry.errors import ArtifactHashMismatchError, ModelLoadError
-
-_CHUNK_BYTES = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 read in chunks, so a large checkpoint never sits in memory twice."""
-    digest = hashlib.sha256()
-    with path.open("rb") as artifact:
-        while chunk := artifact.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_artifact(manifest: ModelManifest, model_dir: Path) -> None:

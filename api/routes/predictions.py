@@ -8,11 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import SessionDep
-from api.errors import NotFoundError
+from api.errors import InvalidRequestError, NotFoundError
 from api.schemas import ErrorResponse, PredictionPage, PredictionRecord
 from api.security import CurrentUser
 from db.queries import PredictionFilter, get_prediction, list_predictions
 from db.tables import Outcome, Prediction
+from registry.errors import InvalidModelRefError
+from registry.refs import ModelRef, parse_model_ref
 
 router = APIRouter(prefix="/predictions", tags=["predictions"])
 
@@ -34,8 +36,10 @@ def prediction_history(
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> PredictionPage:
     """Traced requests, newest first, filtered by model, outcome and time range."""
+    ref = _model_ref(model)
     filters = PredictionFilter(
-        model=model,
+        model_name=ref.name if ref else None,
+        model_version=ref.version if ref else None,
         outcome=outcome,
         since=_as_utc(since),
         until=_as_utc(until),
@@ -58,6 +62,15 @@ def prediction_by_id(request_id: str, session: SessionDep, _user: CurrentUser) -
     if row is None:
         raise NotFoundError(f"no prediction with request id '{request_id}'")
     return _record(row)
+
+
+def _model_ref(model: str | None) -> ModelRef | None:
+    if model is None:
+        return None
+    try:
+        return parse_model_ref(model)
+    except InvalidModelRefError as error:
+        raise InvalidRequestError(str(error), detail=[{"field": "model", "problem": str(error)}])
 
 
 def _record(row: Prediction) -> PredictionRecord:

@@ -54,6 +54,7 @@ from ml.manifest import (
     TabularInput,
     Training,
     TrainingData,
+    sha256_file,
     write_manifest,
 )
 from ml.sklearn_runtime import FASTPATH_ATOL, FASTPATH_RTOL, SCORER_BY_KIND, Scorer
@@ -449,10 +450,6 @@ def training_record(model: TrainedModel, data: Dataset) -> Training:
     )
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def compiled_form(model: TrainedModel, data: Dataset, schema: TabularInput) -> tuple[str, str]:
     """The exact JSON form of the pipeline and its kind, once proven equal to the pipeline."""
     name = model.candidate.name
@@ -517,9 +514,9 @@ def save_model(model: TrainedModel, data: Dataset, models_dir: Path) -> Path:
         framework="sklearn",
         description=model.candidate.description,
         artifact=ARTIFACT,
-        sha256=file_sha256(artifact),
+        sha256=sha256_file(artifact),
         compiled=CompiledModel(
-            kind=compiled_kind, artifact=COMPILED_ARTIFACT, sha256=file_sha256(compiled_artifact),
+            kind=compiled_kind, artifact=COMPILED_ARTIFACT, sha256=sha256_file(compiled_artifact),
         ),
         input=schema,
         output=OutputSchema(

@@ -24,7 +24,7 @@ from pathlib import Path
 from ml import features
 from ml.audio_cnn import DEFAULT_CHANNELS
 from ml.manifest import (AudioInput, Evaluation, ModelManifest, OutputSchema, Training,
-                         TrainingData, write_manifest)
+                         TrainingData, sha256_file, write_manifest)
 from ml.training.instruments_augment import AugmentParams
 from ml.training.instruments_data import (ClipSet, Split, evaluation_set_records, load_clips,
                                           split_records, write_evaluation_set)
@@ -85,10 +85,6 @@ def data_sha256(clips: ClipSet) -> str:
         digest.update(record.file.encode())
         digest.update((clips.root / record.file).read_bytes())
     return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def evaluations(split: Split, predict, labels: Sequence[str]) -> list[Evaluation]:
