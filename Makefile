@@ -1,6 +1,9 @@
 # Futurisys ML Deploy. `make run` and `make test` do all first-time set-up themselves.
 PYTHON ?= python3
 VENV ?= .venv
+# CPU build of torch: PyPI's Linux wheel pulls several GB of CUDA libraries. For a GPU,
+# run `make install TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126` (or similar).
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 REQUIREMENTS := requirements.txt requirements-dev.txt requirements-train.txt
@@ -15,6 +18,7 @@ help:  ## list the targets
 $(INSTALLED): $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX_URL) "$$(grep -E '^torch==' requirements.txt)"
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
