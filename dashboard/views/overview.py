@@ -123,7 +123,14 @@ def _duration(seconds: float) -> str:
 def _latency_text(p50: float | None, p95: float | None) -> str:
     if p50 is None or p95 is None:
         return "no data"
-    return f"{p50:.3g} / {p95:.3g} ms"
+    return f"{_readable_ms(p50)} / {_readable_ms(p95)}"
+
+
+def _readable_ms(milliseconds: float) -> str:
+    # Fixed-point: ".3g" turns 8,870 ms into "8.87e+03".
+    if milliseconds >= 1000:
+        return f"{milliseconds / 1000:.2f} s"
+    return f"{milliseconds:.3g} ms" if milliseconds >= 1 else f"{milliseconds:.2f} ms"
 
 
 main()
