@@ -19,11 +19,22 @@ scikit-learn or pandas: those are imported only by ``compile_linear_pipeline``.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ml.compiled_form import (
+    FORMAT_VERSION,
+    UnsupportedPipeline,
+    compile_or_none,
+    json_float,
+    json_object,
+    json_objects,
+    json_str,
+    logistic,
+    read_header,
+    require_features,
+)
 from ml.manifest import CategoricalFeature, NumericFeature, TabularInput
 
 if TYPE_CHECKING:
@@ -35,23 +46,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LINEAR_KIND = "linear-logistic"
-FORMAT_VERSION = 1
-
-
-class CompiledFormError(ValueError):
-    """A compiled model's JSON is not the form this code reads."""
-
-
-class _Unsupported(Exception):
-    """The pipeline is not exactly the shape this module can reproduce."""
-
-
-def logistic(z: float) -> float:
-    """1 / (1 + e^-z) without overflow: ``exp`` only ever sees a non-positive argument."""
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    exp_z = math.exp(z)
-    return exp_z / (1.0 + exp_z)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,55 +130,6 @@ class LinearScorer:
         )
 
 
-# --- reading the JSON form (shared with ml.tree_fastpath) -----------------------------------
-
-
-def read_header(data: Any, kind: str) -> None:
-    """Check that ``data`` is an object of this format, kind and link."""
-    if not isinstance(data, dict):
-        raise CompiledFormError("the compiled model is not a JSON object")
-    header = (data.get("format"), data.get("kind"), data.get("link"))
-    if header != (FORMAT_VERSION, kind, "logistic"):
-        raise CompiledFormError(
-            f"format, kind and link are {header}, expected {(FORMAT_VERSION, kind, 'logistic')}"
-        )
-
-
-def json_float(value: Any) -> float:
-    """A finite JSON number as a float (``json`` reads ``1.0`` as float and ``1`` as int)."""
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise CompiledFormError(f"expected a finite number, got {value!r}")
-    return float(value)
-
-
-def json_int(value: Any) -> int:
-    if type(value) is not int:
-        raise CompiledFormError(f"expected an integer, got {value!r}")
-    return value
-
-
-def json_str(value: Any) -> str:
-    if type(value) is not str:
-        raise CompiledFormError(f"expected a string, got {value!r}")
-    return value
-
-
-def json_list(value: Any) -> list[Any]:
-    if type(value) is not list:
-        raise CompiledFormError(f"expected an array, got {type(value).__name__}")
-    return value
-
-
-def json_object(value: Any) -> dict[str, Any]:
-    if type(value) is not dict:
-        raise CompiledFormError(f"expected an object, got {type(value).__name__}")
-    return value
-
-
-def json_objects(value: Any) -> list[dict[str, Any]]:
-    return [json_object(item) for item in json_list(value)]
-
-
 # --- compiling a fitted pipeline --------------------------------------------------------------
 
 
@@ -193,11 +138,7 @@ def compile_linear_pipeline(pipeline: object, schema: TabularInput) -> LinearSco
 
     Exact types are required (no subclasses), so nothing can override the arithmetic.
     """
-    try:
-        return _compile(pipeline, schema)
-    except _Unsupported as unsupported:
-        logger.info("No linear fast path: %s", unsupported)
-        return None
+    return compile_or_none(_compile, pipeline, schema, "linear")
 
 
 def _compile(pipeline: object, schema: TabularInput) -> LinearScorer:
@@ -215,15 +156,17 @@ def _compile(pipeline: object, schema: TabularInput) -> LinearScorer:
         block_coef = coef[block]
         used_width += len(block_coef)
         if type(transformer) is StandardScaler:
-            _require_features(columns, features, NumericFeature)
+            require_features(columns, features, NumericFeature)
             numeric_weights.extend(_fold_scaler(transformer, columns, block_coef))
         elif type(transformer) is OneHotEncoder:
-            _require_features(columns, features, CategoricalFeature)
+            require_features(columns, features, CategoricalFeature)
             category_weights.extend(_one_hot_weights(transformer, columns, block_coef))
         else:
-            raise _Unsupported(f"transformer {name!r} is a {type(transformer).__name__}")
+            raise UnsupportedPipeline(f"transformer {name!r} is a {type(transformer).__name__}")
     if used_width != len(coef):
-        raise _Unsupported(f"the transformers give {used_width} columns, the model {len(coef)}")
+        raise UnsupportedPipeline(
+            f"the transformers give {used_width} columns, the model {len(coef)}"
+        )
     return LinearScorer(
         negative_class=classes[0], positive_class=classes[1], intercept=intercept,
         numeric_weights=tuple(numeric_weights), category_weights=tuple(category_weights),
@@ -236,17 +179,17 @@ def _split_pipeline(pipeline: object) -> tuple[ColumnTransformer, LogisticRegres
     from sklearn.pipeline import Pipeline
 
     if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
-        raise _Unsupported("not a two-step Pipeline")
+        raise UnsupportedPipeline("not a two-step Pipeline")
     preprocess, classifier = (step for _, step in pipeline.steps)
     if type(preprocess) is not ColumnTransformer or type(classifier) is not LogisticRegression:
-        raise _Unsupported(
+        raise UnsupportedPipeline(
             f"steps are {type(preprocess).__name__} and {type(classifier).__name__}, "
             "not ColumnTransformer and LogisticRegression"
         )
     if not hasattr(preprocess, "transformers_") or not hasattr(classifier, "coef_"):
-        raise _Unsupported("the pipeline is not fitted")
+        raise UnsupportedPipeline("the pipeline is not fitted")
     if preprocess.transformer_weights is not None:
-        raise _Unsupported("the ColumnTransformer weights its transformers")
+        raise UnsupportedPipeline("the ColumnTransformer weights its transformers")
     return preprocess, classifier
 
 
@@ -257,9 +200,9 @@ def _binary_logistic_parameters(
 
     classes = tuple(classifier.classes_)
     if len(classes) != 2 or classifier.coef_.shape[0] != 1:
-        raise _Unsupported(f"the classifier has {len(classes)} classes, not 2")
+        raise UnsupportedPipeline(f"the classifier has {len(classes)} classes, not 2")
     if classifier.coef_.dtype != np.float64:
-        raise _Unsupported(f"coefficients are {classifier.coef_.dtype}, not float64")
+        raise UnsupportedPipeline(f"coefficients are {classifier.coef_.dtype}, not float64")
     negative, positive = (str(label) for label in classes)
     return classifier.coef_[0], float(classifier.intercept_[0]), (negative, positive)
 
@@ -273,19 +216,11 @@ def _fitted_transformers(preprocess: ColumnTransformer) -> list[tuple[str, Any, 
         if isinstance(transformer, str) and (transformer == "drop" or width == 0):
             continue  # dropped columns (the remainder included) do not reach the model
         if isinstance(transformer, str):
-            raise _Unsupported(f"transformer {name!r} passes columns through unscaled")
+            raise UnsupportedPipeline(f"transformer {name!r} passes columns through unscaled")
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-            raise _Unsupported(f"transformer {name!r} selects columns by position or mask")
+            raise UnsupportedPipeline(f"transformer {name!r} selects columns by position or mask")
         active.append((name, transformer, columns))
     return active
-
-
-def _require_features(
-    columns: list[str], features: Mapping[str, object], kind: type,
-) -> None:
-    for column in columns:
-        if not isinstance(features.get(column), kind):
-            raise _Unsupported(f"column {column!r} is not a {kind.__name__} of the schema")
 
 
 def _fold_scaler(
@@ -293,9 +228,9 @@ def _fold_scaler(
 ) -> list[tuple[str, float, float]]:
     """Per feature ``coef / scale`` and its share of the offset, ``-coef * mean / scale``."""
     if not (scaler.with_mean and scaler.with_std):
-        raise _Unsupported("the StandardScaler does not both centre and scale")
+        raise UnsupportedPipeline("the StandardScaler does not both centre and scale")
     if len(coef) != len(columns):
-        raise _Unsupported("the StandardScaler's width does not match its columns")
+        raise UnsupportedPipeline("the StandardScaler's width does not match its columns")
     weights = [float(c) / float(s) for c, s in zip(coef, scaler.scale_, strict=True)]
     offsets = [-(w * float(m)) for w, m in zip(weights, scaler.mean_, strict=True)]
     return list(zip(columns, weights, offsets, strict=True))
@@ -308,19 +243,19 @@ def _one_hot_weights(
     import numpy as np
 
     if encoder.handle_unknown != "ignore" or encoder.drop is not None:
-        raise _Unsupported("the OneHotEncoder must ignore unknown categories and drop none")
+        raise UnsupportedPipeline("the OneHotEncoder must ignore unknown categories and drop none")
     if encoder.min_frequency is not None or encoder.max_categories is not None:
-        raise _Unsupported("the OneHotEncoder groups infrequent categories")
+        raise UnsupportedPipeline("the OneHotEncoder groups infrequent categories")
     if np.dtype(encoder.dtype) != np.float64:
-        raise _Unsupported(f"the OneHotEncoder outputs {encoder.dtype}, not float64")
+        raise UnsupportedPipeline(f"the OneHotEncoder outputs {encoder.dtype}, not float64")
     weights: list[tuple[str, Mapping[str, float]]] = []
     start = 0
     for column, categories in zip(columns, encoder.categories_, strict=True):
         if not all(isinstance(category, str) for category in categories):
-            raise _Unsupported(f"column {column!r} has non-string categories")
+            raise UnsupportedPipeline(f"column {column!r} has non-string categories")
         block = coef[start:start + len(categories)]
         weights.append((column, {str(c): float(w) for c, w in zip(categories, block, strict=True)}))
         start += len(categories)
     if start != len(coef):
-        raise _Unsupported("the OneHotEncoder's width does not match its categories")
+        raise UnsupportedPipeline("the OneHotEncoder's width does not match its categories")
     return weights

@@ -33,9 +33,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ml.linear_fastpath import (
+from ml.compiled_form import (
     FORMAT_VERSION,
     CompiledFormError,
+    UnsupportedPipeline,
+    compile_or_none,
+    require_features,
     json_float,
     json_int,
     json_list,
@@ -51,10 +54,6 @@ logger = logging.getLogger(__name__)
 
 TREE_KIND = "tree-ensemble"
 _BITSET_WORDS, _BITS_PER_WORD = 8, 32  # scikit-learn's bitsets: 8 uint32, categories 0..255
-
-
-class _Unsupported(Exception):
-    """The pipeline is not exactly the shape this module can reproduce."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,11 +307,7 @@ def compile_tree_pipeline(pipeline: object, schema: TabularInput) -> TreeEnsembl
 
     Exact types are required (no subclasses), so nothing can override the arithmetic.
     """
-    try:
-        return _compile(pipeline, schema)
-    except _Unsupported as unsupported:
-        logger.info("No tree fast path: %s", unsupported)
-        return None
+    return compile_or_none(_compile, pipeline, schema, "tree")
 
 
 def _compile(pipeline: object, schema: TabularInput) -> TreeEnsembleScorer:
@@ -323,25 +318,25 @@ def _compile(pipeline: object, schema: TabularInput) -> TreeEnsembleScorer:
     from sklearn.pipeline import Pipeline
 
     if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
-        raise _Unsupported("not a two-step Pipeline")
+        raise UnsupportedPipeline("not a two-step Pipeline")
     preprocess, booster = (step for _, step in pipeline.steps)
     if (type(preprocess) is not ColumnTransformer
             or type(booster) is not HistGradientBoostingClassifier):
-        raise _Unsupported(
+        raise UnsupportedPipeline(
             f"steps are {type(preprocess).__name__} and {type(booster).__name__}, "
             "not ColumnTransformer and HistGradientBoostingClassifier"
         )
     if not hasattr(preprocess, "transformers_") or not hasattr(booster, "_predictors"):
-        raise _Unsupported("the pipeline is not fitted")
+        raise UnsupportedPipeline("the pipeline is not fitted")
     classes = [str(label) for label in booster.classes_]
     if len(classes) != 2 or booster.n_trees_per_iteration_ != 1:
-        raise _Unsupported(f"the booster has {len(classes)} classes, not 2")
+        raise UnsupportedPipeline(f"the booster has {len(classes)} classes, not 2")
     if type(booster._loss) is not HalfBinomialLoss or booster._baseline_prediction.shape != (1, 1):
-        raise _Unsupported(f"the booster's loss is {type(booster._loss).__name__}")
+        raise UnsupportedPipeline(f"the booster's loss is {type(booster._loss).__name__}")
     columns = _pipeline_columns(preprocess, schema)
     if len(columns) != booster.n_features_in_:
-        raise _Unsupported(f"the pipeline gives {len(columns)} columns, "
-                           f"the booster reads {booster.n_features_in_}")
+        raise UnsupportedPipeline(f"the pipeline gives {len(columns)} columns, "
+                                  f"the booster reads {booster.n_features_in_}")
     inputs = _tree_inputs(booster, columns)
     trees = tuple(
         _compiled_tree(predictor, inputs)
@@ -364,7 +359,7 @@ def _pipeline_columns(preprocess: Any, schema: TabularInput) -> list[_Column]:
     from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
     if preprocess.transformer_weights is not None or preprocess.sparse_output_:
-        raise _Unsupported("the ColumnTransformer weights its transformers or is sparse")
+        raise UnsupportedPipeline("the ColumnTransformer weights its transformers or is sparse")
     features = {feature.name: feature for feature in schema.features}
     blocks = []
     for name, transformer, selected in preprocess.transformers_:
@@ -372,20 +367,20 @@ def _pipeline_columns(preprocess: Any, schema: TabularInput) -> list[_Column]:
         if block.stop == block.start or (isinstance(transformer, str) and transformer == "drop"):
             continue  # dropped columns (the remainder included) do not reach the model
         if not isinstance(selected, list) or not all(isinstance(c, str) for c in selected):
-            raise _Unsupported(f"transformer {name!r} selects columns by position or mask")
+            raise UnsupportedPipeline(f"transformer {name!r} selects columns by position or mask")
         if type(transformer) is OrdinalEncoder:
-            _require_features(selected, features, CategoricalFeature)
+            require_features(selected, features, CategoricalFeature)
             columns = _ordinal_columns(transformer, selected)
         elif (isinstance(transformer, str) and transformer == "passthrough") or (
             type(transformer) is FunctionTransformer
             and transformer.func is None and transformer.inverse_func is None
         ):
-            _require_features(selected, features, NumericFeature)
+            require_features(selected, features, NumericFeature)
             columns = [(column, None) for column in selected]
         else:
-            raise _Unsupported(f"transformer {name!r} is a {type(transformer).__name__}")
+            raise UnsupportedPipeline(f"transformer {name!r} is a {type(transformer).__name__}")
         if len(columns) != block.stop - block.start:
-            raise _Unsupported(f"transformer {name!r} gives an unexpected width")
+            raise UnsupportedPipeline(f"transformer {name!r} gives an unexpected width")
         blocks.append((block.start, columns))
     return [column for _, columns in sorted(blocks) for column in columns]
 
@@ -394,12 +389,12 @@ def _ordinal_columns(encoder: Any, selected: list[str]) -> list[_Column]:
     """``{category: code}`` per column; unknown categories must become NaN (missing)."""
     if (encoder.handle_unknown != "use_encoded_value" or not _is_nan(encoder.unknown_value)
             or encoder.min_frequency is not None or encoder.max_categories is not None):
-        raise _Unsupported("the OrdinalEncoder must encode unknown categories as NaN "
-                           "and group none")
+        raise UnsupportedPipeline("the OrdinalEncoder must encode unknown categories as NaN "
+                                  "and group none")
     columns: list[_Column] = []
     for column, categories in zip(selected, encoder.categories_, strict=True):
         if not all(isinstance(category, str) for category in categories):
-            raise _Unsupported(f"column {column!r} has non-string categories")
+            raise UnsupportedPipeline(f"column {column!r} has non-string categories")
         columns.append((column, {str(c): float(code) for code, c in enumerate(categories)}))
     return columns
 
@@ -409,7 +404,7 @@ def _tree_inputs(booster: Any, columns: list[_Column]) -> tuple[TreeInput, ...]:
     inner = booster._preprocessor
     mask = [False] * len(columns) if inner is None else [bool(m) for m in booster.is_categorical_]
     if mask != [codes is not None for _, codes in columns]:
-        raise _Unsupported("the booster's categorical features are not the encoded columns")
+        raise UnsupportedPipeline("the booster's categorical features are not the encoded columns")
     if inner is None:
         return tuple(TreeInput(name) for name, _ in columns)
     encoder = inner.named_transformers_["encoder"]
@@ -417,7 +412,7 @@ def _tree_inputs(booster: Any, columns: list[_Column]) -> tuple[TreeInput, ...]:
     if (inner.output_indices_["encoder"] != slice(0, n_categorical)
             or not _is_nan(encoder.unknown_value)
             or list(booster._bin_mapper.is_categorical_) != sorted(mask, reverse=True)):
-        raise _Unsupported("the booster's own encoding is not the one this module knows")
+        raise UnsupportedPipeline("the booster's own encoding is not the one this module knows")
     known_bitsets, bitset_of_feature = booster._bin_mapper.make_known_categories_bitsets()
     categorical = [column for column in columns if column[1] is not None]
     inputs = []
@@ -440,7 +435,7 @@ def _compiled_tree(predictor: Any, inputs: tuple[TreeInput, ...]) -> Tree:
         leaf = bool(node["is_leaf"])
         categorical = not leaf and bool(node["is_categorical"])
         if not leaf and categorical != inputs[int(node["feature_idx"])].is_categorical:
-            raise _Unsupported("a split's kind differs from its feature's")
+            raise UnsupportedPipeline("a split's kind differs from its feature's")
         arrays["feature"].append(None if leaf else int(node["feature_idx"]))
         arrays["threshold"].append(
             None if leaf or categorical else float(node["num_threshold"]))
@@ -457,18 +452,12 @@ def _compiled_tree(predictor: Any, inputs: tuple[TreeInput, ...]) -> Tree:
 def _bitset_codes(bitset: Any) -> frozenset[int]:
     """The members of a scikit-learn bitset: 8 uint32 words, ``c`` is bit c % 32 of word c // 32."""
     if len(bitset) != _BITSET_WORDS:
-        raise _Unsupported(f"a bitset has {len(bitset)} words")
+        raise UnsupportedPipeline(f"a bitset has {len(bitset)} words")
     return frozenset(
         word_index * _BITS_PER_WORD + bit
         for word_index, word in enumerate(int(w) for w in bitset)
         for bit in range(_BITS_PER_WORD) if word >> bit & 1
     )
-
-
-def _require_features(columns: list[str], features: Mapping[str, object], kind: type) -> None:
-    for column in columns:
-        if not isinstance(features.get(column), kind):
-            raise _Unsupported(f"column {column!r} is not a {kind.__name__} of the schema")
 
 
 def _is_nan(value: object) -> bool:

@@ -18,12 +18,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from ml.linear_fastpath import (
-    CompiledFormError,
-    LinearScorer,
-    compile_linear_pipeline,
-    logistic,
-)
+from ml.compiled_form import CompiledFormError, logistic
+from ml.linear_fastpath import LinearScorer, compile_linear_pipeline
 from ml.manifest import (
     CategoricalFeature,
     ModelManifest,

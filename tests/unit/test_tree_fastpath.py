@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ml.linear_fastpath import CompiledFormError
+from ml.compiled_form import CompiledFormError
 from ml.manifest import (
     CategoricalFeature,
     ModelManifest,
