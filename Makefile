@@ -18,7 +18,8 @@ help:  ## list the targets
 $(INSTALLED): $(REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --index-url $(TORCH_INDEX_URL) "$$(grep -E '^torch==' requirements.txt)"
+	# torch alone from its index; its dependencies come with the requirements, from PyPI.
+	$(BIN)/python -m pip install --quiet --no-deps --index-url $(TORCH_INDEX_URL) "$$(grep -E '^torch==' requirements.txt)"
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -27,10 +28,11 @@ install: $(INSTALLED)  ## virtualenv and every Python dependency
 migrate: install  ## bring the database of DATABASE_URL to the latest schema
 	$(BIN)/python -m api.manage migrate
 
-run: install migrate  ## API on :8000 and dashboard on :8501 (Ctrl-C stops both)
+# No `migrate` prerequisite: the API applies pending migrations itself at start.
+run: install  ## API on :8000 and dashboard on :8501 (Ctrl-C stops both)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --port "$${PORT:-8000}"
 
-api: install migrate  ## the API alone (python -m api)
+api: install  ## the API alone (python -m api)
 	$(BIN)/python -m api
 
 test: install lint  ## lint, then the whole suite with coverage

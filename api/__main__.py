@@ -1,4 +1,4 @@
-"""``python -m api``: migrate the database, then serve with uvicorn (HOST, PORT, WORKERS...)."""
+"""``python -m api``: serve with uvicorn (HOST, PORT, WORKERS...); the app migrates at start."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import uvicorn
 
 from api.logs import configure_logging
 from api.settings import Settings
-from db.migrate import upgrade_to_head
 
 
 def main() -> None:
@@ -27,7 +26,6 @@ def main() -> None:
         # Must be set before any worker imports prometheus_client: each worker then
         # writes its samples here and /metrics adds them up.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mldeploy-metrics-")
-    upgrade_to_head(settings.database_url)
     uvicorn.run(
         "api.main:create_app",
         factory=True,

@@ -12,8 +12,9 @@ cd "$(dirname -- "$0")/.."
 python3 -m venv "$venv"
 pip="$venv/bin/pip"
 # torch first, from the CPU index, at the version requirements.txt pins (one place to bump);
-# the second install then finds 2.13.0+cpu already satisfying torch==2.13.0.
+# the second install then finds 2.13.0+cpu already satisfying torch==2.13.0, and brings
+# torch's own dependencies from PyPI with the rest.
 torch_pin=$(grep -E '^torch==' requirements.txt)
-"$pip" install --index-url "$torch_index" "$torch_pin"
+"$pip" install --no-deps --index-url "$torch_index" "$torch_pin"
 "$pip" install -r requirements.txt -r deploy/requirements-space.txt
 "$pip" check
