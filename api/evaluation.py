@@ -33,7 +33,7 @@ from ml.evaluation import (
 from ml.manifest import Evaluation, ModelManifest, NumericFeature, TabularInput
 from ml.runtime import ModelRuntime, Prediction
 from ml.tabular import TabularValidator
-from registry.registry import ModelRegistry
+from registry.registry import ModelEntry, ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -278,19 +278,19 @@ class ModelEvaluator:
         async with self._locks.setdefault(key, asyncio.Lock()):
             cached = self._results.get(key)
             if cached is None:
-                cached = self._results[key] = await self._compute(registry, entry.ref,
-                                                                  evaluation, path)
+                cached = self._results[key] = await self._compute(registry, entry, evaluation,
+                                                                  path)
             return cached
 
     async def _compute(
-        self, registry: ModelRegistry, ref: str, evaluation: Evaluation, path: Path
+        self, registry: ModelRegistry, entry: ModelEntry, evaluation: Evaluation, path: Path
     ) -> ModelEvaluation:
-        served = await registry.acquire(ref)
+        served = await registry.acquire(entry)
         try:
             if served.is_fallback:
                 # A fallback's numbers under this model's name would mislead the comparison.
                 raise EvaluationFailedError(
-                    f"{ref} cannot be evaluated: {served.fallback_reason}"
+                    f"{entry.ref} cannot be evaluated: {served.fallback_reason}"
                 )
             return await asyncio.to_thread(
                 evaluate_runtime, served.runtime, evaluation, path, self.max_audio_seconds

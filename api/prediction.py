@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,9 +25,7 @@ from api.settings import Settings
 from db.tables import Outcome, utc_now
 from db.traces import TraceEnd, TraceStart, TraceWriteError, TraceWriter
 from ml.errors import InvalidInputError, describe_error
-from ml.manifest import TabularInput
 from ml.runtime import ModelRuntime, Prediction
-from ml.tabular import TabularValidator
 from registry.registry import ModelEntry, ModelRegistry, ServedModel
 
 logger = logging.getLogger(__name__)
@@ -58,9 +55,6 @@ class PredictionService:
 
     def __init__(self, registry: ModelRegistry, writer: TraceWriter, settings: Settings) -> None:
         self.registry, self.writer, self.settings = registry, writer, settings
-        self._validators: weakref.WeakKeyDictionary[ModelRuntime, TabularValidator] = (
-            weakref.WeakKeyDictionary()
-        )
 
     async def predict(self, request: Request, model_ref: str | None) -> Response:
         call = _Request(
@@ -104,7 +98,7 @@ class PredictionService:
     async def _predict_with_fallback(
         self, entry: ModelEntry, payload: Payload
     ) -> tuple[ServedModel, list[Prediction]]:
-        served = await self.registry.acquire(entry.ref)
+        served = await self.registry.acquire(entry)
         tried: set[str] = set()
         try:
             while True:
@@ -128,11 +122,9 @@ class PredictionService:
             raise InvalidInputError(
                 {"body": f"{runtime.manifest.ref} takes {schema.kind} input, not {payload.kind}"}
             )
-        if not isinstance(schema, TabularInput):
-            return payload.instances
-        validator = self._validators.get(runtime)
+        validator = runtime.tabular_validator
         if validator is None:
-            validator = self._validators[runtime] = TabularValidator(schema)
+            return payload.instances
         return validator.validate(payload.instances, "instances" if payload.is_batch else "")
 
     # --- trace, metrics, response --------------------------------------------------
@@ -177,7 +169,6 @@ class PredictionService:
 
     async def _reject(self, call: _Request, received: ReceivedInput, error: Exception) -> ApiError:
         """A request refused before any model ran: traced in one row, then answered."""
-        api_error = as_api_error(error)
         kind = call.entry.manifest.input.kind if call.entry else "unknown"
         self.writer.record_start(
             TraceStart(
@@ -185,7 +176,7 @@ class PredictionService:
                 received.value,
             )
         )
-        return await self._fail(call, api_error)
+        return await self._fail(call, error)
 
     async def _fail(self, call: _Request, error: Exception) -> ApiError:
         api_error = as_api_error(error)

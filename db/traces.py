@@ -175,11 +175,12 @@ def _fields(record: TraceStart | TraceEnd) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__slots__}
 
 
+# An INSERT needs every column in every row of an executemany: a row not yet ended has these.
+_PENDING_END = {**dict.fromkeys(_END_FIELDS), "outcome": Outcome.PENDING, "is_fallback": False}
+
+
 def _with_outcome(row: dict[str, Any]) -> dict[str, Any]:
-    # An INSERT needs every column in every row of an executemany.
-    defaults = {name: None for name in _END_FIELDS}
-    defaults.update(outcome=Outcome.PENDING, is_fallback=False)
-    return {**defaults, **row}
+    return {**_PENDING_END, **row}
 
 
 def _settle(pending: Iterable[_PendingEnd], error: Exception | None) -> None:

@@ -6,10 +6,12 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ml.manifest import ModelManifest
+from ml.manifest import ModelManifest, TabularInput
+from ml.tabular import TabularValidator
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,15 @@ class ModelRuntime(ABC):
     @property
     def artifact_path(self) -> Path:
         return self.model_dir / self.manifest.artifact
+
+    @cached_property
+    def tabular_validator(self) -> TabularValidator | None:
+        """Checks request rows against this model's input schema; None for non-tabular input.
+
+        Built once per runtime: the per-request validation only runs the precompiled checks.
+        """
+        schema = self.manifest.input
+        return TabularValidator(schema) if isinstance(schema, TabularInput) else None
 
     @abstractmethod
     def load(self) -> None:

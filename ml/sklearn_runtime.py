@@ -25,7 +25,6 @@ from ml.errors import ModelRuntimeError
 from ml.linear_fastpath import LINEAR_KIND, LinearScorer, compile_linear_pipeline
 from ml.manifest import CategoricalFeature, CompiledModel, ModelManifest, TabularInput
 from ml.runtime import ModelRuntime, Prediction
-from ml.tabular import TabularValidator
 from ml.tree_fastpath import TREE_KIND, TreeEnsembleScorer
 
 if TYPE_CHECKING:
@@ -93,7 +92,7 @@ class SklearnRuntime(ModelRuntime):
         )
 
     def predict(self, instances: Sequence[Any]) -> list[Prediction]:
-        """Predict validated feature dicts (the output of ``TabularValidator.validate``)."""
+        """Predict validated feature dicts (the output of ``tabular_validator.validate``)."""
         if self._scorer is None and self._pipeline is None:
             raise ModelRuntimeError(f"{self.manifest.ref} is not loaded")
         try:
@@ -157,7 +156,8 @@ class SklearnRuntime(ModelRuntime):
         return classes
 
     def _example_rows(self) -> list[dict[str, object]]:
-        return TabularValidator(self.schema).validate([self.schema.example])
+        assert self.tabular_validator is not None  # the input is tabular (checked in __init__)
+        return self.tabular_validator.validate([self.schema.example])
 
     def _verified_scorer(self, pipeline: Any) -> LinearScorer | None:
         """The compiled fast path, if there is one and it agrees with ``predict_proba``."""

@@ -166,8 +166,14 @@ class ModelRegistry:
         for name in self.names():
             yield from self._versions[name]
 
-    def entry(self, ref: str | ModelRef | None = None) -> ModelEntry:
-        """The entry a reference names: ``None`` is the default model, no version the latest."""
+    def entry(self, ref: str | ModelRef | ModelEntry | None = None) -> ModelEntry:
+        """The entry a reference names: ``None`` is the default model, no version the latest.
+
+        An entry is returned as it is, so a caller that resolved one already (the request
+        path) does not parse and look it up again.
+        """
+        if isinstance(ref, ModelEntry):
+            return ref
         if ref is None:
             if self.default is None:
                 raise ModelNotFoundError("no model named and no DEFAULT_MODEL configured")
@@ -194,7 +200,7 @@ class ModelRegistry:
 
     # --- serving -------------------------------------------------------------------
 
-    async def acquire(self, ref: str | None = None) -> ServedModel:
+    async def acquire(self, ref: str | ModelEntry | None = None) -> ServedModel:
         """The runtime that serves ``ref``: loaded on first use, else its fallback.
 
         The runtime is pinned until ``release``: an unload meanwhile (LRU, admin) frees it
