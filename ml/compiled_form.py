@@ -6,10 +6,11 @@ Nothing here imports numpy, scikit-learn or pandas: serving a compiled model doe
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ml.manifest import TabularInput
 
@@ -17,6 +18,15 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 Scorer = TypeVar("Scorer")
+
+
+class CompiledScorer(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def compiled_text(scorer: CompiledScorer) -> str:
+    """The file a compiled form is stored in: sorted keys, no spaces, so it is reproducible."""
+    return json.dumps(scorer.to_dict(), sort_keys=True, separators=(",", ":")) + "\n"
 
 
 class CompiledFormError(ValueError):
@@ -62,6 +72,12 @@ def json_int(value: Any) -> int:
 def json_str(value: Any) -> str:
     if type(value) is not str:
         raise CompiledFormError(f"expected a string, got {value!r}")
+    return value
+
+
+def json_bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise CompiledFormError(f"expected true or false, got {value!r}")
     return value
 
 

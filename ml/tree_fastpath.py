@@ -38,6 +38,7 @@ from ml.compiled_form import (
     CompiledFormError,
     UnsupportedPipeline,
     compile_or_none,
+    json_bool,
     require_features,
     json_float,
     json_int,
@@ -279,7 +280,7 @@ def _tree_from_dict(data: dict[str, Any]) -> Tree:
         threshold=column("threshold", json_float),
         categories_left=column("categories_left",
                                lambda codes: frozenset(_code(c) for c in json_list(codes))),
-        missing_left=column("missing_left", _json_bool),
+        missing_left=column("missing_left", json_bool),
         left=column("left", json_int),
         right=column("right", json_int),
         value=column("value", json_float),
@@ -291,12 +292,6 @@ def _code(value: Any) -> int:
     if not 0 <= code < _BITSET_WORDS * _BITS_PER_WORD:
         raise CompiledFormError(f"category code {code} is outside 0..255")
     return code
-
-
-def _json_bool(value: Any) -> bool:
-    if type(value) is not bool:
-        raise CompiledFormError(f"expected true or false, got {value!r}")
-    return value
 
 
 # --- compiling a fitted pipeline ----------------------------------------------------------

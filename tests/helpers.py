@@ -17,6 +17,7 @@ from db.tables import Prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "models"
+HELDOUT_CSV = MODELS_DIR / "_evaluation" / "employee-attrition" / "heldout.csv"
 ATTRITION_MODELS = ("attrition-logreg", "attrition-gbm")
 ADMIN = {"username": "admin", "password": "admin-password-123"}
 

@@ -43,6 +43,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from ml.compiled_form import compiled_text
 from ml.linear_fastpath import compile_linear_pipeline
 from ml.manifest import (
     CategoricalFeature,
@@ -456,9 +457,8 @@ def compiled_form(model: TrainedModel, data: Dataset, schema: TabularInput) -> t
     scorer = model.candidate.compiler(model.pipeline, schema)
     if scorer is None:
         raise RuntimeError(f"{name}: the pipeline does not compile into its exact fast form")
-    document = scorer.to_dict()
-    kind = document["kind"]
-    text = json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n"
+    kind = scorer.to_dict()["kind"]
+    text = compiled_text(scorer)
     served = SCORER_BY_KIND[kind].from_dict(json.loads(text))
     if served != scorer or served.positive_class != POSITIVE_LABEL:
         raise RuntimeError(f"{name}: the compiled form does not survive its JSON round trip")

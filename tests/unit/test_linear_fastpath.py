@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from ml.compiled_form import CompiledFormError, logistic
+from ml.compiled_form import CompiledFormError, compiled_text, logistic
 from ml.linear_fastpath import LinearScorer, compile_linear_pipeline
 from ml.manifest import (
     CategoricalFeature,
@@ -27,14 +27,14 @@ from ml.manifest import (
     TabularInput,
     read_manifest,
 )
+from ml.sklearn_runtime import FASTPATH_ATOL, FASTPATH_RTOL
 from ml.tabular import TabularValidator
+from tests.helpers import HELDOUT_CSV
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = ROOT / "models"
 LOGREG_DIR = MODELS_DIR / "attrition-logreg" / "1"
-HELDOUT_CSV = MODELS_DIR / "_evaluation" / "employee-attrition" / "heldout.csv"
-RTOL, ATOL = 1e-9, 1e-12
-COMPACT_JSON: dict[str, Any] = {"sort_keys": True, "separators": (",", ":")}
+RTOL, ATOL = FASTPATH_RTOL, FASTPATH_ATOL
 
 NUMERIC = ["size", "weight"]
 CATEGORICAL = ["color", "shape"]
@@ -134,7 +134,7 @@ def test_committed_json_is_the_compiled_pipeline(
     assert committed_scorer == scorer
     assert committed_scorer.offset == scorer.offset
     # Byte for byte what training writes: sorted keys, so the file is deterministic.
-    assert committed_json(logreg_manifest) == json.dumps(scorer.to_dict(), **COMPACT_JSON) + "\n"
+    assert committed_json(logreg_manifest) == compiled_text(scorer)
 
 
 @pytest.mark.parametrize("source", ["compiled here", "committed JSON"])
@@ -194,7 +194,7 @@ def test_json_round_trip_is_exact(synthetic_data: tuple[pd.DataFrame, np.ndarray
     assert scorer is not None
     rows = synthetic_frame(50, seed=3)[0].to_dict("records")
 
-    again = LinearScorer.from_dict(json.loads(json.dumps(scorer.to_dict(), **COMPACT_JSON)))
+    again = LinearScorer.from_dict(json.loads(compiled_text(scorer)))
 
     assert again == scorer
     assert again.to_dict() == scorer.to_dict()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -21,6 +19,7 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, S
 from threadpoolctl import threadpool_limits
 
 import ml.sklearn_runtime
+from ml.compiled_form import compiled_text
 from ml.errors import ModelRuntimeError
 from ml.linear_fastpath import compile_linear_pipeline
 from ml.manifest import (
@@ -34,16 +33,17 @@ from ml.manifest import (
     Training,
     TrainingData,
     read_manifest,
+    sha256_file,
     write_manifest,
 )
 from ml.runtime import Prediction, runtime_class
 from ml.sklearn_runtime import SklearnRuntime
 from ml.tabular import TabularValidator
 from ml.tree_fastpath import compile_tree_pipeline
+from tests.helpers import HELDOUT_CSV
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = ROOT / "models"
-HELDOUT_CSV = MODELS_DIR / "_evaluation" / "employee-attrition" / "heldout.csv"
 
 SCHEMA = TabularInput(
     features=[
@@ -91,19 +91,15 @@ def fitted_booster() -> Pipeline:
         return pipeline.fit(*synthetic_data())
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_compiled(pipeline: object, model_dir: Path, schema: TabularInput = SCHEMA,
                    ) -> CompiledModel:
     """The compiled form beside the artifact, as ``ml.training.attrition`` writes it."""
     scorer = compile_linear_pipeline(pipeline, schema) or compile_tree_pipeline(pipeline, schema)
     assert scorer is not None
-    document = scorer.to_dict()
     path = model_dir / "model.compiled.json"
-    path.write_text(json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n")
-    return CompiledModel(kind=document["kind"], artifact=path.name, sha256=sha256(path))
+    path.write_text(compiled_text(scorer))
+    return CompiledModel(kind=scorer.to_dict()["kind"], artifact=path.name,
+                         sha256=sha256_file(path))
 
 
 def save_model(
@@ -117,7 +113,7 @@ def save_model(
     joblib.dump(pipeline, model_dir / "model.joblib", compress=3)
     manifest = ModelManifest(
         name="toy", version="1", task="toy-task", framework="sklearn", artifact="model.joblib",
-        sha256=sha256(model_dir / "model.joblib"),
+        sha256=sha256_file(model_dir / "model.joblib"),
         compiled=write_compiled(pipeline, model_dir) if compiled else None,
         input=schema,
         output=OutputSchema(

@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ml.compiled_form import CompiledFormError
+from ml.compiled_form import CompiledFormError, compiled_text
 from ml.manifest import (
     CategoricalFeature,
     ModelManifest,
@@ -26,14 +26,14 @@ from ml.manifest import (
     TabularInput,
     read_manifest,
 )
+from ml.sklearn_runtime import FASTPATH_ATOL, FASTPATH_RTOL
 from ml.tabular import TabularValidator
+from tests.helpers import HELDOUT_CSV
 from ml.tree_fastpath import TreeEnsembleScorer, compile_tree_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 GBM_DIR = ROOT / "models" / "attrition-gbm" / "1"
-HELDOUT_CSV = ROOT / "models" / "_evaluation" / "employee-attrition" / "heldout.csv"
-RTOL, ATOL = 1e-9, 1e-12
-COMPACT_JSON: dict[str, Any] = {"sort_keys": True, "separators": (",", ":")}
+RTOL, ATOL = FASTPATH_RTOL, FASTPATH_ATOL
 
 NUMERIC = ["size", "weight"]
 CATEGORICAL = ["color", "shape"]
@@ -51,7 +51,7 @@ SCHEMA = TabularInput(
 
 
 def round_trip(scorer: TreeEnsembleScorer) -> TreeEnsembleScorer:
-    return TreeEnsembleScorer.from_dict(json.loads(json.dumps(scorer.to_dict(), **COMPACT_JSON)))
+    return TreeEnsembleScorer.from_dict(json.loads(compiled_text(scorer)))
 
 
 # --- the committed challenger, through its committed JSON -------------------------------------
@@ -84,7 +84,7 @@ def test_committed_json_is_the_compiled_pipeline(
     assert gbm_manifest.compiled.kind == "tree-ensemble"
     assert committed_scorer == scorer
     # Byte for byte what training writes: sorted keys, so the file is deterministic.
-    assert text == json.dumps(scorer.to_dict(), **COMPACT_JSON) + "\n"
+    assert text == compiled_text(scorer)
     assert (scorer.negative_class, scorer.positive_class) == ("No", "Yes")
     assert len(scorer.trees) == 300
     # The booster puts its 14 categorical inputs first, then the 16 numbers.
