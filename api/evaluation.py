@@ -10,19 +10,15 @@ client predictions, so they are neither traced nor counted in the prediction met
 from __future__ import annotations
 
 import asyncio
-import csv
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ml.audio import decode_audio
-from ml.errors import InvalidInputError, describe_error
+from ml.errors import describe_error
 from ml.evaluation import (
     ClassScores,
     LatencySummary,
@@ -30,19 +26,12 @@ from ml.evaluation import (
     classification_report,
     latency_summary,
 )
-from ml.manifest import Evaluation, ModelManifest, NumericFeature, TabularInput
+from ml.evaluation_data import EvaluationSample, EvaluationUnavailableError, load_samples
+from ml.manifest import Evaluation, ModelManifest
 from ml.runtime import ModelRuntime, Prediction
-from ml.tabular import TabularValidator
 from registry.registry import ModelEntry, ModelRegistry
 
 logger = logging.getLogger(__name__)
-
-AUDIO_LABELS_FILE = "labels.csv"
-"""In an audio evaluation folder: one ``file,label`` row per clip, beside the clips."""
-
-
-class EvaluationUnavailableError(Exception):
-    """The model has no usable evaluation set (none named, missing, or not fitting it)."""
 
 
 class EvaluationFailedError(Exception):
@@ -86,13 +75,6 @@ class ModelEvaluation(BaseModel):
     seconds: float = Field(description="how long the evaluation took")
 
 
-@dataclass(frozen=True, slots=True)
-class _Sample:
-    sample_id: str
-    instance: Any
-    true_label: str
-
-
 def evaluation_set_of(manifest: ModelManifest, store_root: Path | None) -> tuple[Evaluation, Path]:
     """The manifest's evaluation whose data is in the model store, the task's own preferred."""
     if store_root is None:
@@ -115,72 +97,8 @@ def evaluation_set_of(manifest: ModelManifest, store_root: Path | None) -> tuple
     return (own or present)[0]
 
 
-def load_samples(manifest: ModelManifest, path: Path, max_audio_seconds: float) -> list[_Sample]:
-    """The evaluation samples, validated and decoded as a request's input would be."""
-    if isinstance(manifest.input, TabularInput):
-        samples = _tabular_samples(path, manifest.input)
-    else:
-        samples = _audio_samples(path, max_audio_seconds)
-    unknown = {s.true_label for s in samples} - set(manifest.output.labels)
-    if unknown:
-        raise EvaluationUnavailableError(
-            f"{path.name} holds labels {sorted(unknown)} that {manifest.ref} does not predict"
-        )
-    if not samples:
-        raise EvaluationUnavailableError(f"{path.name} holds no samples")
-    return samples
-
-
-def _tabular_samples(path: Path, schema: TabularInput) -> list[_Sample]:
-    features = {feature.name: feature for feature in schema.features}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        targets = [column for column in reader.fieldnames or [] if column not in features]
-        if len(targets) != 1:
-            raise EvaluationUnavailableError(
-                f"{path.name} needs the feature columns and one label column, "
-                f"found extra columns {targets}"
-            )
-        rows = list(reader)
-    target = targets[0]
-    try:
-        parsed = [{name: _parse_cell(row[name], feature) for name, feature in features.items()}
-                  for row in rows]
-        instances = TabularValidator(schema).validate(parsed, "rows")
-    except (InvalidInputError, ValueError) as error:
-        raise EvaluationUnavailableError(
-            f"{path.name} does not fit the model's input schema: {error}"
-        ) from error
-    return [_Sample(str(number), instance, row[target])
-            for number, (instance, row) in enumerate(zip(instances, rows, strict=True), start=1)]
-
-
-def _parse_cell(text: str, feature: Any) -> object:
-    """A CSV cell as the JSON value a client would send for this feature."""
-    if isinstance(feature, NumericFeature):
-        return int(text) if feature.type == "integer" else float(text)
-    return text
-
-
-def _audio_samples(path: Path, max_seconds: float) -> list[_Sample]:
-    labels_file = path / AUDIO_LABELS_FILE if path.is_dir() else path
-    if not labels_file.is_file():
-        raise EvaluationUnavailableError(f"{path.name} has no {AUDIO_LABELS_FILE}")
-    with labels_file.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    samples = []
-    for row in rows:
-        clip_path = labels_file.parent / row["file"]
-        try:
-            clip = decode_audio(clip_path.read_bytes(), max_seconds)
-        except (OSError, InvalidInputError) as error:
-            raise EvaluationUnavailableError(f"evaluation clip {row['file']}: {error}") from error
-        samples.append(_Sample(row["file"], clip, row["label"]))
-    return samples
-
-
 def predict_each(
-    runtime: ModelRuntime, samples: Sequence[_Sample]
+    runtime: ModelRuntime, samples: Sequence[EvaluationSample]
 ) -> tuple[list[Prediction], list[float]]:
     """Predict one sample per call, as requests arrive, timing each call."""
     predictions, seconds = [], []

@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from api import SERVICE_NAME, __version__
 from api.errors import register_error_handlers
+from api.evaluation import ModelEvaluator
 from api.logs import configure_logging
 from api.metrics import HttpMetricsMiddleware, PrometheusListener, mark_worker_exited
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
         app.state.engine, app.state.trace_writer, app.state.registry = engine, writer, registry
         app.state.prediction_service = PredictionService(registry, writer, settings)
+        app.state.evaluator = ModelEvaluator(settings.max_audio_seconds)
         if settings.preloaded_models:
             await asyncio.to_thread(registry.preload, settings.preloaded_models)
         logger.info("%s %s ready (env=%s)", SERVICE_NAME, __version__, settings.env)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,19 +41,17 @@ def evaluate(predicted: np.ndarray, targets: np.ndarray, labels: Sequence[str], 
 
 def evaluate_committed_set(manifest: ModelManifest, model_dir: Path, eval_dir: Path,
                            dataset: str) -> Evaluation:
-    """Decode the committed files and predict them with the model's own serving runtime."""
-    from ml.audio import decode_audio
+    """Read the committed set as the API's evaluation route does, predict with the runtime."""
+    from ml.evaluation_data import load_samples
     from ml.runtime import runtime_class
 
     runtime = runtime_class(manifest.framework)(manifest, model_dir, "cpu")
     runtime.load()
-    with (eval_dir / "labels.csv").open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    clips = [decode_audio((eval_dir / row["file"]).read_bytes(), MAX_AUDIO_SECONDS)
-             for row in rows]
+    samples = load_samples(manifest, eval_dir, MAX_AUDIO_SECONDS)
     labels = list(manifest.output.labels)
-    predicted = np.array([labels.index(p.label) for p in runtime.predict(clips)])
-    targets = np.array([labels.index(row["label"]) for row in rows])
+    predictions = runtime.predict([sample.instance for sample in samples])
+    predicted = np.array([labels.index(p.label) for p in predictions])
+    targets = np.array([labels.index(sample.true_label) for sample in samples])
     runtime.unload()
     return evaluate(predicted, targets, labels, dataset,
                     "committed sample of the other soundfont (FLAC), through decode_audio "
