@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from ml.errors import InvalidInputError, ModelRuntimeError
-from ml.manifest import AudioInput, ModelManifest
-from ml.runtime import Prediction
+from ml.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -129,39 +125,3 @@ def _check_header(frames: int, sample_rate: int, audio_format: str, max_seconds:
 
 def _too_long(duration: float, max_seconds: float) -> str:
     return f"the audio lasts {duration:.1f} s, longer than the {max_seconds:g} s allowed"
-
-
-# Helpers shared by the audio runtimes (kept here: this module imports neither torch
-# nor librosa, so the scikit-learn audio runtime does not pay for torch).
-
-
-def audio_input(manifest: ModelManifest) -> AudioInput:
-    if not isinstance(manifest.input, AudioInput):
-        raise ModelRuntimeError(f"{manifest.ref} does not take audio input")
-    return manifest.input
-
-
-def check_clips(instances: Sequence[Any]) -> list[AudioClip]:
-    if not instances:
-        raise InvalidInputError({"file": "no audio clip to predict"})
-    for instance in instances:
-        if not isinstance(instance, AudioClip):
-            raise InvalidInputError({"file": "an audio model needs an uploaded audio file"})
-    return list(instances)
-
-
-def synthetic_clip(sample_rate: int, seconds: float) -> AudioClip:
-    """A harmonic tone with a decay: exercises every step of the feature path."""
-    time_axis = np.arange(int(sample_rate * seconds), dtype=np.float32) / sample_rate
-    tone = sum(np.sin(2 * np.pi * 220.0 * k * time_axis) / k for k in range(1, 6))
-    samples = (0.3 * tone * np.exp(-time_axis)).astype(np.float32)
-    return AudioClip(samples=samples, sample_rate=sample_rate, duration_seconds=seconds,
-                     format="wav")
-
-
-def to_predictions(probabilities: np.ndarray, labels: Sequence[str]) -> list[Prediction]:
-    return [
-        Prediction(label=labels[int(np.argmax(row))],
-                   probabilities={label: float(p) for label, p in zip(labels, row, strict=True)})
-        for row in probabilities
-    ]

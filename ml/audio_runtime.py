@@ -1,5 +1,6 @@
 """What every audio runtime shares: the manifest's audio schema, feature parameters, warm-up,
-and turning per-window probabilities into one answer per clip.
+and the prediction itself: each clip cut into feature windows, every window of every clip
+scored in one batch, each clip answered with the mean of its windows.
 
 Imports librosa (through ``ml.features``): only audio runtimes import this module.
 """
@@ -8,26 +9,45 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ml import features
-from ml.audio import audio_input, synthetic_clip
-from ml.manifest import ModelManifest
-from ml.runtime import ModelRuntime
+from ml.audio import AudioClip
+from ml.errors import InvalidInputError, ModelRuntimeError
+from ml.manifest import AudioInput, ModelManifest
+from ml.runtime import ModelRuntime, Prediction
 
 logger = logging.getLogger(__name__)
 
 
 class AudioRuntime(ModelRuntime):
-    """A model that predicts from fixed-length windows of an uploaded clip."""
+    """A model that scores fixed-length feature windows of an uploaded clip."""
 
     def __init__(self, manifest: ModelManifest, model_dir: Path, device: str = "cpu") -> None:
         super().__init__(manifest, model_dir, device)
-        self.input = audio_input(manifest)
+        if not isinstance(manifest.input, AudioInput):
+            raise ModelRuntimeError(f"{manifest.ref} does not take audio input")
+        self.input: AudioInput = manifest.input
         self.params = features.FeatureParams.from_manifest(self.input.features)
         self.labels = list(manifest.output.labels)
+
+    def predict(self, instances: Sequence[Any]) -> list[Prediction]:
+        if not self.ready:
+            raise ModelRuntimeError(f"{self.manifest.ref} is not loaded")
+        windows = [self._clip_windows(clip) for clip in _clips(instances)]
+        probabilities = self._window_probabilities(np.concatenate(windows))
+        return [
+            Prediction(
+                label=self.labels[int(np.argmax(row))],
+                probabilities={label: float(p) for label, p in zip(self.labels, row, strict=True)},
+            )
+            for row in _mean_per_clip(probabilities, windows)
+        ]
 
     def warm_up(self) -> None:
         started = time.perf_counter()
@@ -35,8 +55,34 @@ class AudioRuntime(ModelRuntime):
         self.predict([synthetic_clip(44_100, self.input.clip_seconds + 1.5)])
         logger.info("warmed up %s in %.2f s", self.manifest.ref, time.perf_counter() - started)
 
+    @abstractmethod
+    def _clip_windows(self, clip: AudioClip) -> np.ndarray:
+        """The clip's feature windows, one per row."""
 
-def mean_per_clip(window_probabilities: np.ndarray, windows: list[np.ndarray]) -> np.ndarray:
+    @abstractmethod
+    def _window_probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """One row of label probabilities (manifest order) per window."""
+
+
+def synthetic_clip(sample_rate: int, seconds: float) -> AudioClip:
+    """A harmonic tone with a decay: exercises every step of the feature path."""
+    time_axis = np.arange(int(sample_rate * seconds), dtype=np.float32) / sample_rate
+    tone = sum(np.sin(2 * np.pi * 220.0 * k * time_axis) / k for k in range(1, 6))
+    samples = (0.3 * tone * np.exp(-time_axis)).astype(np.float32)
+    return AudioClip(samples=samples, sample_rate=sample_rate, duration_seconds=seconds,
+                     format="wav")
+
+
+def _clips(instances: Sequence[Any]) -> list[AudioClip]:
+    if not instances:
+        raise InvalidInputError({"file": "no audio clip to predict"})
+    for instance in instances:
+        if not isinstance(instance, AudioClip):
+            raise InvalidInputError({"file": "an audio model needs an uploaded audio file"})
+    return list(instances)
+
+
+def _mean_per_clip(window_probabilities: np.ndarray, windows: list[np.ndarray]) -> np.ndarray:
     """Rows of ``window_probabilities`` follow ``windows`` clip by clip: average each clip's."""
     bounds = np.cumsum([0] + [len(window) for window in windows])
     return np.stack([window_probabilities[start:end].mean(axis=0)

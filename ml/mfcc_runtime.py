@@ -7,7 +7,6 @@ registry checks the artifact's sha256 before ``load`` unpickles it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,10 @@ import joblib
 import numpy as np
 
 from ml import features
-from ml.audio import AudioClip, check_clips, to_predictions
-from ml.audio_runtime import AudioRuntime, mean_per_clip
+from ml.audio import AudioClip
+from ml.audio_runtime import AudioRuntime
 from ml.errors import ModelRuntimeError
 from ml.manifest import ModelManifest
-from ml.runtime import Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -39,26 +37,24 @@ class MfccSklearnRuntime(AudioRuntime):
             raise ModelRuntimeError(
                 f"{self.manifest.ref}: classifier classes {classes} differ from the manifest's"
             )
-        # predict_proba's columns follow classes_; answer in the manifest's label order.
         self._columns = np.array([classes.index(label) for label in self.labels])
         self.model = model
         self.ready = True
         logger.info("loaded %s", self.manifest.ref)
 
-    def predict(self, instances: Sequence[Any]) -> list[Prediction]:
-        if self.model is None or self._columns is None:
-            raise ModelRuntimeError(f"{self.manifest.ref} is not loaded")
-        clips = check_clips(instances)
-        windows = [self._statistics(clip) for clip in clips]
-        try:
-            probabilities = self.model.predict_proba(np.concatenate(windows))
-        except ValueError as error:
-            raise ModelRuntimeError(f"{self.manifest.ref} failed: {error}") from error
-        return to_predictions(mean_per_clip(probabilities[:, self._columns], windows), self.labels)
-
-    def _statistics(self, clip: AudioClip) -> np.ndarray:
+    def _clip_windows(self, clip: AudioClip) -> np.ndarray:
         return features.mfcc_statistics(clip.samples, clip.sample_rate, self.input.sample_rate,
                                         self.input.clip_seconds, self.params)
+
+    def _window_probabilities(self, windows: np.ndarray) -> np.ndarray:
+        model, columns = self.model, self._columns
+        if model is None or columns is None:
+            raise ModelRuntimeError(f"{self.manifest.ref} is not loaded")
+        try:
+            # predict_proba's columns follow classes_; answer in the manifest's label order.
+            return model.predict_proba(windows)[:, columns]
+        except ValueError as error:
+            raise ModelRuntimeError(f"{self.manifest.ref} failed: {error}") from error
 
     def unload(self) -> None:
         self.model = None

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from ml import features
-from ml.audio import AudioClip, check_clips, to_predictions
-from ml.audio_runtime import AudioRuntime, mean_per_clip
+from ml.audio import AudioClip
+from ml.audio_runtime import AudioRuntime
 from ml.errors import ModelRuntimeError
 from ml.manifest import ModelManifest
-from ml.runtime import Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -64,28 +61,20 @@ class TorchAudioRuntime(AudioRuntime):
         self.ready = True
         logger.info("loaded %s on %s", self.manifest.ref, self.torch_device)
 
-    def predict(self, instances: Sequence[Any]) -> list[Prediction]:
-        if self.model is None:
-            raise ModelRuntimeError(f"{self.manifest.ref} is not loaded")
-        clips = check_clips(instances)
-        windows = [self._log_mel(clip) for clip in clips]
-        try:
-            probabilities = self._forward(windows)
-        except RuntimeError as error:
-            raise ModelRuntimeError(f"{self.manifest.ref} failed: {error}") from error
-        return to_predictions(probabilities, self.labels)
-
-    def _log_mel(self, clip: AudioClip) -> np.ndarray:
+    def _clip_windows(self, clip: AudioClip) -> np.ndarray:
         return features.log_mel(clip.samples, clip.sample_rate, self.input.sample_rate,
                                 self.input.clip_seconds, self.params)
 
-    def _forward(self, windows: list[np.ndarray]) -> np.ndarray:
-        """One batch for all windows of all clips; each clip gets its windows' mean."""
-        assert self.model is not None
-        batch = torch.from_numpy(np.concatenate(windows)).to(self.torch_device)
-        with torch.inference_mode():
-            probabilities = torch.softmax(self.model(batch), dim=1).cpu().numpy()
-        return mean_per_clip(probabilities, windows)
+    def _window_probabilities(self, windows: np.ndarray) -> np.ndarray:
+        model = self.model
+        if model is None:
+            raise ModelRuntimeError(f"{self.manifest.ref} is not loaded")
+        batch = torch.from_numpy(windows).to(self.torch_device)
+        try:
+            with torch.inference_mode():
+                return torch.softmax(model(batch), dim=1).cpu().numpy()
+        except RuntimeError as error:
+            raise ModelRuntimeError(f"{self.manifest.ref} failed: {error}") from error
 
     def unload(self) -> None:
         self.model = None
