@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from db.traces import TraceWriteError
-from ml.errors import InvalidInputError
+from ml.errors import InvalidInputError, UnsupportedFormatError
 from registry.errors import InvalidModelRefError, ModelNotFoundError, ModelUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ def as_api_error(error: Exception) -> ApiError:
     """The HTTP form of a domain error (registry, runtime, trace writer)."""
     if isinstance(error, ApiError):
         return error
+    if isinstance(error, UnsupportedFormatError):
+        return UnsupportedMediaTypeError(f"unsupported media: {_summarise(error.problems)}")
     if isinstance(error, InvalidInputError):
         return InvalidRequestError.from_problems("invalid input", error.problems)
     if isinstance(error, ModelNotFoundError):

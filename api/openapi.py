@@ -8,7 +8,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api.schemas import PredictRequest
-from ml.manifest import AudioInput, TabularInput
+from ml.audio import SUPPORTED_FORMATS
+from ml.manifest import TabularInput
 from registry.registry import ModelRegistry
 
 _PREDICT_PATHS = ("/predict", "/predict/{model_ref}")
@@ -51,7 +52,7 @@ def _document_predict_bodies(schema: dict[str, Any], registry: ModelRegistry | N
                     "properties": {"file": {"type": "string", "format": "binary"}},
                     "required": ["file"],
                 },
-                "encoding": {"file": {"contentType": ", ".join(_audio_types(registry))}},
+                "encoding": {"file": {"contentType": ", ".join(_audio_types())}},
             },
         },
     }
@@ -76,9 +77,5 @@ def _tabular_examples(registry: ModelRegistry | None) -> dict[str, Any]:
     return examples
 
 
-def _audio_types(registry: ModelRegistry | None) -> list[str]:
-    formats = {"wav", "flac", "ogg", "mp3"}
-    for entry in registry.entries() if registry else []:
-        if isinstance(entry.manifest.input, AudioInput):
-            formats.update(entry.manifest.input.formats)
-    return sorted(f"audio/{audio_format}" for audio_format in formats)
+def _audio_types() -> list[str]:
+    return [f"audio/{audio_format}" for audio_format in SUPPORTED_FORMATS]

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from ml.audio import decode_audio
 from ml.manifest import AudioInput, InputSchema
 
 _TABULAR_HINT = 'send {"features": {...}} for one row or {"instances": [{...}, ...]} for a batch'
@@ -108,9 +109,6 @@ async def _read_audio(
     received: ReceivedInput,
     max_seconds: float,
 ) -> Payload:
-    # NOTE: ml.audio is imported here so that a tabular-only server never loads it.
-    from ml.audio import decode_audio, detect_format
-
     formats = ", ".join(schema.formats)
     if content_type != "multipart/form-data":
         raise UnsupportedMediaTypeError(
@@ -125,9 +123,7 @@ async def _read_audio(
         "filename": filename,
     }
     received.value = record
-    if data and detect_format(data) not in schema.formats:
-        raise UnsupportedMediaTypeError(f"'{record['filename']}' is not audio in {formats}")
-    clip = await run_in_threadpool(decode_audio, data, max_seconds)
+    clip = await run_in_threadpool(decode_audio, data, max_seconds, schema.formats)
     record.update(format=clip.format, duration_seconds=round(clip.duration_seconds, 4))
     extras = {"duration_seconds": record["duration_seconds"], "sample_rate": schema.sample_rate}
     return Payload("audio", [clip], record, extras=extras)

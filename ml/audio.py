@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ml.errors import InvalidInputError
+from ml.errors import InvalidInputError, UnsupportedFormatError
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,6 @@ MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
 
 _FIELD = "file"
-_SUPPORTED_TEXT = ", ".join(SUPPORTED_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -59,18 +59,21 @@ def _is_mpeg_audio_frame(data: bytes) -> bool:
     return version != 0b01 and layer == 0b01 and bitrate_index not in (0, 15) and rate_index != 3
 
 
-def decode_audio(data: bytes, max_seconds: float) -> AudioClip:
+def decode_audio(
+    data: bytes, max_seconds: float, formats: Sequence[str] = SUPPORTED_FORMATS
+) -> AudioClip:
     """Decode wav, flac, ogg (Vorbis, Opus) or mp3 bytes into a mono clip.
 
-    Raises ``InvalidInputError({"file": ...})`` for empty, unsupported, corrupt or too long
-    input, or input that holds no finite samples.
+    Raises ``InvalidInputError({"file": ...})`` for empty, corrupt or too long input, or
+    input that holds no finite samples; ``UnsupportedFormatError`` for content that is not
+    audio in one of ``formats`` (those a model accepts).
     """
     if not data:
         raise InvalidInputError({_FIELD: "the file is empty"})
     audio_format = detect_format(data)
-    if audio_format is None:
-        raise InvalidInputError({
-            _FIELD: f"not a supported audio file: expected one of {_SUPPORTED_TEXT}"
+    if audio_format is None or audio_format not in formats:
+        raise UnsupportedFormatError({
+            _FIELD: f"not a supported audio file: not audio in any of {', '.join(formats)}"
         })
     samples, sample_rate = _read(data, audio_format, max_seconds)
     duration = len(samples) / sample_rate

@@ -16,6 +16,10 @@ class InvalidInputError(MLError):
         super().__init__("; ".join(f"{field}: {problem}" for field, problem in problems.items()))
 
 
+class UnsupportedFormatError(InvalidInputError):
+    """The input is not in a format the model reads (an upload that is not its audio)."""
+
+
 class ModelRuntimeError(MLError):
     """The model failed while predicting on a valid input."""
 
