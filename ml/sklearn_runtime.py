@@ -2,14 +2,13 @@
 
 A model whose manifest carries a compiled form (``manifest.compiled``) is served from that
 JSON alone: a pure-Python scorer (``ml.linear_fastpath`` or ``ml.tree_fastpath``) that
-training proved equal to the pipeline's ``predict_proba`` on every held-out row. Loading it
+packaging proved equal to the pipeline's ``predict_proba`` on every held-out row. Loading it
 imports neither joblib, scikit-learn nor pandas, which keeps the server's start-up and memory
 small.
 
 Without one, the joblib pipeline is loaded and takes a DataFrame with the schema's column
-names. When it is exactly the linear shape ``ml.linear_fastpath`` knows, predictions are
-still computed by the compiled scorer, used only after it has agreed with ``predict_proba``
-at load time; the pipeline stays the reference.
+names, one ``predict_proba`` call per batch. Compiling a pipeline is packaging's work
+(``ml.packaging``), never the runtime's: serving reads compiled forms, it does not make them.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ml.errors import ModelRuntimeError
-from ml.linear_fastpath import LINEAR_KIND, LinearScorer, compile_linear_pipeline
+from ml.linear_fastpath import LINEAR_KIND, LinearScorer
 from ml.manifest import CategoricalFeature, CompiledModel, ModelManifest, TabularInput
 from ml.runtime import ModelRuntime, Prediction
 from ml.tree_fastpath import TREE_KIND, TreeEnsembleScorer
@@ -76,7 +75,7 @@ class SklearnRuntime(ModelRuntime):
             if compiled is not None:
                 pipeline, scorer = None, self._compiled_scorer(compiled)
             else:
-                pipeline, scorer = self._load_pipeline()
+                pipeline, scorer = self._load_pipeline(), None
         except ModelRuntimeError:
             raise
         except Exception as error:  # a broken artifact is a model failure, whatever its kind
@@ -87,8 +86,7 @@ class SklearnRuntime(ModelRuntime):
         self.ready = True
         logger.info(
             "Loaded %s in %.3f s (%s)", self.manifest.ref, time.perf_counter() - started,
-            f"compiled {compiled.kind} form" if compiled
-            else "exact linear fast path" if scorer else "predict_proba",
+            f"compiled {compiled.kind} form" if compiled else "predict_proba",
         )
 
     def predict(self, instances: Sequence[Any]) -> list[Prediction]:
@@ -137,13 +135,13 @@ class SklearnRuntime(ModelRuntime):
         self._class_labels = classes
         return scorer
 
-    def _load_pipeline(self) -> tuple[Any, LinearScorer | None]:
-        """The joblib pipeline, and its linear fast path if it has one that agrees."""
+    def _load_pipeline(self) -> Any:
+        """The joblib pipeline, whose ``predict_proba`` computes the predictions."""
         import joblib  # only here: a compiled model is served without it
 
         pipeline = joblib.load(self.artifact_path)
         self._class_labels = self._check_classes(pipeline)
-        return pipeline, self._verified_scorer(pipeline)
+        return pipeline
 
     def _check_classes(self, pipeline: Any) -> list[str]:
         """Map the pipeline's classes to the manifest's labels; refuse a mismatch."""
@@ -158,39 +156,6 @@ class SklearnRuntime(ModelRuntime):
     def _example_rows(self) -> list[dict[str, object]]:
         assert self.tabular_validator is not None  # the input is tabular (checked in __init__)
         return self.tabular_validator.validate([self.schema.example])
-
-    def _verified_scorer(self, pipeline: Any) -> LinearScorer | None:
-        """The compiled fast path, if there is one and it agrees with ``predict_proba``."""
-        import numpy as np
-
-        scorer = compile_linear_pipeline(pipeline, self.schema)
-        if scorer is None:
-            return None
-        rows = self._probe_rows()
-        expected = pipeline.predict_proba(self._frame(rows))[:, self._class_labels.index(
-            scorer.positive_class)]
-        actual = [scorer.positive_probability(row) for row in rows]
-        if not np.allclose(actual, expected, rtol=FASTPATH_RTOL, atol=FASTPATH_ATOL):
-            logger.warning(
-                "%s: the linear fast path disagrees with predict_proba; using the pipeline",
-                self.manifest.ref,
-            )
-            return None
-        return scorer
-
-    def _probe_rows(self) -> list[dict[str, object]]:
-        """The example, then variants of it that between them use every category once."""
-        example = self._example_rows()[0]
-        categories = {
-            feature.name: feature.categories
-            for feature in self.schema.features if feature.type == "category"
-        }
-        widest = max((len(values) for values in categories.values()), default=0)
-        variants = [
-            {**example, **{name: values[i % len(values)] for name, values in categories.items()}}
-            for i in range(widest)
-        ]
-        return [example, *variants]
 
     def _frame(self, rows: Sequence[Mapping[str, object]]) -> pd.DataFrame:
         import pandas as pd

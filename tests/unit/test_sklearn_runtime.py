@@ -201,9 +201,8 @@ def test_compiled_and_pipeline_runtimes_predict_the_same(
 
     fast, reference = from_json.predict(rows), from_pipeline.predict(rows)
 
-    # Without the compiled form the logreg still gets its (load-time checked) linear fast
-    # path, which is the same arithmetic; the gbm falls back to predict_proba.
-    assert from_pipeline.uses_fast_path is (model == "attrition-logreg")
+    # Without the compiled form both fall back to predict_proba.
+    assert not from_pipeline.uses_fast_path
     assert [p.label for p in fast] == [p.label for p in reference]
     for ours, theirs in zip(fast, reference, strict=True):
         assert list(ours.probabilities) == list(theirs.probabilities) == ["No", "Yes"]
@@ -254,22 +253,13 @@ def test_prediction_shape(model: str) -> None:
 # --- pipelines fitted here --------------------------------------------------------------------
 
 
-def test_linear_pipeline_runs_inline_and_equals_predict_proba(tmp_path: Path) -> None:
-    pipeline = fitted_pipeline(StandardScaler())
-    runtime = loaded(*save_model(tmp_path, pipeline))
-    frame, _ = synthetic_data(50, seed=1)
-
-    predictions = runtime.predict(frame.to_dict("records"))
-
-    assert runtime.runs_inline
-    expected = pipeline.predict_proba(frame)
-    assert np.allclose([[p.probabilities["no"], p.probabilities["yes"]] for p in predictions],
-                       expected, rtol=1e-9, atol=1e-12)
-    assert [p.label for p in predictions] == np.where(expected[:, 1] >= 0.5, "yes", "no").tolist()
-
-
-def test_other_pipelines_use_predict_proba_on_one_batch(tmp_path: Path) -> None:
-    pipeline = fitted_pipeline(MinMaxScaler())
+@pytest.mark.parametrize("scaler", [StandardScaler(), MinMaxScaler()], ids=["linear", "other"])
+def test_pipelines_without_compiled_form_use_predict_proba_on_one_batch(
+    tmp_path: Path, scaler: object,
+) -> None:
+    # The runtime never compiles: even the linear shape packaging knows is served by the
+    # pipeline when its manifest carries no compiled form.
+    pipeline = fitted_pipeline(scaler)
     runtime = loaded(*save_model(tmp_path, pipeline))
     frame, _ = synthetic_data(50, seed=1)
     # Validated rows are dicts in schema order; the runtime must not depend on key order.
@@ -277,9 +267,10 @@ def test_other_pipelines_use_predict_proba_on_one_batch(tmp_path: Path) -> None:
 
     predictions = runtime.predict(rows)
 
-    assert not runtime.runs_inline
+    assert not runtime.runs_inline and not runtime.uses_fast_path
     expected = pipeline.predict_proba(frame)
     assert [p.probabilities["yes"] for p in predictions] == expected[:, 1].tolist()
+    assert [p.label for p in predictions] == np.where(expected[:, 1] >= 0.5, "yes", "no").tolist()
     assert runtime.predict([]) == []
 
 
@@ -328,9 +319,9 @@ def test_audio_manifest_is_refused(tmp_path: Path) -> None:
         SklearnRuntime(*save_model(tmp_path, fitted_pipeline(StandardScaler()), schema=audio))
 
 
-@pytest.mark.parametrize("scaler", [StandardScaler(), MinMaxScaler()], ids=["fast", "pipeline"])
-def test_estimator_failures_become_model_runtime_errors(tmp_path: Path, scaler: object) -> None:
-    runtime = loaded(*save_model(tmp_path, fitted_pipeline(scaler)))
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "pipeline"])
+def test_estimator_failures_become_model_runtime_errors(tmp_path: Path, compiled: bool) -> None:
+    runtime = loaded(*save_model(tmp_path, fitted_pipeline(StandardScaler()), compiled=compiled))
 
     with pytest.raises(ModelRuntimeError, match="failed to predict"):
         runtime.predict([{"size": 3, "colour": "red"}])
@@ -346,7 +337,7 @@ def test_unload_frees_the_model(tmp_path: Path) -> None:
     with pytest.raises(ModelRuntimeError, match="not loaded"):
         runtime.predict([SCHEMA.example])
     runtime.load()
-    assert runtime.ready and runtime.runs_inline
+    assert runtime.ready and not runtime.runs_inline
 
 
 def test_corrupt_artifact_fails_to_load(tmp_path: Path) -> None:
