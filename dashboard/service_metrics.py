@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 
 import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
@@ -113,7 +114,7 @@ def latency_percentiles_ms(buckets: Mapping[float, float]) -> tuple[float | None
 def history_frame(history: Sequence[MetricsSnapshot]) -> pd.DataFrame:
     """One row per interval between consecutive snapshots: rates and its latency percentiles."""
     rows = []
-    for before, after in zip(history, history[1:]):
+    for before, after in pairwise(history):
         seconds = (after.taken_at - before.taken_at).total_seconds()
         if seconds <= 0:
             continue

@@ -9,7 +9,6 @@ import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-
 _MAX_UNSERIALISABLE_CHARS = 2000
 
 

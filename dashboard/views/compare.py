@@ -99,7 +99,7 @@ def show_roc_and_latency(evaluations: dict[str, dict[str, Any]]) -> None:
 
 def show_error_analysis(evaluations: dict[str, dict[str, Any]]) -> None:
     columns = st.columns(len(evaluations))
-    for column, (model, evaluation) in zip(columns, evaluations.items()):
+    for column, (model, evaluation) in zip(columns, evaluations.items(), strict=True):
         column.plotly_chart(charts.confusion_chart(
             evaluation["confusion_matrix"], evaluation["labels"], f"Confusion matrix: {model}"))
     st.plotly_chart(charts.per_class_chart(comparison.per_class_frame(evaluations)))

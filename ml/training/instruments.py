@@ -23,14 +23,34 @@ from pathlib import Path
 
 from ml import features
 from ml.audio_cnn import DEFAULT_CHANNELS
-from ml.manifest import (AudioInput, Evaluation, ModelManifest, OutputSchema, Training,
-                         TrainingData, sha256_file, write_manifest)
+from ml.manifest import (
+    AudioInput,
+    Evaluation,
+    ModelManifest,
+    OutputSchema,
+    Training,
+    TrainingData,
+    sha256_file,
+    write_manifest,
+)
 from ml.training.instruments_augment import AugmentParams
-from ml.training.instruments_data import (ClipSet, Split, evaluation_set_records, load_clips,
-                                          split_records, write_evaluation_set)
+from ml.training.instruments_data import (
+    ClipSet,
+    Split,
+    evaluation_set_records,
+    load_clips,
+    split_records,
+    write_evaluation_set,
+)
 from ml.training.instruments_metrics import evaluate, evaluate_committed_set
-from ml.training.render_instruments import (LABELS, SAMPLE_RATE, SOUNDFONTS, TRAIN_SOUNDFONT,
-                                            VALIDATION_SOUNDFONT, read_index)
+from ml.training.render_instruments import (
+    LABELS,
+    SAMPLE_RATE,
+    SOUNDFONTS,
+    TRAIN_SOUNDFONT,
+    VALIDATION_SOUNDFONT,
+    read_index,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from ml import features
-from ml.training.render_instruments import (INSTRUMENTS, SAMPLE_RATE, TRAIN_SOUNDFONT,
-                                            VALIDATION_SOUNDFONT, ClipRecord)
+from ml.training.render_instruments import (
+    INSTRUMENTS,
+    SAMPLE_RATE,
+    TRAIN_SOUNDFONT,
+    VALIDATION_SOUNDFONT,
+    ClipRecord,
+)
 
 logger = logging.getLogger(__name__)
 

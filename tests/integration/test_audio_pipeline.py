@@ -20,8 +20,13 @@ from ml.audio import decode_audio
 from ml.manifest import read_manifest
 from ml.runtime import runtime_class
 from ml.training.instruments import TrainConfig, run
-from ml.training.render_instruments import (INSTRUMENTS, SAMPLE_RATE, SOUNDFONTS, read_index,
-                                            render_all)
+from ml.training.render_instruments import (
+    INSTRUMENTS,
+    SAMPLE_RATE,
+    SOUNDFONTS,
+    read_index,
+    render_all,
+)
 
 pytestmark = pytest.mark.skipif(
     shutil.which("fluidsynth") is None

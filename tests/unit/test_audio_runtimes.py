@@ -85,7 +85,7 @@ def test_mfcc_matches_its_recorded_accuracy_on_the_samples(mfcc: ModelRuntime) -
 
     predictions = mfcc.predict([decoded(row["file"]) for row in rows])
 
-    accuracy = np.mean([p.label == row["label"] for p, row in zip(predictions, rows)])
+    accuracy = np.mean([p.label == row["label"] for p, row in zip(predictions, rows, strict=True)])
     [recorded] = [e for e in mfcc.manifest.evaluations if e.dataset.startswith("_evaluation")]
     assert accuracy == pytest.approx(recorded.metrics["accuracy"], abs=1e-4)
     assert accuracy >= 0.75
@@ -126,7 +126,7 @@ def test_batch_predictions_equal_single_ones(cnn: ModelRuntime) -> None:
 
     batch = cnn.predict(clips)
 
-    for clip, together in zip(clips, batch):
+    for clip, together in zip(clips, batch, strict=True):
         [alone] = cnn.predict([clip])
         assert alone.label == together.label
         for label, probability in alone.probabilities.items():

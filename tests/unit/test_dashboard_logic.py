@@ -93,7 +93,7 @@ def evaluation(model: str, auc: float, p50: float, predicted: list[str]) -> dict
         "metrics": {"roc_auc": auc, "accuracy": 0.5},
         "latency": {"p50_ms": p50, "p95_ms": 2 * p50},
         "predictions": [{"id": str(i), "true_label": t, "predicted_label": p}
-                        for i, (t, p) in enumerate(zip(truth, predicted))],
+                        for i, (t, p) in enumerate(zip(truth, predicted, strict=True))],
     }
 
 
@@ -126,7 +126,7 @@ def test_agreement_and_who_is_right() -> None:
     breakdown = comparison.correctness_breakdown(EVALUATIONS["fast@1"], EVALUATIONS["slow@1"])
 
     assert matrix.loc["fast@1", "slow@1"] == pytest.approx(0.5)
-    counts = dict(zip(breakdown["case"], breakdown["samples"]))
+    counts = dict(zip(breakdown["case"], breakdown["samples"], strict=True))
     assert counts == {"both right": 1, "only fast@1 right": 2, "only slow@1 right": 0,
                       "both wrong": 1}
 
