@@ -1,40 +1,19 @@
-"""What the compiled (pickle-free) forms of fitted models share: their JSON format, strict
-readers for it, and the rules for refusing a pipeline that a form cannot reproduce exactly.
+"""What the compiled (pickle-free) forms of fitted models share: their JSON format and
+strict readers for it. Serving reads compiled forms; making them is ``ml.packaging``'s work.
 
 Nothing here imports numpy, scikit-learn or pandas: serving a compiled model does not either.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar
-
-from ml.manifest import TabularInput
-
-logger = logging.getLogger(__name__)
+from typing import Any
 
 FORMAT_VERSION = 1
-Scorer = TypeVar("Scorer")
-
-
-class CompiledScorer(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-def compiled_text(scorer: CompiledScorer) -> str:
-    """The file a compiled form is stored in: sorted keys, no spaces, so it is reproducible."""
-    return json.dumps(scorer.to_dict(), sort_keys=True, separators=(",", ":")) + "\n"
 
 
 class CompiledFormError(ValueError):
     """A compiled model's JSON is not the form this code reads."""
-
-
-class UnsupportedPipeline(Exception):
-    """The pipeline is not exactly the shape a compiled form can reproduce."""
 
 
 def logistic(z: float) -> float:
@@ -95,24 +74,3 @@ def json_object(value: Any) -> dict[str, Any]:
 
 def json_objects(value: Any) -> list[dict[str, Any]]:
     return [json_object(item) for item in json_list(value)]
-
-
-def require_features(columns: list[str], features: Mapping[str, object], kind: type) -> None:
-    """Every column must be a feature of ``kind`` in the model's input schema."""
-    for column in columns:
-        if not isinstance(features.get(column), kind):
-            raise UnsupportedPipeline(f"column {column!r} is not a {kind.__name__} of the schema")
-
-
-def compile_or_none(
-    compile_pipeline: Callable[[object, TabularInput], Scorer],
-    pipeline: object,
-    schema: TabularInput,
-    form: str,
-) -> Scorer | None:
-    """``compile_pipeline``'s scorer, or ``None`` (logged) when the pipeline's shape differs."""
-    try:
-        return compile_pipeline(pipeline, schema)
-    except UnsupportedPipeline as unsupported:
-        logger.info("No %s fast path: %s", form, unsupported)
-        return None

@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The fast path must reproduce predict_proba to rounding error, not approximately.
-FASTPATH_RTOL = 1e-9
-FASTPATH_ATOL = 1e-12
-
 Scorer = LinearScorer | TreeEnsembleScorer
 SCORER_BY_KIND: dict[str, type[Scorer]] = {
     LINEAR_KIND: LinearScorer,

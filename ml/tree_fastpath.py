@@ -19,16 +19,14 @@ summed in tree order from the baseline, as ``_raw_predict`` does, so the raw sco
 same float and the probability agrees with ``predict_proba`` to the last bits of ``expit``.
 
 The scorer's JSON form (``to_dict`` / ``from_dict``) keeps every tree node for node as
-scikit-learn stores it. Reading it needs no numpy, scikit-learn or pandas: those are
-imported only by ``compile_tree_pipeline``, which reads the booster's private attributes
-(``_predictors``, ``_preprocessor``, ``_bin_mapper``, ``_baseline_prediction``); anything
-unexpected there is refused, and training proves the result equal to ``predict_proba``.
+scikit-learn stores it. Reading it needs no numpy, scikit-learn or pandas. Compiling a fitted
+pipeline into it is packaging's work (``ml.packaging.compile_tree``, which alone reads the
+booster's private attributes through ``ml.packaging.sklearn_internals``), and packaging
+proves the result equal to ``predict_proba`` before it writes the form.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +34,7 @@ from typing import Any
 from ml.compiled_form import (
     FORMAT_VERSION,
     CompiledFormError,
-    UnsupportedPipeline,
-    compile_or_none,
     json_bool,
-    require_features,
     json_float,
     json_int,
     json_list,
@@ -49,12 +44,10 @@ from ml.compiled_form import (
     logistic,
     read_header,
 )
-from ml.manifest import CategoricalFeature, NumericFeature, TabularInput
-
-logger = logging.getLogger(__name__)
 
 TREE_KIND = "tree-ensemble"
-_BITSET_WORDS, _BITS_PER_WORD = 8, 32  # scikit-learn's bitsets: 8 uint32, categories 0..255
+CATEGORY_CODES = 256
+"""A category's code is in 0..255: as many as scikit-learn's category bitsets hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,171 +282,6 @@ def _tree_from_dict(data: dict[str, Any]) -> Tree:
 
 def _code(value: Any) -> int:
     code = json_int(value)
-    if not 0 <= code < _BITSET_WORDS * _BITS_PER_WORD:
+    if not 0 <= code < CATEGORY_CODES:
         raise CompiledFormError(f"category code {code} is outside 0..255")
     return code
-
-
-# --- compiling a fitted pipeline ----------------------------------------------------------
-
-
-def compile_tree_pipeline(pipeline: object, schema: TabularInput) -> TreeEnsembleScorer | None:
-    """Compile ``pipeline`` into a :class:`TreeEnsembleScorer`, or ``None`` if its shape differs.
-
-    Exact types are required (no subclasses), so nothing can override the arithmetic.
-    """
-    return compile_or_none(_compile, pipeline, schema, "tree")
-
-
-def _compile(pipeline: object, schema: TabularInput) -> TreeEnsembleScorer:
-    # Imported here: serving a compiled scorer must not pay for scikit-learn.
-    from sklearn._loss.loss import HalfBinomialLoss
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
-
-    if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
-        raise UnsupportedPipeline("not a two-step Pipeline")
-    preprocess, booster = (step for _, step in pipeline.steps)
-    if (type(preprocess) is not ColumnTransformer
-            or type(booster) is not HistGradientBoostingClassifier):
-        raise UnsupportedPipeline(
-            f"steps are {type(preprocess).__name__} and {type(booster).__name__}, "
-            "not ColumnTransformer and HistGradientBoostingClassifier"
-        )
-    if not hasattr(preprocess, "transformers_") or not hasattr(booster, "_predictors"):
-        raise UnsupportedPipeline("the pipeline is not fitted")
-    classes = [str(label) for label in booster.classes_]
-    if len(classes) != 2 or booster.n_trees_per_iteration_ != 1:
-        raise UnsupportedPipeline(f"the booster has {len(classes)} classes, not 2")
-    if type(booster._loss) is not HalfBinomialLoss or booster._baseline_prediction.shape != (1, 1):
-        raise UnsupportedPipeline(f"the booster's loss is {type(booster._loss).__name__}")
-    columns = _pipeline_columns(preprocess, schema)
-    if len(columns) != booster.n_features_in_:
-        raise UnsupportedPipeline(f"the pipeline gives {len(columns)} columns, "
-                                  f"the booster reads {booster.n_features_in_}")
-    inputs = _tree_inputs(booster, columns)
-    trees = tuple(
-        _compiled_tree(predictor, inputs)
-        for predictors_of_iteration in booster._predictors
-        for predictor in predictors_of_iteration
-    )
-    return TreeEnsembleScorer(
-        negative_class=classes[0], positive_class=classes[1],
-        baseline=float(booster._baseline_prediction[0, 0]), inputs=inputs, trees=trees,
-    )
-
-
-# One column of the booster's input: the schema feature, and for an ordinal-encoded
-# category, ``{category: float code}`` (None for a number passed through).
-_Column = tuple[str, dict[str, float] | None]
-
-
-def _pipeline_columns(preprocess: Any, schema: TabularInput) -> list[_Column]:
-    """The ``ColumnTransformer``'s output columns, in order, as functions of the row."""
-    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
-
-    if preprocess.transformer_weights is not None or preprocess.sparse_output_:
-        raise UnsupportedPipeline("the ColumnTransformer weights its transformers or is sparse")
-    features = {feature.name: feature for feature in schema.features}
-    blocks = []
-    for name, transformer, selected in preprocess.transformers_:
-        block = preprocess.output_indices_[name]
-        if block.stop == block.start or (isinstance(transformer, str) and transformer == "drop"):
-            continue  # dropped columns (the remainder included) do not reach the model
-        if not isinstance(selected, list) or not all(isinstance(c, str) for c in selected):
-            raise UnsupportedPipeline(f"transformer {name!r} selects columns by position or mask")
-        if type(transformer) is OrdinalEncoder:
-            require_features(selected, features, CategoricalFeature)
-            columns = _ordinal_columns(transformer, selected)
-        elif (isinstance(transformer, str) and transformer == "passthrough") or (
-            type(transformer) is FunctionTransformer
-            and transformer.func is None and transformer.inverse_func is None
-        ):
-            require_features(selected, features, NumericFeature)
-            columns = [(column, None) for column in selected]
-        else:
-            raise UnsupportedPipeline(f"transformer {name!r} is a {type(transformer).__name__}")
-        if len(columns) != block.stop - block.start:
-            raise UnsupportedPipeline(f"transformer {name!r} gives an unexpected width")
-        blocks.append((block.start, columns))
-    return [column for _, columns in sorted(blocks) for column in columns]
-
-
-def _ordinal_columns(encoder: Any, selected: list[str]) -> list[_Column]:
-    """``{category: code}`` per column; unknown categories must become NaN (missing)."""
-    if (encoder.handle_unknown != "use_encoded_value" or not _is_nan(encoder.unknown_value)
-            or encoder.min_frequency is not None or encoder.max_categories is not None):
-        raise UnsupportedPipeline("the OrdinalEncoder must encode unknown categories as NaN "
-                                  "and group none")
-    columns: list[_Column] = []
-    for column, categories in zip(selected, encoder.categories_, strict=True):
-        if not all(isinstance(category, str) for category in categories):
-            raise UnsupportedPipeline(f"column {column!r} has non-string categories")
-        columns.append((column, {str(c): float(code) for code, c in enumerate(categories)}))
-    return columns
-
-
-def _tree_inputs(booster: Any, columns: list[_Column]) -> tuple[TreeInput, ...]:
-    """The trees' inputs: the booster re-encodes its categorical columns, placed first."""
-    inner = booster._preprocessor
-    mask = [False] * len(columns) if inner is None else [bool(m) for m in booster.is_categorical_]
-    if mask != [codes is not None for _, codes in columns]:
-        raise UnsupportedPipeline("the booster's categorical features are not the encoded columns")
-    if inner is None:
-        return tuple(TreeInput(name) for name, _ in columns)
-    encoder = inner.named_transformers_["encoder"]
-    n_categorical = sum(mask)
-    if (inner.output_indices_["encoder"] != slice(0, n_categorical)
-            or not _is_nan(encoder.unknown_value)
-            or list(booster._bin_mapper.is_categorical_) != sorted(mask, reverse=True)):
-        raise UnsupportedPipeline("the booster's own encoding is not the one this module knows")
-    known_bitsets, bitset_of_feature = booster._bin_mapper.make_known_categories_bitsets()
-    categorical = [column for column in columns if column[1] is not None]
-    inputs = []
-    for feature, ((name, outer), inner_codes) in enumerate(
-            zip(categorical, encoder.categories_, strict=True)):
-        # The booster's code of a category is the position of the pipeline's code among
-        # the codes it saw in training (NaN, for missing values, is not a category).
-        position = {float(code): i for i, code in enumerate(inner_codes) if not _is_nan(code)}
-        codes = {category: position[code] for category, code in outer.items() if code in position}
-        known = _bitset_codes(known_bitsets[bitset_of_feature[feature]])
-        inputs.append(TreeInput(name, codes, known))
-    inputs.extend(TreeInput(name) for name, codes in columns if codes is None)
-    return tuple(inputs)
-
-
-def _compiled_tree(predictor: Any, inputs: tuple[TreeInput, ...]) -> Tree:
-    nodes = predictor.nodes
-    arrays: dict[str, list[Any]] = {key: [] for key in Tree.__dataclass_fields__}
-    for node in nodes:
-        leaf = bool(node["is_leaf"])
-        categorical = not leaf and bool(node["is_categorical"])
-        if not leaf and categorical != inputs[int(node["feature_idx"])].is_categorical:
-            raise UnsupportedPipeline("a split's kind differs from its feature's")
-        arrays["feature"].append(None if leaf else int(node["feature_idx"]))
-        arrays["threshold"].append(
-            None if leaf or categorical else float(node["num_threshold"]))
-        arrays["categories_left"].append(
-            _bitset_codes(predictor.raw_left_cat_bitsets[node["bitset_idx"]])
-            if categorical else None)
-        arrays["missing_left"].append(None if leaf else bool(node["missing_go_to_left"]))
-        arrays["left"].append(None if leaf else int(node["left"]))
-        arrays["right"].append(None if leaf else int(node["right"]))
-        arrays["value"].append(float(node["value"]) if leaf else None)
-    return Tree(**{key: tuple(values) for key, values in arrays.items()})
-
-
-def _bitset_codes(bitset: Any) -> frozenset[int]:
-    """The members of a scikit-learn bitset: 8 uint32 words, ``c`` is bit c % 32 of word c // 32."""
-    if len(bitset) != _BITSET_WORDS:
-        raise UnsupportedPipeline(f"a bitset has {len(bitset)} words")
-    return frozenset(
-        word_index * _BITS_PER_WORD + bit
-        for word_index, word in enumerate(int(w) for w in bitset)
-        for bit in range(_BITS_PER_WORD) if word >> bit & 1
-    )
-
-
-def _is_nan(value: object) -> bool:
-    return isinstance(value, float) and math.isnan(value)

@@ -43,8 +43,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ml.compiled_form import compiled_text
-from ml.linear_fastpath import compile_linear_pipeline
 from ml.manifest import (
     CategoricalFeature,
     CompiledModel,
@@ -58,9 +56,11 @@ from ml.manifest import (
     sha256_file,
     write_manifest,
 )
-from ml.sklearn_runtime import FASTPATH_ATOL, FASTPATH_RTOL, SCORER_BY_KIND, Scorer
+from ml.packaging.compile import FASTPATH_ATOL, FASTPATH_RTOL, compiled_text
+from ml.packaging.compile_linear import compile_linear_pipeline
+from ml.packaging.compile_tree import compile_tree_pipeline
+from ml.sklearn_runtime import SCORER_BY_KIND, Scorer
 from ml.tabular import TabularValidator
-from ml.tree_fastpath import compile_tree_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +155,8 @@ Compiler = Callable[[Pipeline, TabularInput], Scorer | None]
 def build_logreg(params: dict[str, Any]) -> Pipeline:
     """Scaled numbers and one-hot categories into a logistic regression.
 
-    Serving compiles exactly this structure into a pure-Python fast path
-    (``ml.linear_fastpath``), so keep it as it is.
+    Packaging compiles exactly this structure into a pure-Python fast path
+    (``ml.packaging.compile_linear``), so keep it as it is.
     """
     preprocess = ColumnTransformer([
         ("numeric", StandardScaler(), NUMERIC),
@@ -169,7 +169,8 @@ def build_logreg(params: dict[str, Any]) -> Pipeline:
 def build_gbm(params: dict[str, Any]) -> Pipeline:
     """Histogram gradient boosting with native categorical splits on ordinal codes.
 
-    Serving compiles exactly this structure into pure-Python trees (``ml.tree_fastpath``).
+    Packaging compiles exactly this structure into pure-Python trees
+    (``ml.packaging.compile_tree``).
     """
     # Unknown categories become NaN, which the booster treats as missing.
     encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan)

@@ -18,8 +18,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from ml.compiled_form import CompiledFormError, compiled_text, logistic
-from ml.linear_fastpath import LinearScorer, compile_linear_pipeline
+from ml.compiled_form import CompiledFormError, logistic
+from ml.linear_fastpath import LinearScorer
 from ml.manifest import (
     CategoricalFeature,
     ModelManifest,
@@ -27,7 +27,8 @@ from ml.manifest import (
     TabularInput,
     read_manifest,
 )
-from ml.sklearn_runtime import FASTPATH_ATOL, FASTPATH_RTOL
+from ml.packaging.compile import FASTPATH_ATOL, FASTPATH_RTOL, compiled_text
+from ml.packaging.compile_linear import compile_linear_pipeline
 from ml.tabular import TabularValidator
 from tests.helpers import HELDOUT_CSV
 

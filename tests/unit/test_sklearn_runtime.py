@@ -19,9 +19,7 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, S
 from threadpoolctl import threadpool_limits
 
 import ml.sklearn_runtime
-from ml.compiled_form import compiled_text
 from ml.errors import ModelRuntimeError
-from ml.linear_fastpath import compile_linear_pipeline
 from ml.manifest import (
     AudioInput,
     CategoricalFeature,
@@ -36,10 +34,12 @@ from ml.manifest import (
     sha256_file,
     write_manifest,
 )
+from ml.packaging.compile import compiled_text
+from ml.packaging.compile_linear import compile_linear_pipeline
+from ml.packaging.compile_tree import compile_tree_pipeline
 from ml.runtime import Prediction, runtime_class
 from ml.sklearn_runtime import SklearnRuntime
 from ml.tabular import TabularValidator
-from ml.tree_fastpath import compile_tree_pipeline
 from tests.helpers import HELDOUT_CSV
 
 ROOT = Path(__file__).resolve().parents[2]

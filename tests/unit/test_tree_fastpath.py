@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ml.compiled_form import CompiledFormError, compiled_text
+from ml.compiled_form import CompiledFormError
 from ml.manifest import (
     CategoricalFeature,
     ModelManifest,
@@ -26,10 +26,11 @@ from ml.manifest import (
     TabularInput,
     read_manifest,
 )
-from ml.sklearn_runtime import FASTPATH_ATOL, FASTPATH_RTOL
+from ml.packaging.compile import FASTPATH_ATOL, FASTPATH_RTOL, compiled_text
+from ml.packaging.compile_tree import compile_tree_pipeline
 from ml.tabular import TabularValidator
+from ml.tree_fastpath import TreeEnsembleScorer
 from tests.helpers import HELDOUT_CSV
-from ml.tree_fastpath import TreeEnsembleScorer, compile_tree_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 GBM_DIR = ROOT / "models" / "attrition-gbm" / "1"
