@@ -1,0 +1,1 @@
+"""The data plane: the transport-free predict path."""

@@ -1,0 +1,543 @@
+"""Wire codec of the Open Inference Protocol V2 (KServe / Triton / MLServer REST), free of HTTP.
+
+A request body is one JSON object, optionally followed by the binary tensor data extension:
+raw tensor bytes, in the order of the inputs that carry ``parameters.binary_data_size``, after a
+JSON header whose length the ``Inference-Header-Content-Length`` HTTP header gives. Numbers are
+little-endian, row-major, without padding; BOOL is one byte (0 or 1) per element; each BYTES
+element is a 4-byte little-endian length followed by that many bytes. Responses use the same
+layout for the outputs the client asked to get as binary.
+
+Decoding refuses every malformed body with :class:`V2RequestError` (and nothing else), whose
+message says what is wrong; the caller turns it into a 400 ``{"error": message}``.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+DATATYPES = frozenset(
+    {
+        "BOOL",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "FP16",
+        "FP32",
+        "FP64",
+        "BYTES",
+    }
+)
+
+# Little-endian numpy dtype of each fixed-size datatype (BYTES has none).
+_NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype("?"),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+_INT_RANGES = {
+    name: (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    for name, dtype in _NUMPY_DTYPES.items()
+    if dtype.kind in "iu"
+}
+_FLOAT_MAX = {
+    name: float(np.finfo(dtype).max) for name, dtype in _NUMPY_DTYPES.items() if dtype.kind == "f"
+}
+
+MAX_ELEMENTS = 2**31
+"""A tensor may hold at most this many elements (what Triton's 32-bit sizes allow)."""
+
+_HEADER_LENGTH = re.compile(r"[0-9]{1,18}")
+_LENGTH_PREFIX = struct.Struct("<I")
+
+
+class V2RequestError(ValueError):
+    """The request is not a valid V2 inference request; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """One input or output tensor.
+
+    ``data`` is flat, in row-major order: ``bytes`` for BYTES (``str`` is also accepted in
+    outputs), Python ``bool``, ``int`` or ``float`` otherwise.
+    """
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: list[Any]
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedOutput:
+    """An output the client named; ``binary``: send it as binary data, not in the JSON."""
+
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRequest:
+    """A decoded request. ``outputs == []``: the client wants every output of the model."""
+
+    id: str | None
+    inputs: list[Tensor]
+    outputs: list[RequestedOutput]
+    binary_outputs_by_default: bool
+    parameters: dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Request
+
+
+def parse_header_length(value: str | None) -> int | None:
+    """The ``Inference-Header-Content-Length`` HTTP header as an int (``None`` when absent)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not _HEADER_LENGTH.fullmatch(text):
+        raise V2RequestError(
+            f"Inference-Header-Content-Length must be a non-negative integer, got {value!r}"
+        )
+    return int(text)
+
+
+def decode_infer_request(body: bytes, header_length: int | None) -> InferenceRequest:
+    """Decode a request body; ``header_length``: the JSON header's length, ``None``: all JSON."""
+    header, binary = _split_body(body, header_length)
+    try:
+        document = orjson.loads(header)
+    except orjson.JSONDecodeError as error:
+        raise V2RequestError(f"the request is not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise V2RequestError("the request must be a JSON object")
+
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise V2RequestError("'id' must be a string")
+    parameters = _parameters(document, "the request")
+    binary_default = parameters.get("binary_data_output", False)
+    if not isinstance(binary_default, bool):
+        raise V2RequestError("parameters.binary_data_output must be true or false")
+
+    inputs = _decode_inputs(document.get("inputs"), binary, header_length is not None)
+    outputs = _decode_outputs(document.get("outputs"), binary_default)
+    return InferenceRequest(
+        id=request_id,
+        inputs=inputs,
+        outputs=outputs,
+        binary_outputs_by_default=binary_default,
+        parameters=parameters,
+    )
+
+
+def _split_body(body: bytes, header_length: int | None) -> tuple[memoryview, memoryview]:
+    view = memoryview(body)
+    if header_length is None:
+        return view, view[len(view) :]
+    if isinstance(header_length, bool) or not isinstance(header_length, int):
+        raise V2RequestError("Inference-Header-Content-Length must be an integer")
+    if header_length <= 0:
+        raise V2RequestError(
+            f"Inference-Header-Content-Length must be positive, got {header_length}"
+        )
+    if header_length > len(view):
+        raise V2RequestError(
+            f"Inference-Header-Content-Length is {header_length} but the body has only "
+            f"{len(view)} bytes"
+        )
+    return view[:header_length], view[header_length:]
+
+
+def _parameters(holder: dict[str, Any], what: str) -> dict[str, Any]:
+    parameters = holder.get("parameters", {})
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise V2RequestError(f"parameters of {what} must be a JSON object")
+    return parameters
+
+
+def _decode_inputs(raw: Any, binary: memoryview, has_header_length: bool) -> list[Tensor]:
+    if not isinstance(raw, list):
+        raise V2RequestError("the request needs an 'inputs' list")
+    if not raw:
+        raise V2RequestError("'inputs' is empty")
+    inputs: list[Tensor] = []
+    names: set[str] = set()
+    offset = 0
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise V2RequestError(f"inputs[{index}] must be a JSON object")
+        name, datatype, shape = _tensor_header(item, f"inputs[{index}]")
+        if name in names:
+            raise V2RequestError(f"input {name!r} is given twice")
+        names.add(name)
+        parameters = dict(_parameters(item, f"input {name!r}"))
+        _refuse_shared_memory(parameters, f"input {name!r}")
+        size = parameters.pop("binary_data_size", None)
+        if size is None:
+            data = _json_data(item, name, datatype, shape)
+        else:
+            if not has_header_length:
+                raise V2RequestError(
+                    f"input {name!r} has binary_data_size but the request has no "
+                    "Inference-Header-Content-Length header"
+                )
+            if "data" in item:
+                raise V2RequestError(f"input {name!r} has both 'data' and binary_data_size")
+            chunk = _binary_chunk(binary, offset, size, name)
+            offset += len(chunk)
+            data = _binary_data(chunk, name, datatype, shape)
+        inputs.append(Tensor(name, datatype, shape, data, parameters))
+    if offset != len(binary):
+        raise V2RequestError(
+            f"the body has {len(binary) - offset} bytes after the binary data of the inputs "
+            f"(their binary_data_size add up to {offset})"
+        )
+    return inputs
+
+
+def _tensor_header(item: dict[str, Any], where: str) -> tuple[str, str, tuple[int, ...]]:
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise V2RequestError(f"{where} needs a non-empty string 'name'")
+    datatype = item.get("datatype")
+    if not isinstance(datatype, str):
+        raise V2RequestError(f"input {name!r} needs a string 'datatype'")
+    if datatype not in DATATYPES:
+        raise V2RequestError(
+            f"input {name!r}: unsupported datatype {datatype!r} "
+            f"(one of {', '.join(sorted(DATATYPES))})"
+        )
+    return name, datatype, _shape(item.get("shape"), name)
+
+
+def _shape(raw: Any, name: str) -> tuple[int, ...]:
+    if not isinstance(raw, list):
+        raise V2RequestError(f"input {name!r} needs a 'shape' list")
+    for dim in raw:
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise V2RequestError(f"input {name!r}: shape {raw!r} must hold integers")
+        if dim < 0:
+            raise V2RequestError(f"input {name!r}: shape {raw!r} has a negative dimension")
+    shape = tuple(raw)
+    if _element_count(shape) > MAX_ELEMENTS:
+        raise V2RequestError(f"input {name!r}: shape {raw!r} has more than {MAX_ELEMENTS} elements")
+    return shape
+
+
+def _element_count(shape: tuple[int, ...]) -> int:
+    if 0 in shape:
+        return 0
+    count = 1
+    for dim in shape:
+        count *= dim
+        if count > MAX_ELEMENTS:  # stop early: never multiply huge numbers
+            break
+    return count
+
+
+def _refuse_shared_memory(parameters: dict[str, Any], what: str) -> None:
+    if any(key.startswith("shared_memory_") for key in parameters):
+        raise V2RequestError(f"{what}: the shared-memory extension is not supported")
+
+
+# JSON data
+
+
+def _json_data(item: dict[str, Any], name: str, datatype: str, shape: tuple[int, ...]) -> list[Any]:
+    if "data" not in item:
+        raise V2RequestError(f"input {name!r} has neither 'data' nor binary_data_size")
+    flat = _flatten(item["data"], name)
+    expected = _element_count(shape)
+    if len(flat) != expected:
+        raise V2RequestError(
+            f"input {name!r}: shape {list(shape)} needs {expected} elements, 'data' has {len(flat)}"
+        )
+    if datatype == "BYTES":
+        return _json_bytes(flat, name)
+    if datatype == "BOOL":
+        for index, value in enumerate(flat):
+            if not isinstance(value, bool):
+                raise _bad_element(name, datatype, index, value)
+        return flat
+    if datatype in _INT_RANGES:
+        return _json_ints(flat, name, datatype)
+    return _json_floats(flat, name, datatype)
+
+
+def _flatten(data: Any, name: str) -> list[Any]:
+    """Row-major elements of (possibly nested) lists, without recursion."""
+    if not isinstance(data, list):
+        raise V2RequestError(f"input {name!r}: 'data' must be a list")
+    flat: list[Any] = []
+    stack: list[Any] = [iter(data)]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, list):
+                stack.append(iter(value))
+                break
+            flat.append(value)
+        else:
+            stack.pop()
+    return flat
+
+
+def _bad_element(name: str, datatype: str, index: int, value: Any) -> V2RequestError:
+    shown = repr(value)
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    return V2RequestError(f"input {name!r}: element {index} ({shown}) is not a valid {datatype}")
+
+
+def _json_bytes(flat: list[Any], name: str) -> list[Any]:
+    out: list[Any] = []
+    for index, value in enumerate(flat):
+        if not isinstance(value, str):
+            raise _bad_element(name, "BYTES string", index, value)
+        try:
+            out.append(value.encode("utf-8"))
+        except UnicodeEncodeError:  # a lone surrogate written as "\ud800"
+            raise _bad_element(name, "UTF-8 string", index, value) from None
+    return out
+
+
+def _json_ints(flat: list[Any], name: str, datatype: str) -> list[Any]:
+    low, high = _INT_RANGES[datatype]
+    for index, value in enumerate(flat):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _bad_element(name, datatype, index, value)
+    return flat
+
+
+def _json_floats(flat: list[Any], name: str, datatype: str) -> list[Any]:
+    limit = _FLOAT_MAX[datatype]
+    for index, value in enumerate(flat):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _bad_element(name, datatype, index, value)
+        if abs(value) > limit:  # exact even for a huge int
+            raise _bad_element(name, datatype, index, value)
+    # The values the datatype can hold: FP32 data reads the same in JSON and in binary.
+    return np.asarray(flat, dtype=_NUMPY_DTYPES[datatype]).tolist()  # type: ignore[no-any-return]
+
+
+# Binary data
+
+
+def _binary_chunk(binary: memoryview, offset: int, size: Any, name: str) -> memoryview:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise V2RequestError(
+            f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}"
+        )
+    left = len(binary) - offset
+    if size > left:
+        raise V2RequestError(
+            f"input {name!r}: binary_data_size is {size} but only {left} bytes of binary data "
+            "are left in the body"
+        )
+    return binary[offset : offset + size]
+
+
+def _binary_data(chunk: memoryview, name: str, datatype: str, shape: tuple[int, ...]) -> list[Any]:
+    count = _element_count(shape)
+    if datatype == "BYTES":
+        return _binary_bytes(chunk, name, count)
+    dtype = _NUMPY_DTYPES[datatype]
+    if len(chunk) != count * dtype.itemsize:
+        raise V2RequestError(
+            f"input {name!r}: shape {list(shape)} of {datatype} needs "
+            f"{count * dtype.itemsize} bytes, binary_data_size is {len(chunk)}"
+        )
+    if datatype == "BOOL":
+        raw = np.frombuffer(chunk, dtype=np.uint8)
+        if raw.size and int(raw.max()) > 1:
+            raise V2RequestError(f"input {name!r}: BOOL bytes must be 0 or 1")
+    return np.frombuffer(chunk, dtype=dtype).tolist()  # type: ignore[no-any-return]
+
+
+def _binary_bytes(chunk: memoryview, name: str, count: int) -> list[Any]:
+    out: list[Any] = []
+    offset = 0
+    while offset < len(chunk):
+        if len(out) == count:
+            raise V2RequestError(
+                f"input {name!r}: the shape needs {count} BYTES elements, "
+                "the binary data holds more"
+            )
+        if len(chunk) - offset < _LENGTH_PREFIX.size:
+            raise V2RequestError(
+                f"input {name!r}: BYTES element {len(out)} has a truncated 4-byte length"
+            )
+        (length,) = _LENGTH_PREFIX.unpack_from(chunk, offset)
+        offset += _LENGTH_PREFIX.size
+        if length > len(chunk) - offset:
+            raise V2RequestError(
+                f"input {name!r}: BYTES element {len(out)} claims {length} bytes, "
+                f"only {len(chunk) - offset} are left"
+            )
+        out.append(bytes(chunk[offset : offset + length]))
+        offset += length
+    if len(out) != count:
+        raise V2RequestError(
+            f"input {name!r}: the shape needs {count} BYTES elements, "
+            f"the binary data holds {len(out)}"
+        )
+    return out
+
+
+# Requested outputs
+
+
+def _decode_outputs(raw: Any, binary_default: bool) -> list[RequestedOutput]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise V2RequestError("'outputs' must be a list")
+    outputs: list[RequestedOutput] = []
+    names: set[str] = set()
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise V2RequestError(f"outputs[{index}] must be a JSON object")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise V2RequestError(f"outputs[{index}] needs a non-empty string 'name'")
+        if name in names:
+            raise V2RequestError(f"output {name!r} is requested twice")
+        names.add(name)
+        parameters = _parameters(item, f"output {name!r}")
+        _refuse_shared_memory(parameters, f"output {name!r}")
+        if parameters.get("classification", 0) not in (0, None):
+            raise V2RequestError(f"output {name!r}: the classification extension is not supported")
+        binary = parameters.get("binary_data", binary_default)
+        if not isinstance(binary, bool):
+            raise V2RequestError(f"output {name!r}: parameters.binary_data must be true or false")
+        outputs.append(RequestedOutput(name, binary))
+    return outputs
+
+
+# --------------------------------------------------------------------------------------------
+# Response
+
+
+def encode_infer_response(
+    *,
+    model_name: str,
+    model_version: str | None,
+    request_id: str | None,
+    outputs: list[Tensor],
+    request: InferenceRequest,
+) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header's length (``None`` when the body is all JSON).
+
+    Sends the outputs the request named, in its order (all of ``outputs`` when it named none);
+    each as binary data when the request asked for it. A requested output that ``outputs``
+    lacks is the client's error (:class:`V2RequestError`); a malformed output tensor is the
+    server's (``ValueError``).
+    """
+    chosen = _chosen_outputs(outputs, request)
+    entries: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for tensor, binary in chosen:
+        entry, chunk = _encode_output(tensor, binary)
+        entries.append(entry)
+        if chunk is not None:
+            chunks.append(chunk)
+    document: dict[str, Any] = {"model_name": model_name}
+    if model_version is not None:
+        document["model_version"] = model_version
+    if request_id is not None:
+        document["id"] = request_id
+    document["outputs"] = entries
+    header = orjson.dumps(document)
+    if not chunks:
+        return header, None
+    return b"".join([header, *chunks]), len(header)
+
+
+def _chosen_outputs(outputs: list[Tensor], request: InferenceRequest) -> list[tuple[Tensor, bool]]:
+    if not request.outputs:
+        return [(tensor, request.binary_outputs_by_default) for tensor in outputs]
+    by_name = {tensor.name: tensor for tensor in outputs}
+    missing = [wanted.name for wanted in request.outputs if wanted.name not in by_name]
+    if missing:
+        raise V2RequestError(
+            f"unknown output {', '.join(map(repr, missing))} "
+            f"(the model gives {', '.join(map(repr, by_name))})"
+        )
+    return [(by_name[wanted.name], wanted.binary) for wanted in request.outputs]
+
+
+def _encode_output(tensor: Tensor, binary: bool) -> tuple[dict[str, Any], bytes | None]:
+    if tensor.datatype not in DATATYPES:
+        raise ValueError(f"output {tensor.name!r}: unknown datatype {tensor.datatype!r}")
+    expected = _element_count(tuple(tensor.shape))
+    if len(tensor.data) != expected:
+        raise ValueError(
+            f"output {tensor.name!r}: shape {list(tensor.shape)} needs {expected} elements, "
+            f"data has {len(tensor.data)}"
+        )
+    entry: dict[str, Any] = {
+        "name": tensor.name,
+        "datatype": tensor.datatype,
+        "shape": [int(dim) for dim in tensor.shape],
+    }
+    parameters = dict(tensor.parameters)
+    chunk: bytes | None = None
+    if tensor.datatype == "BYTES":
+        elements = [_as_bytes(value, tensor.name) for value in tensor.data]
+        if binary:
+            chunk = b"".join(_LENGTH_PREFIX.pack(len(value)) + value for value in elements)
+        else:
+            entry["data"] = [_as_text(value, tensor.name) for value in elements]
+    else:
+        with np.errstate(all="ignore"):
+            array = np.asarray(tensor.data, dtype=_NUMPY_DTYPES[tensor.datatype])
+        if binary:
+            chunk = array.tobytes()
+        else:
+            entry["data"] = array.tolist()
+    if chunk is not None:
+        parameters["binary_data_size"] = len(chunk)
+    if parameters:
+        entry["parameters"] = parameters
+    return entry, chunk
+
+
+def _as_bytes(value: Any, name: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise ValueError(f"output {name!r}: BYTES element {value!r} is neither bytes nor str")
+
+
+def _as_text(value: bytes, name: str) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"output {name!r}: a BYTES element is not UTF-8, so it can only be sent as binary"
+        ) from None
