@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlmodel import Session, col, select
 
 from db.tables import Prediction
@@ -41,8 +41,8 @@ def get_prediction(session: Session, request_id: str) -> Prediction | None:
     return session.exec(query.order_by(col(Prediction.received_at).desc()).limit(1)).first()
 
 
-def _conditions(filters: PredictionFilter) -> list[object]:
-    conditions: list[object] = []
+def _conditions(filters: PredictionFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if filters.model_name:
         conditions.append(col(Prediction.model_name) == filters.model_name)
     if filters.model_version:

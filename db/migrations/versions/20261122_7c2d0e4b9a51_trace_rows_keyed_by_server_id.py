@@ -11,7 +11,7 @@ Create Date: 2026-11-22 11:55:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision: str = "7c2d0e4b9a51"
