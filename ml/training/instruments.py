@@ -17,12 +17,10 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ml import features
-from ml.audio_cnn import DEFAULT_CHANNELS
 from ml.manifest import (
     AudioInput,
     Evaluation,
@@ -33,7 +31,7 @@ from ml.manifest import (
     sha256_file,
     write_manifest,
 )
-from ml.training.instruments_augment import AugmentParams
+from ml.training.config import TrainConfig
 from ml.training.instruments_data import (
     ClipSet,
     Split,
@@ -59,25 +57,6 @@ EVALUATION_DIR = Path("_evaluation") / TASK
 AUDIO_FORMATS = ["wav", "flac", "ogg", "mp3"]
 CLIP_SECONDS = 2.0
 RENDER_SCRIPT = "ml/training/render_instruments.py"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-3
-    heldout_every: int = 5
-    seed: int = 0
-    channels: tuple[int, ...] = DEFAULT_CHANNELS
-    mfcc_copies: int = 4
-    """Augmented copies of each training clip for the MFCC classifier."""
-    threads: int = 2
-    version: str = "1"
-    cnn_name: str = "instrument-cnn"
-    mfcc_name: str = "instrument-mfcc"
-    augment: AugmentParams = field(default_factory=AugmentParams)
-    features: features.FeatureParams = field(default_factory=features.FeatureParams)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from ml.training.instruments_augment import augment_log_mel
 from ml.training.instruments_data import ClipSet
 
 if TYPE_CHECKING:
-    from ml.training.instruments import TrainConfig
+    from ml.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ import soundfile
 from ml.audio import decode_audio
 from ml.manifest import read_manifest
 from ml.runtime import runtime_class
-from ml.training.instruments import TrainConfig, run
+from ml.training.config import TrainConfig
+from ml.training.instruments import run
 from ml.training.render_instruments import (
     INSTRUMENTS,
     SAMPLE_RATE,
