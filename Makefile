@@ -7,9 +7,12 @@ TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 REQUIREMENTS := requirements.txt requirements-dev.txt requirements-train.txt
+# The suite fails below this coverage, in percent: 92 in the last CI run, less a few points.
+COVERAGE_FLOOR ?= 88
 
 .DEFAULT_GOAL := help
-.PHONY: help install migrate run api test lint data train train-attrition train-audio validate-models bench clean
+.PHONY: help install migrate run api test suite lint typecheck format format-check data train \
+	train-attrition train-audio validate-models bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -35,14 +38,28 @@ run: install  ## API on :8000 and dashboard on :8501 (Ctrl-C stops both)
 api: install  ## the API alone (python -m api)
 	$(BIN)/python -m api
 
-test: install lint  ## lint, then the whole suite with coverage
-	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml --cov-fail-under=75
+test: lint suite  ## lint, then the whole suite with coverage
 
-lint: install  ## flake8, actionlint (workflows), hadolint (Dockerfile), shellcheck (scripts)
-	$(BIN)/flake8
+suite: install  ## the whole suite with coverage, without lint (CI lints in a step of its own)
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml \
+		--cov-fail-under=$(COVERAGE_FLOOR)
+
+lint: install typecheck  ## ruff, mypy, actionlint (workflows), hadolint (Dockerfile), shellcheck
+	$(BIN)/ruff check .
 	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/shellcheck deploy/*.sh .ci/run
+
+typecheck: install  ## mypy, strict, on the serving code (pyproject.toml says which)
+	$(BIN)/mypy
+
+format: install  ## rewrite the code in the house style: ruff format, then ruff's own fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Not part of lint until the tree has been formatted once (`make format`, in one commit).
+format-check: install  ## fail if `make format` would change a file
+	$(BIN)/ruff format --check .
 
 train-attrition: install  ## retrain the attrition models into models/
 	$(BIN)/python -m ml.training.attrition --models-dir models
@@ -63,4 +80,4 @@ bench: install  ## serving benchmarks (need wrk): print figures, assert nothing
 	$(BIN)/python -m bench.audio
 
 clean:  ## remove the virtualenv, local database and caches
-	rm -rf $(VENV) data .pytest_cache .coverage coverage.xml htmlcov
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml htmlcov
