@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,19 @@ def attrition_example() -> dict[str, Any]:
     manifest = json.loads((MODELS_DIR / "attrition-logreg/1/manifest.json").read_text())
     example: dict[str, Any] = manifest["input"]["example"]
     return dict(example)
+
+
+def run_python(program: str, *args: str, timeout: float = 120) -> Any:
+    """Run ``program`` in a fresh interpreter at the repository root; its last line, as JSON.
+
+    For tests of what importing something imports: nothing else has filled its sys.modules.
+    """
+    completed = subprocess.run(
+        [sys.executable, "-c", program, *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def copy_model(store: Path, name: str, version: str = "1", *, as_name: str | None = None,

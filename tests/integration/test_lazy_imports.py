@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.helpers import ROOT, attrition_example
+from tests.helpers import ROOT, attrition_example, run_python
 
 _PROGRAM = """
 import json, sys
@@ -32,22 +30,12 @@ print(json.dumps({
 
 
 def test_tabular_serving_never_imports_torch_or_librosa(tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _PROGRAM,
-            f"sqlite:///{tmp_path / 'traces.db'}",
-            str(ROOT / "models"),
-            json.dumps(attrition_example()),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+    result = run_python(
+        _PROGRAM,
+        f"sqlite:///{tmp_path / 'traces.db'}",
+        str(ROOT / "models"),
+        json.dumps(attrition_example()),
     )
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert (result["status"], result["model"]) == (200, "attrition-logreg")
     # Start-up reads manifests only: not even scikit-learn is imported before a request.
     assert result["heavy_at_start"] == []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,7 +38,7 @@ from ml.packaging.compile_tree import compile_tree_pipeline
 from ml.runtime import Prediction, runtime_class
 from ml.sklearn_runtime import SklearnRuntime
 from ml.tabular import TabularValidator
-from tests.helpers import HELDOUT_CSV
+from tests.helpers import HELDOUT_CSV, run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = ROOT / "models"
@@ -212,7 +210,7 @@ def test_compiled_and_pipeline_runtimes_predict_the_same(
 
 def test_serving_compiled_models_imports_no_training_library() -> None:
     code = """
-import sys
+import json, sys
 from pathlib import Path
 from ml.manifest import read_manifest
 from ml.runtime import runtime_class
@@ -225,14 +223,10 @@ for name in ("attrition-logreg", "attrition-gbm"):
     runtime.load()
     runtime.warm_up()
     assert manifest.compiled is not None and runtime.runs_inline, name
-print(sorted(m for m in ("sklearn", "scipy", "pandas", "joblib") if m in sys.modules))
+print(json.dumps(sorted(m for m in ("sklearn", "scipy", "pandas", "joblib") if m in sys.modules)))
 """
 
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=ROOT)
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert run_python(code) == []
 
 
 @pytest.mark.parametrize("model", COMMITTED)
