@@ -51,7 +51,8 @@ class InstrumentCNN(nn.Module):
         """(batch, n_mels, frames) log-mel in [-1, 1] to (batch, n_classes) logits."""
         hidden = self.features(x.unsqueeze(1)).mean(dim=2)
         pooled = torch.cat([hidden.mean(dim=2), hidden.amax(dim=2)], dim=1)
-        return self.classifier(self.dropout(pooled))
+        logits: torch.Tensor = self.classifier(self.dropout(pooled))
+        return logits
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -93,17 +93,18 @@ def clip_windows(
     windows = np.stack([samples[start:start + length] for start in starts])
     energy = np.mean(np.square(windows, dtype=np.float64), axis=1)
     keep = energy >= energy.max() * 10.0 ** (-params.quiet_window_db / 10.0)
-    windows, energy = windows[keep], energy[keep]
-    if len(windows) > params.max_windows:
-        loudest = np.sort(np.argsort(energy)[-params.max_windows:])
-        windows = windows[loudest]
-    return windows
+    kept: np.ndarray = windows[keep]
+    if len(kept) > params.max_windows:
+        loudest = np.sort(np.argsort(energy[keep])[-params.max_windows:])
+        kept = kept[loudest]
+    return kept
 
 
 def peak_normalise(windows: np.ndarray) -> np.ndarray:
     """Scale each window to peak 1 so that features do not depend on recording level."""
     peak = np.max(np.abs(windows), axis=-1, keepdims=True)
-    return (windows / np.maximum(peak, 1e-8)).astype(np.float32)
+    normalised: np.ndarray = (windows / np.maximum(peak, 1e-8)).astype(np.float32)
+    return normalised
 
 
 def mel_power(windows: np.ndarray, sample_rate: int, params: FeatureParams) -> np.ndarray:
@@ -119,7 +120,8 @@ def mel_db(power: np.ndarray, top_db: float) -> np.ndarray:
     """dB relative to each spectrogram's loudest bin, floored at ``-top_db``."""
     db = 10.0 * np.log10(np.maximum(power, _AMIN))
     ref = np.maximum(db.max(axis=(-2, -1), keepdims=True), _SILENCE_DB + top_db)
-    return np.maximum(db - ref, -top_db).astype(np.float32)
+    floored: np.ndarray = np.maximum(db - ref, -top_db).astype(np.float32)
+    return floored
 
 
 def log_mel_from_power(power: np.ndarray, top_db: float) -> np.ndarray:
@@ -164,7 +166,8 @@ def mfcc_statistics_from_power(power: np.ndarray, params: FeatureParams) -> np.n
 def _frame_loudness(db: np.ndarray) -> np.ndarray:
     """Per-frame loudness in dB, from the mean power over mel bins."""
     power = np.mean(10.0 ** (db / 10.0), axis=-2)
-    return 10.0 * np.log10(np.maximum(power, _AMIN))
+    loudness: np.ndarray = 10.0 * np.log10(np.maximum(power, _AMIN))
+    return loudness
 
 
 def _envelope_shape(envelope: np.ndarray) -> np.ndarray:
@@ -189,7 +192,8 @@ def _mel_centroid(power: np.ndarray) -> np.ndarray:
     """Spectral centroid per frame, as a fraction of the mel bins."""
     bins = np.linspace(0.0, 1.0, power.shape[-2], dtype=np.float32)[:, np.newaxis]
     total = np.maximum(power.sum(axis=-2), _AMIN)
-    return (power * bins).sum(axis=-2) / total
+    centroid: np.ndarray = (power * bins).sum(axis=-2) / total
+    return centroid
 
 
 def mfcc_statistics(

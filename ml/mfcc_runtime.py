@@ -52,7 +52,8 @@ class MfccSklearnRuntime(AudioRuntime):
             raise ModelRuntimeError(f"{self.manifest.ref} is not loaded")
         try:
             # predict_proba's columns follow classes_; answer in the manifest's label order.
-            return model.predict_proba(windows)[:, columns]
+            probabilities: np.ndarray = model.predict_proba(windows)[:, columns]
+            return probabilities
         except ValueError as error:
             raise ModelRuntimeError(f"{self.manifest.ref} failed: {error}") from error
 

@@ -60,8 +60,10 @@ class SklearnRuntime(ModelRuntime):
         self._class_labels: list[str] = []  # the label of each predict_proba column
         output = self.manifest.output
         # A threshold needs a positive label to apply to; without either, the likeliest wins.
-        self._threshold = output.decision_threshold if output.positive_label else None
-        self._positive_label = output.positive_label
+        self._threshold: tuple[str, float] | None = (
+            (output.positive_label, output.decision_threshold)
+            if output.positive_label and output.decision_threshold is not None else None
+        )
         self._other_labels = [label for label in self.labels if label != output.positive_label]
 
     def load(self) -> None:
@@ -180,7 +182,8 @@ class SklearnRuntime(ModelRuntime):
         if not instances:
             return []
         # One DataFrame and one predict_proba call for the whole batch.
-        return self._pipeline.predict_proba(self._frame(instances)).tolist()
+        rows: list[list[float]] = self._pipeline.predict_proba(self._frame(instances)).tolist()
+        return rows
 
     def _prediction(self, class_probabilities: list[float]) -> Prediction:
         by_label = dict(zip(self._class_labels, class_probabilities, strict=True))
@@ -191,8 +194,9 @@ class SklearnRuntime(ModelRuntime):
         """The positive label when its probability reaches the threshold, else the likeliest."""
         candidates = self.labels
         if self._threshold is not None:
-            if probabilities[self._positive_label] >= self._threshold:
-                return self._positive_label
+            positive_label, threshold = self._threshold
+            if probabilities[positive_label] >= threshold:
+                return positive_label
             candidates = self._other_labels
         if len(candidates) == 1:
             return candidates[0]

@@ -85,9 +85,11 @@ class Tree:
     def depth(self) -> int:
         """The most splits a row meets on its way to a leaf."""
         depths = [0] * len(self.feature)
-        for node, feature in enumerate(self.feature):
-            if feature is not None:  # children come after their parent (checked on load)
-                depths[self.left[node]] = depths[self.right[node]] = depths[node] + 1
+        nodes = zip(self.feature, self.left, self.right, strict=True)
+        for node, (feature, left, right) in enumerate(nodes):
+            # A split's children are nodes after it (checked on load).
+            if feature is not None and left is not None and right is not None:
+                depths[left] = depths[right] = depths[node] + 1
         return max(depths)
 
 
@@ -203,8 +205,10 @@ def _plan_node(tree: Tree, node: int, inputs: tuple[TreeInput, ...],
     if not (isinstance(column, int) and 0 <= column < len(inputs)):
         raise CompiledFormError(f"node {node} reads input {column!r}")
     # Children after their parent: every walk ends at a leaf.
-    if not all(isinstance(child, int) and node < child < len(tree.feature)
-               for child in (left, right)) or not isinstance(missing_left, bool):
+    size = len(tree.feature)
+    if not (isinstance(left, int) and node < left < size
+            and isinstance(right, int) and node < right < size
+            and isinstance(missing_left, bool)):
         raise CompiledFormError(f"node {node} has children {left!r}, {right!r}")
     missing = ref[left] if missing_left else ref[right]
     tree_input = inputs[column]
