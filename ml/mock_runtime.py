@@ -31,7 +31,8 @@ class MockRuntime(ModelRuntime):
         weights = np.frombuffer(hashlib.sha256(_fingerprint(instance)).digest(), dtype=np.uint8)
         labels = self.manifest.output.labels
         raw = weights[: len(labels)].astype(np.float64) + 1.0
-        probabilities = {label: float(value) for label, value in zip(labels, raw / raw.sum())}
+        shares = raw / raw.sum()
+        probabilities = {label: float(v) for label, v in zip(labels, shares, strict=True)}
         label = max(probabilities, key=probabilities.__getitem__)
         return Prediction(label=label, probabilities=probabilities)
 
