@@ -12,6 +12,7 @@ from sqlmodel import Session
 from api.settings import Settings
 from db.traces import TraceWriter
 from registry.registry import ModelRegistry
+from serving.dataplane import DataPlane
 
 
 def get_settings(request: Request) -> Settings:
@@ -22,6 +23,11 @@ def get_settings(request: Request) -> Settings:
 def get_registry(request: Request) -> ModelRegistry:
     registry: ModelRegistry = request.app.state.registry
     return registry
+
+
+def get_data_plane(request: Request) -> DataPlane:
+    data_plane: DataPlane = request.app.state.data_plane
+    return data_plane
 
 
 def get_engine(request: Request) -> Engine:
@@ -41,6 +47,7 @@ def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Sess
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+DataPlaneDep = Annotated[DataPlane, Depends(get_data_plane)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
 TraceWriterDep = Annotated[TraceWriter, Depends(get_trace_writer)]

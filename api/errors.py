@@ -15,10 +15,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from db.traces import TraceWriteError
-from ml.errors import InvalidInputError, UnsupportedFormatError
+from ml.errors import InvalidInputError
 from registry.errors import InvalidModelRefError, ModelNotFoundError, ModelUnavailableError
+from serving.errors import (
+    InvalidRequest,
+    ModelNotFound,
+    NoModelAvailable,
+    PayloadTooLarge,
+    ServingError,
+    UnsupportedMedia,
+    as_serving_error,
+    summarise,
+)
 
 logger = logging.getLogger(__name__)
+
+V2_PREFIX = "/v2"
+RETRY_AFTER_SECONDS = "1"
+"""What a 503 tells the client to wait before retrying (the outage is usually brief)."""
 
 
 class ApiError(Exception):
@@ -56,50 +70,51 @@ class ConflictError(ApiError):
     status_code = 409
 
 
-class PayloadTooLargeError(ApiError):
-    status_code = 413
-
-
-class UnsupportedMediaTypeError(ApiError):
-    status_code = 415
-
-
 class InvalidRequestError(ApiError):
     status_code = 422
 
     @classmethod
     def from_problems(cls, message: str, problems: dict[str, str]) -> InvalidRequestError:
         detail = [{"field": field, "problem": problem} for field, problem in problems.items()]
-        return cls(f"{message}: {_summarise(problems)}", detail=detail)
+        return cls(f"{message}: {summarise(problems)}", detail=detail)
 
 
 class ServiceUnavailableError(ApiError):
     status_code = 503
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+# The native routes' status for each data-plane error (most specific first).
+NATIVE_STATUS: tuple[tuple[type[ServingError], int], ...] = (
+    (PayloadTooLarge, 413),
+    (UnsupportedMedia, 415),
+    (InvalidRequest, 422),
+    (ModelNotFound, 404),
+    (NoModelAvailable, 503),
+    (ServingError, 500),
+)
+
+
+def native_status(error: ServingError) -> int:
+    return next(status for error_type, status in NATIVE_STATUS if isinstance(error, error_type))
+
 
 def as_api_error(error: Exception) -> ApiError:
-    """The HTTP form of a domain error (registry, runtime, trace writer)."""
+    """The HTTP form of an error: a domain error gets its status from ``NATIVE_STATUS``."""
     if isinstance(error, ApiError):
         return error
-    if isinstance(error, UnsupportedFormatError):
-        return UnsupportedMediaTypeError(f"unsupported media: {_summarise(error.problems)}")
-    if isinstance(error, InvalidInputError):
-        return InvalidRequestError.from_problems("invalid input", error.problems)
-    if isinstance(error, ModelNotFoundError):
-        return NotFoundError(str(error))
-    if isinstance(error, InvalidModelRefError):
-        return InvalidRequestError(str(error), detail=[{"field": "model", "problem": str(error)}])
-    if isinstance(error, ModelUnavailableError):
-        return ServiceUnavailableError(str(error))
-    if isinstance(error, TraceWriteError):
-        return ServiceUnavailableError(
-            "the prediction could not be recorded in the trace database, so it is not "
-            "returned; retry later"
-        )
     if isinstance(error, StarletteHTTPException):
         return _from_http_exception(error)
-    logger.error("Unexpected error", exc_info=error)
-    return ApiError("internal error")
+    serving_error = as_serving_error(error)
+    detail = [{"field": field, "problem": problem}
+              for field, problem in serving_error.problems.items()]
+    api_error = ApiError(serving_error.message, detail=detail or None)
+    api_error.status_code = native_status(serving_error)
+    if api_error.status_code == 503:
+        api_error.headers = {"Retry-After": RETRY_AFTER_SECONDS}
+    return api_error
 
 
 def _from_http_exception(error: StarletteHTTPException) -> ApiError:
@@ -109,13 +124,23 @@ def _from_http_exception(error: StarletteHTTPException) -> ApiError:
     return api_error
 
 
-def error_response(request: Request, error: ApiError) -> Response:
+def error_body(error: ApiError, request_id: str | None) -> bytes:
+    """``{"error": ..., "detail": [...], "request_id": ...}``, the native error body."""
     body: dict[str, Any] = {"error": error.message}
     if error.detail:
         body["detail"] = error.detail
-    body["request_id"] = getattr(request.state, "request_id", None)
+    body["request_id"] = request_id
+    return orjson.dumps(body)
+
+
+def error_response(request: Request, error: ApiError) -> Response:
+    if request.url.path.startswith(V2_PREFIX):
+        # The Open Inference Protocol's error shape: a bad request is a 400, never a 422.
+        status = 400 if error.status_code == 422 else error.status_code
+        return Response(orjson.dumps({"error": error.message}), status_code=status,
+                        media_type="application/json", headers=error.headers)
     return Response(
-        orjson.dumps(body),
+        error_body(error, getattr(request.state, "request_id", None)),
         status_code=error.status_code,
         media_type="application/json",
         headers=error.headers,
@@ -147,13 +172,8 @@ def register_error_handlers(app: FastAPI) -> None:
         InvalidModelRefError,
         ModelUnavailableError,
         TraceWriteError,
+        ServingError,
     ):
         app.add_exception_handler(error_type, _handle_domain_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_error)
-
-
-def _summarise(problems: dict[str, str], shown: int = 3) -> str:
-    parts = [f"{field}: {problem}" for field, problem in list(problems.items())[:shown]]
-    hidden = len(problems) - shown
-    return "; ".join(parts) + (f" (and {hidden} more)" if hidden > 0 else "")

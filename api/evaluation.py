@@ -29,7 +29,8 @@ from ml.evaluation import (
 from ml.evaluation_data import EvaluationSample, EvaluationUnavailableError, load_samples
 from ml.manifest import Evaluation, ModelManifest
 from ml.runtime import ModelRuntime, Prediction
-from registry.registry import ModelEntry, ModelRegistry
+from registry.catalogue import ModelEntry
+from registry.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ class ModelEvaluator:
         Raises ``ModelNotFoundError`` (unknown model), ``EvaluationUnavailableError`` (no
         evaluation set) and ``EvaluationFailedError`` (the model cannot load or predict).
         """
-        entry = registry.entry(ref)
+        entry = registry.resolve(ref)
         evaluation, path = evaluation_set_of(entry.manifest, registry.root)
         # The artifact hash is in the key: a rescanned store may bring new weights.
         key = (entry.ref, entry.manifest.sha256, path)
@@ -203,15 +204,12 @@ class ModelEvaluator:
     async def _compute(
         self, registry: ModelRegistry, entry: ModelEntry, evaluation: Evaluation, path: Path
     ) -> ModelEvaluation:
-        served = await registry.acquire(entry)
-        try:
-            if served.is_fallback:
+        async with registry.serving(entry) as serving:
+            if serving.is_fallback or serving.runtime is None:
                 # A fallback's numbers under this model's name would mislead the comparison.
                 raise EvaluationFailedError(
-                    f"{entry.ref} cannot be evaluated: {served.fallback_reason}"
+                    f"{entry.ref} cannot be evaluated: {serving.fallback_reason}"
                 )
             return await asyncio.to_thread(
-                evaluate_runtime, served.runtime, evaluation, path, self.max_audio_seconds
+                evaluate_runtime, serving.runtime, evaluation, path, self.max_audio_seconds
             )
-        finally:
-            registry.release(served)

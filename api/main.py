@@ -11,22 +11,25 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlmodel import Session
 
-from api import SERVICE_NAME, __version__
+from api import SERVICE_NAME, __version__, rest_predict, v2_infer
 from api.errors import register_error_handlers
 from api.evaluation import ModelEvaluator
+from api.fast_routes import ServingApp
 from api.logs import configure_logging
-from api.metrics import HttpMetricsMiddleware, PrometheusListener, mark_worker_exited
+from api.metrics import HttpMetricsMiddleware, mark_worker_exited
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from api.openapi import install_openapi
-from api.prediction import PredictionService
-from api.routes import auth, evaluation, metadata, models, predict, predictions, service
+from api.routes import auth, evaluation, metadata, models, predictions, service, v2
 from api.security import ensure_admin
 from api.settings import Settings
 from db.engine import make_engine
 from db.migrate import upgrade_to_head
-from db.traces import TraceWriter
+from db.traces import make_trace_writer
 from registry.factories import framework_runtimes, mock_runtimes
 from registry.registry import ModelRegistry
+from serving.dataplane import DataPlane
+from serving.metrics import PrometheusListener
+from serving.payload import Limits
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings.log_level)
         await asyncio.to_thread(upgrade_to_head, settings.database_url)
         engine = make_engine(settings.database_url)
-        writer = TraceWriter(engine)
+        writer = make_trace_writer(engine)
         writer.start()
         registry = build_registry(settings)
         if settings.admin_username and settings.admin_password:
@@ -69,19 +72,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.admin_password.get_secret_value(),
                 )
         app.state.engine, app.state.trace_writer, app.state.registry = engine, writer, registry
-        app.state.prediction_service = PredictionService(registry, writer, settings)
+        app.state.data_plane = DataPlane(
+            registry,
+            writer,
+            Limits(settings.max_batch_rows, settings.max_audio_seconds),
+        )
         app.state.evaluator = ModelEvaluator(settings.max_audio_seconds)
         if settings.preloaded_models:
             await asyncio.to_thread(registry.preload, settings.preloaded_models)
         logger.info("%s %s ready (env=%s)", SERVICE_NAME, __version__, settings.env)
         yield
         writer.close()
-        registry.unload_all()
+        registry.loader.unload_all()
         engine.dispose()
         mark_worker_exited()
 
-    app = FastAPI(
-        title=SERVICE_NAME, version=__version__, description=_DESCRIPTION, lifespan=lifespan
+    app = ServingApp(
+        max_body_bytes=settings.max_body_bytes,
+        title=SERVICE_NAME,
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.started_monotonic = time.monotonic()
@@ -89,7 +100,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # every response gets its id, a crash a JSON 500
     app.add_middleware(HttpMetricsMiddleware)  # outermost: it counts those 500s too
-    for module in (service, predict, models, evaluation, metadata, predictions, auth):
+    for route in [*rest_predict.ROUTES, *v2_infer.ROUTES]:
+        app.add_fast_route(route)
+    for module in (service, models, evaluation, metadata, predictions, auth, v2):
         app.include_router(module.router)
     install_openapi(app)
     return app

@@ -1,14 +1,11 @@
-"""Prometheus metrics: predictions, latency, model loads, fallbacks, HTTP requests.
+"""HTTP metrics (requests by route and status, their latency) and the /metrics exposition.
 
-Several worker processes: ``python -m api`` sets ``PROMETHEUS_MULTIPROC_DIR`` before
-prometheus_client is imported, each worker writes its samples there, and ``/metrics``
-adds them up.
+The prediction and registry metrics are the data plane's (``serving.metrics``).
 """
 
 from __future__ import annotations
 
 import os
-
 import time
 
 from prometheus_client import (
@@ -16,59 +13,14 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ml.manifest import ModelManifest
+from serving.metrics import LATENCY_BUCKETS, NAMESPACE
 
-NAMESPACE = "mldeploy"
-# Sub-millisecond buckets: a tabular prediction is answered in about a millisecond.
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
-_LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-
-PREDICTIONS = Counter(
-    "predictions",
-    "Prediction requests by served model, version and outcome.",
-    ["model", "version", "outcome"],
-    namespace=NAMESPACE,
-)
-PREDICTED_ROWS = Counter(
-    "predicted_rows",
-    "Instances predicted (a batch counts each row).",
-    ["model", "version"],
-    namespace=NAMESPACE,
-)
-PREDICTION_LATENCY = Histogram(
-    "prediction_duration_seconds",
-    "Time to answer a prediction request, trace commit included.",
-    ["model", "version"],
-    namespace=NAMESPACE,
-    buckets=_LATENCY_BUCKETS,
-)
-MODEL_LOAD_SECONDS = Histogram(
-    "model_load_duration_seconds",
-    "Time to verify, load and warm up a model.",
-    ["model", "version"],
-    namespace=NAMESPACE,
-    buckets=_LOAD_BUCKETS,
-)
-MODEL_LOAD_FAILURES = Counter(
-    "model_load_failures",
-    "Model loads that failed (bad artifact, hash mismatch, runtime error).",
-    ["model", "version"],
-    namespace=NAMESPACE,
-)
-MODELS_LOADED = Gauge(
-    "model_loaded",
-    "1 while the model version is loaded in at least one worker.",
-    ["model", "version"],
-    namespace=NAMESPACE,
-    multiprocess_mode="livemax",
-)
 HTTP_REQUESTS = Counter(
     "http_requests",
     "HTTP requests by method, route template and status.",
@@ -80,33 +32,8 @@ HTTP_LATENCY = Histogram(
     "Time from request to response start, by method and route template.",
     ["method", "handler"],
     namespace=NAMESPACE,
-    buckets=_LATENCY_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
-FALLBACKS = Counter(
-    "fallbacks",
-    "Requests served by a fallback model in place of the one asked for.",
-    ["requested_model", "model", "version"],
-    namespace=NAMESPACE,
-)
-
-
-class PrometheusListener:
-    """Records the registry's lifecycle events as metrics."""
-
-    def model_loaded(self, manifest: ModelManifest, seconds: float) -> None:
-        MODEL_LOAD_SECONDS.labels(manifest.name, manifest.version).observe(seconds)
-        MODELS_LOADED.labels(manifest.name, manifest.version).set(1)
-
-    def model_unloaded(self, manifest: ModelManifest) -> None:
-        MODELS_LOADED.labels(manifest.name, manifest.version).set(0)
-
-    def model_failed(self, manifest: ModelManifest, error: str) -> None:
-        MODEL_LOAD_FAILURES.labels(manifest.name, manifest.version).inc()
-
-    def fallback_used(self, requested: ModelManifest, served: ModelManifest, reason: str) -> None:
-        FALLBACKS.labels(requested.name, served.name, served.version).inc()
-
-
 class HttpMetricsMiddleware:
     """Counts and times HTTP requests by the matched route's template (bounded labels).
 

@@ -161,3 +161,41 @@ class PredictionPage(BaseModel):
     limit: int
     offset: int
     items: list[PredictionRecord]
+
+
+class V2Tensor(BaseModel):
+    """An Open Inference Protocol tensor: flat (or nested) data in row-major order."""
+
+    name: str
+    datatype: str = Field(description="BYTES, BOOL, INT64, INT32, FP64, FP32, ...")
+    shape: list[int]
+    data: list[Any] | None = Field(
+        default=None, description="absent when the tensor is sent as binary data"
+    )
+    parameters: dict[str, Any] | None = None
+
+
+class V2InferenceRequest(BaseModel):
+    """OIP inference request: one input per feature (tabular), one BYTES input (audio)."""
+
+    id: str | None = None
+    inputs: list[V2Tensor]
+    outputs: list[dict[str, Any]] | None = Field(
+        default=None, description="label and/or probabilities; all when absent"
+    )
+    parameters: dict[str, Any] | None = None
+
+
+class V2InferenceResponse(BaseModel):
+    """OIP inference response: ``label`` [N] (BYTES) and ``probabilities`` [N, C] (FP64)."""
+
+    model_name: str = Field(description="the model that served (a fallback says so here)")
+    model_version: str
+    id: str | None = None
+    outputs: list[V2Tensor]
+
+
+class V2Error(BaseModel):
+    """Every error under ``/v2``."""
+
+    error: str

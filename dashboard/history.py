@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = ["received_at", "request_id", "model", "requested", "outcome", "label", "fallback",
            "latency_ms", "rows", "input_kind", "error"]
-OUTCOMES = ["ok", "invalid_input", "not_found", "unavailable", "error", "pending"]
+OUTCOMES = ["ok", "invalid_input", "not_found", "unavailable", "error"]
 
 
 @dataclass(frozen=True)

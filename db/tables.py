@@ -28,7 +28,6 @@ def utc_now() -> datetime:
 class Outcome(StrEnum):
     """How a prediction request ended; a bounded set, also used as a metric label."""
 
-    PENDING = "pending"
     OK = "ok"
     INVALID_INPUT = "invalid_input"
     NOT_FOUND = "not_found"
@@ -50,6 +49,8 @@ class Prediction(SQLModel, table=True):
     """Made by the server for each request: a client cannot make two requests share a row."""
     request_id: str = Field(max_length=64, index=True)
     """The ``X-Request-ID`` answered to the client (its own, when it sent a sane one)."""
+    protocol: str = Field(default="rest", max_length=16)
+    """The transport that took the request: ``rest`` (native routes) or ``v2`` (OIP)."""
     received_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), index=True, nullable=False)
     )
@@ -59,7 +60,7 @@ class Prediction(SQLModel, table=True):
     model_version: str | None = Field(default=None, max_length=64)
     is_fallback: bool = False
     fallback_reason: str | None = None
-    outcome: str = Field(default=Outcome.PENDING, max_length=32, index=True)
+    outcome: str = Field(max_length=32, index=True)
     input_kind: str = Field(max_length=16)
     rows: int = 1
     input: Any = Field(default=None, sa_column=Column(_JSON))

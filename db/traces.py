@@ -1,8 +1,9 @@
 """The trace writer: every prediction's row, written in group commits.
 
-A request records its input before the model runs and its result after, then waits until
-the commit that holds its row. One writer thread drains everything queued meanwhile into
-a single transaction, so durability costs one commit per batch, not one per request.
+A request's row is written once, whole, when the request ends (its input was captured
+before the model ran); the request then waits until the commit that holds it. Every row
+recorded meanwhile goes into the same transaction, so durability costs one commit per
+batch, not one per request, and no row is ever left half-written.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import asyncio
 import logging
 import queue
 import threading
+from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, update
+from sqlalchemy import Connection, Engine, insert
 
+from db.engine import is_reachable
 from db.tables import Outcome, Prediction
 
 logger = logging.getLogger(__name__)
@@ -28,26 +30,20 @@ _MAX_BATCH = 1024
 
 
 @dataclass(frozen=True, slots=True)
-class TraceStart:
-    """What was asked, recorded before any model runs."""
+class TraceRow:
+    """One request, whole: what was asked, who served it, and the answer or the error."""
 
     id: str
     """Made by the server, unique per request: the row's key."""
     request_id: str
+    protocol: str
     received_at: datetime
+    completed_at: datetime
     model_requested: str
     input_kind: str
     input: Any
-    rows: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class TraceEnd:
-    """How the request ended: who served it and what it answered, or the error."""
-
-    id: str
-    completed_at: datetime
     outcome: Outcome
+    rows: int = 1
     model_name: str | None = None
     model_version: str | None = None
     is_fallback: bool = False
@@ -63,23 +59,126 @@ class TraceWriteError(Exception):
 
 
 @dataclass(slots=True)
-class _PendingEnd:
-    end: TraceEnd
+class _Pending:
+    row: TraceRow
     future: asyncio.Future[None]
 
-    @property
-    def id(self) -> str:
-        return self.end.id
+
+def make_trace_writer(engine: Engine) -> TraceWriter:
+    """The writer that suits the database: on the event loop for SQLite, a thread otherwise.
+
+    A SQLite commit in WAL mode with ``synchronous=NORMAL`` is a local write of a few tens of
+    microseconds: done on the event loop it costs less than handing rows to a thread and
+    waking the loop again, and nothing contends for the GIL. A PostgreSQL commit waits for
+    the server's fsync and a network round trip, so it goes to a thread.
+    """
+    if engine.dialect.name == "sqlite":
+        return LoopTraceWriter(engine)
+    return ThreadTraceWriter(engine)
+
+
+class TraceWriter(ABC):
+    """Writes trace rows in group commits; ``start()`` before use, ``close()`` at the end."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Write what is queued, then stop."""
+
+    @abstractmethod
+    def record(self, row: TraceRow) -> asyncio.Future[None]:
+        """Queue ``row``; the future resolves once it is committed (or fails with the commit)."""
+
+    def database_reachable(self) -> bool:
+        """True when a trivial query succeeds (blocking: call from a thread)."""
+        return is_reachable(self._engine)
+
+    def _write_batch(self, batch: list[_Pending]) -> list[tuple[_Pending, Exception | None]]:
+        """Commit ``batch`` in one transaction, else row by row: each row and its outcome."""
+        try:
+            self._commit(batch)
+        except Exception:  # noqa: BLE001 - one bad row must not fail the others
+            logger.exception("Group commit of %d rows failed; retrying one by one", len(batch))
+        else:
+            return [(pending, None) for pending in batch]
+        outcomes: list[tuple[_Pending, Exception | None]] = []
+        for pending in batch:
+            try:
+                self._commit([pending])
+            except Exception as error:  # noqa: BLE001 - reported to the waiting request
+                logger.exception("Could not write trace row %s", pending.row.id)
+                outcomes.append((pending, error))
+            else:
+                outcomes.append((pending, None))
+        return outcomes
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        # One connection kept open: checking one out of the pool for every batch costs more
+        # than the INSERT. A connection that failed is dropped and the next batch reconnects.
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        connection = self._connection
+        try:
+            connection.execute(_INSERT, [_fields(pending.row) for pending in batch])
+            connection.commit()
+        except Exception:
+            self._connection = None
+            connection.invalidate()
+            connection.close()
+            raise
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class LoopTraceWriter(TraceWriter):
+    """Commits on the event loop, once per loop iteration, every row recorded meanwhile."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._pending: list[_Pending] = []
+        self._flush_scheduled = False
+
+    def start(self) -> None:
+        """Nothing to start: the first row schedules the first commit."""
+
+    def close(self) -> None:
+        self._flush()
+        self._disconnect()
+
+    def record(self, row: TraceRow) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append(_Pending(row, future))
+        if not self._flush_scheduled:
+            # After the callbacks already due: every request that reaches its end in this
+            # loop iteration shares the commit.
+            loop.call_soon(self._flush)
+            self._flush_scheduled = True
+        return future
+
+    def _flush(self) -> None:
+        batch, self._pending, self._flush_scheduled = self._pending, [], False
+        if batch:
+            _resolve(self._write_batch(batch))
 
 
 _STOP = object()
 
 
-class TraceWriter:
-    """Owns the thread that writes prediction rows; use ``start()`` and ``close()``."""
+class ThreadTraceWriter(TraceWriter):
+    """Commits on its own thread: every row queued while the last commit ran, in one."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -88,24 +187,16 @@ class TraceWriter:
         self._thread.start()
 
     def close(self) -> None:
-        """Write what is queued, then stop the thread."""
         if self._thread is None:
             return
         self._queue.put(_STOP)
         self._thread.join()
         self._thread = None
 
-    def record_start(self, start: TraceStart) -> None:
-        """Queue the input's row; it is committed with the next batch."""
-        self._queue.put(start)
-
-    def record_end(self, end: TraceEnd) -> asyncio.Future[None]:
-        """Queue the result; the future resolves once the row is committed."""
+    def record(self, row: TraceRow) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put(_PendingEnd(end, future))
+        self._queue.put(_Pending(row, future))
         return future
-
-    # --- writer thread -------------------------------------------------------------
 
     def _run(self) -> None:
         stopping = False
@@ -117,86 +208,39 @@ class TraceWriter:
                 except queue.Empty:
                     break
             stopping = any(item is _STOP for item in batch)
-            self._write_batch([item for item in batch if item is not _STOP])
-
-    def _write_batch(self, batch: list[Any]) -> None:
-        if not batch:
-            return
-        try:
-            self._commit(batch)
-        except Exception:  # noqa: BLE001 - one bad row must not fail the others
-            logger.exception("Group commit of %d records failed; retrying one by one", len(batch))
-            self._write_one_by_one(batch)
-        else:
-            _settle([item for item in batch if isinstance(item, _PendingEnd)], None)
-
-    def _write_one_by_one(self, batch: list[Any]) -> None:
-        by_trace: dict[str, list[Any]] = defaultdict(list)
-        for item in batch:
-            by_trace[item.id].append(item)
-        for trace_id, items in by_trace.items():
-            error: Exception | None = None
-            try:
-                self._commit(items)
-            except Exception as exc:  # noqa: BLE001 - reported to the waiting request
-                logger.exception("Could not write trace row %s", trace_id)
-                error = exc
-            _settle([item for item in items if isinstance(item, _PendingEnd)], error)
-
-    def _commit(self, batch: list[Any]) -> None:
-        starts = {item.id: item for item in batch if isinstance(item, TraceStart)}
-        ends = [item.end for item in batch if isinstance(item, _PendingEnd)]
-        new_rows = {trace_id: _fields(start) for trace_id, start in starts.items()}
-        updates = []
-        for end in ends:
-            row = new_rows.get(end.id)
-            if row is not None:
-                row.update(_fields(end))  # started and ended in one batch: one INSERT
-            else:
-                updates.append({**_fields(end), "b_id": end.id})
-        with self._engine.begin() as connection:
-            if new_rows:
-                rows = [_with_outcome(row) for row in new_rows.values()]
-                connection.execute(insert(_TABLE), rows)
-            if updates:
-                connection.execute(_UPDATE_END, updates)
+            pending = [item for item in batch if item is not _STOP]
+            if pending:
+                _resolve_threadsafe(self._write_batch(pending))
+        self._disconnect()
 
 
-_END_FIELDS = [name for name in TraceEnd.__dataclass_fields__ if name != "id"]
-_UPDATE_END = (
-    update(_TABLE)
-    .where(_TABLE.c.id == bindparam("b_id"))
-    .values({name: bindparam(name) for name in _END_FIELDS})
-)
+_INSERT = insert(_TABLE)
 
 
-def _fields(record: TraceStart | TraceEnd) -> dict[str, Any]:
+def _fields(row: TraceRow) -> dict[str, Any]:
     # Shallow on purpose: dataclasses.asdict deep-copies the input, a cost on every request.
-    return {name: getattr(record, name) for name in record.__slots__}
+    return {name: getattr(row, name) for name in row.__slots__}
 
 
-# An INSERT needs every column in every row of an executemany: a row not yet ended has these.
-_PENDING_END = {**dict.fromkeys(_END_FIELDS), "outcome": Outcome.PENDING, "is_fallback": False}
+_Outcomes = list[tuple[_Pending, Exception | None]]
 
 
-def _with_outcome(row: dict[str, Any]) -> dict[str, Any]:
-    return {**_PENDING_END, **row}
-
-
-def _settle(pending: Iterable[_PendingEnd], error: Exception | None) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = defaultdict(list)
-    for item in pending:
-        by_loop[item.future.get_loop()].append(item.future)
-    for loop, futures in by_loop.items():
+def _resolve_threadsafe(outcomes: _Outcomes) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, _Outcomes] = defaultdict(list)
+    for pending, error in outcomes:
+        by_loop[pending.future.get_loop()].append((pending, error))
+    for loop, loop_outcomes in by_loop.items():
         # One wake-up per event loop and batch, not one per request.
         try:
-            loop.call_soon_threadsafe(_resolve, futures, error)
+            loop.call_soon_threadsafe(_resolve, loop_outcomes)
         except RuntimeError:
-            logger.warning("Event loop closed before %d trace commits were reported", len(futures))
+            logger.warning("Event loop closed before %d trace commits were reported",
+                           len(loop_outcomes))
 
 
-def _resolve(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
-    for future in futures:
+def _resolve(outcomes: _Outcomes) -> None:
+    for pending, error in outcomes:
+        future = pending.future
         if future.done():
             continue
         if error is None:

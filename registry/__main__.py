@@ -11,7 +11,7 @@ from pathlib import Path
 from registry.errors import InvalidModelRefError, ModelLoadError
 from registry.hashing import verify_artifact
 from registry.refs import parse_model_ref, version_sort_key
-from registry.store import StoreScan, StoredModel, scan_store
+from registry.store import StoredModel, StoreScan, scan_store
 
 
 def main(argv: list[str] | None = None) -> int:

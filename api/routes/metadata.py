@@ -12,8 +12,9 @@ from sqlalchemy.engine import make_url
 from api import SERVICE_NAME, __version__
 from api.deps import RegistryDep, SettingsDep
 from api.errors import NotFoundError
+from registry.catalogue import ModelStatus
 from registry.errors import RegistryError
-from registry.registry import ModelRegistry, ModelStatus
+from registry.registry import ModelRegistry
 
 router = APIRouter(tags=["service"])
 
@@ -38,7 +39,7 @@ def metadata(
         "uptime_seconds": round(time.monotonic() - request.app.state.started_monotonic, 3),
         "worker_pid": os.getpid(),
         "registry": {
-            "models": len(registry.names()),
+            "models": len(registry.catalogue.names()),
             "versions": len(entries),
             "loaded": sum(entry.status is ModelStatus.LOADED for entry in entries),
             "failed": sum(entry.status is ModelStatus.FAILED for entry in entries),
@@ -56,7 +57,7 @@ def metadata(
 
 def _model_card(registry: ModelRegistry, ref: str) -> dict[str, Any]:
     try:
-        entry = registry.entry(ref)
+        entry = registry.resolve(ref)
     except RegistryError as error:
         raise NotFoundError(str(error)) from error
     manifest = entry.manifest

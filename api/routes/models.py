@@ -16,8 +16,9 @@ from api.schemas import (
     ModelVersionInfo,
 )
 from api.security import AdminUser
+from registry.catalogue import ModelEntry
 from registry.errors import ModelLoadError, ModelNotFoundError, RegistryError
-from registry.registry import ModelEntry, ModelRegistry
+from registry.registry import ModelRegistry
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -34,7 +35,7 @@ def list_models(registry: RegistryDep) -> ModelsResponse:
     return ModelsResponse(
         default_model=registry.default,
         fallback_models=registry.fallbacks,
-        models=[_summary(registry, name) for name in registry.names()],
+        models=[_summary(registry, name) for name in registry.catalogue.names()],
         problems=registry.problems,
     )
 
@@ -69,7 +70,7 @@ async def load_model(
     """Load a model now, retrying one that failed before (admin)."""
     entry = _entry(registry, name, version)
     try:
-        await run_in_threadpool(registry.load, entry, retry_failed=True)
+        await run_in_threadpool(registry.loader.load, entry, retry_failed=True)
     except ModelLoadError as error:
         raise ServiceUnavailableError(f"{entry.ref} failed to load: {error}") from error
     return ModelActionResponse(model=entry.ref, status=entry.status, message="loaded")
@@ -81,20 +82,20 @@ async def unload_model(
 ) -> ModelActionResponse:
     """Unload a model; the next request that needs it loads it again (admin)."""
     entry = _entry(registry, name, version)
-    was_loaded = await run_in_threadpool(registry.unload, entry)
+    was_loaded = await run_in_threadpool(registry.loader.unload, entry)
     message = "unloaded" if was_loaded else "was not loaded"
     return ModelActionResponse(model=entry.ref, status=entry.status, message=message)
 
 
 def _entry(registry: ModelRegistry, name: str, version: str | None) -> ModelEntry:
     try:
-        return registry.entry(f"{name}@{version}" if version else name)
+        return registry.resolve(f"{name}@{version}" if version else name)
     except (ModelNotFoundError, RegistryError) as error:
         raise NotFoundError(str(error)) from error
 
 
 def _summary(registry: ModelRegistry, name: str) -> ModelSummary:
-    versions = registry.versions(name)
+    versions = registry.catalogue.versions(name)
     latest = versions[-1].manifest
     return ModelSummary(
         name=name,

@@ -70,7 +70,8 @@ def _model_ref(model: str | None) -> ModelRef | None:
     try:
         return parse_model_ref(model)
     except InvalidModelRefError as error:
-        raise InvalidRequestError(str(error), detail=[{"field": "model", "problem": str(error)}])
+        detail = [{"field": "model", "problem": str(error)}]
+        raise InvalidRequestError(str(error), detail=detail) from error
 
 
 def _record(row: Prediction) -> PredictionRecord:

@@ -9,10 +9,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from api import SERVICE_NAME, __version__
-from api.deps import EngineDep, RegistryDep, SettingsDep
+from api.deps import DataPlaneDep, RegistryDep, SettingsDep
 from api.errors import ServiceUnavailableError, UnauthorizedError
 from api.metrics import render_metrics
-from db.engine import is_reachable
 
 router = APIRouter(tags=["service"])
 
@@ -25,7 +24,7 @@ def service_root(request: Request, settings: SettingsDep, registry: RegistryDep)
         "service": SERVICE_NAME,
         "version": __version__,
         "default_model": registry.default,
-        "models": registry.names(),
+        "models": registry.catalogue.names(),
         "links": {
             "docs": f"{base}/docs",
             "openapi": f"{base}/openapi.json",
@@ -44,15 +43,15 @@ def health() -> dict[str, str]:
 
 
 @router.get("/ready", summary="Readiness: database reachable and registry scanned")
-def ready(engine: EngineDep, registry: RegistryDep) -> dict[str, Any]:
-    """503 until the trace database answers and the model store has been scanned."""
-    if not is_reachable(engine):
+async def ready(data_plane: DataPlaneDep, registry: RegistryDep) -> dict[str, Any]:
+    """503 until the trace database answers (within two seconds) and the store is scanned."""
+    if not await data_plane.is_ready():
         raise ServiceUnavailableError("not ready: the trace database is not reachable")
     return {
         "status": "ready",
         "database": "ok",
-        "registered_models": len(registry.names()),
-        "loaded_models": [entry.ref for entry in registry.loaded_entries()],
+        "registered_models": len(registry.catalogue.names()),
+        "loaded_models": [entry.ref for entry in registry.loader.loaded_entries()],
     }
 
 

@@ -1,0 +1,136 @@
+"""Open Inference Protocol V2: server and model metadata, health, the repository extension.
+
+Inference itself (``POST /v2/models/{m}[/versions/{v}]/infer``) is a fast route
+(``api.v2_infer``). Errors under ``/v2`` are ``{"error": ...}`` with 400, 404 or 503.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from api import SERVICE_NAME, __version__
+from api.deps import DataPlaneDep, RegistryDep
+from api.errors import V2_PREFIX, NotFoundError, ServiceUnavailableError
+from api.security import AdminUser
+from api.v2_infer import LABEL_OUTPUT, PROBABILITIES_OUTPUT
+from registry.catalogue import ModelEntry, ModelStatus
+from registry.errors import ModelLoadError, RegistryError
+from registry.registry import ModelRegistry
+from serving.codecs import codec_for
+
+router = APIRouter(prefix=V2_PREFIX, tags=["open inference protocol"])
+
+_EXTENSIONS = ["binary_tensor_data", "model_repository"]
+
+
+@router.get("", summary="Server metadata")
+def server_metadata() -> dict[str, Any]:
+    """Name, version and the protocol extensions this server supports."""
+    return {"name": SERVICE_NAME, "version": __version__, "extensions": _EXTENSIONS}
+
+
+@router.get("/health/live", summary="Server liveness")
+def server_live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready", summary="Server readiness", response_model=None)
+async def server_ready(data_plane: DataPlaneDep) -> dict[str, bool] | JSONResponse:
+    """200 once the trace database answers (predictions can be recorded), else 503."""
+    if not await data_plane.is_ready():
+        return JSONResponse({"ready": False}, status_code=503)
+    return {"ready": True}
+
+
+@router.get("/models/{model_name}", summary="Model metadata (latest version)")
+def model_metadata(model_name: str, registry: RegistryDep) -> dict[str, Any]:
+    return _metadata(registry, _entry(registry, model_name, None))
+
+
+@router.get("/models/{model_name}/versions/{model_version}", summary="Model metadata")
+def model_version_metadata(
+    model_name: str, model_version: str, registry: RegistryDep
+) -> dict[str, Any]:
+    return _metadata(registry, _entry(registry, model_name, model_version))
+
+
+@router.get("/models/{model_name}/ready", summary="Model readiness (latest version)",
+            response_model=None)
+def model_ready(model_name: str, registry: RegistryDep) -> dict[str, Any] | JSONResponse:
+    return _readiness(_entry(registry, model_name, None))
+
+
+@router.get("/models/{model_name}/versions/{model_version}/ready", summary="Model readiness",
+            response_model=None)
+def model_version_ready(
+    model_name: str, model_version: str, registry: RegistryDep
+) -> dict[str, Any] | JSONResponse:
+    return _readiness(_entry(registry, model_name, model_version))
+
+
+@router.post("/repository/index", summary="Every model version and its state")
+def repository_index(registry: RegistryDep) -> list[dict[str, str]]:
+    """READY when loaded; UNAVAILABLE when not loaded (it loads on first use) or failed."""
+    return [_index_row(entry) for entry in registry.entries()]
+
+
+@router.post("/repository/models/{model_name}/load", summary="Load a model (admin)")
+async def repository_load(model_name: str, registry: RegistryDep,
+                          _admin: AdminUser) -> dict[str, Any]:
+    entry = _entry(registry, model_name, None)
+    try:
+        await run_in_threadpool(registry.loader.load, entry, retry_failed=True)
+    except ModelLoadError as error:
+        raise ServiceUnavailableError(f"{entry.ref} failed to load: {error}") from error
+    return {}
+
+
+@router.post("/repository/models/{model_name}/unload", summary="Unload a model (admin)")
+async def repository_unload(model_name: str, registry: RegistryDep,
+                            _admin: AdminUser) -> dict[str, Any]:
+    for entry in registry.catalogue.versions(model_name):
+        await run_in_threadpool(registry.loader.unload, entry)
+    return {}
+
+
+def _entry(registry: ModelRegistry, name: str, version: str | None) -> ModelEntry:
+    try:
+        return registry.resolve(f"{name}@{version}" if version else name)
+    except RegistryError as error:
+        raise NotFoundError(str(error)) from error
+
+
+def _metadata(registry: ModelRegistry, entry: ModelEntry) -> dict[str, Any]:
+    manifest = entry.manifest
+    specs = codec_for(manifest.input).tensor_specs(manifest.input)
+    return {
+        "name": manifest.name,
+        "versions": [e.manifest.version for e in registry.catalogue.versions(manifest.name)],
+        "platform": manifest.framework,
+        "inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)}
+                   for s in specs],
+        "outputs": [
+            {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]},
+            {"name": PROBABILITIES_OUTPUT, "datatype": "FP64",
+             "shape": [-1, len(manifest.output.labels)]},
+        ],
+        "parameters": {"labels": manifest.output.labels, "task": manifest.task},
+    }
+
+
+def _readiness(entry: ModelEntry) -> dict[str, Any] | JSONResponse:
+    # A registered model loads on its first request; only a failed load makes it unready.
+    body = {"name": entry.manifest.name, "ready": entry.status is not ModelStatus.FAILED}
+    return body if body["ready"] else JSONResponse(body, status_code=503)
+
+
+def _index_row(entry: ModelEntry) -> dict[str, str]:
+    row = {"name": entry.manifest.name, "version": entry.manifest.version}
+    if entry.status is ModelStatus.LOADED:
+        return {**row, "state": "READY"}
+    reason = entry.error if entry.status is ModelStatus.FAILED else "not loaded"
+    return {**row, "state": "UNAVAILABLE", "reason": reason or "failed to load"}

@@ -1,0 +1,283 @@
+"""One codec per input kind: how each transport's input becomes a model's instances.
+
+A codec turns a native body (JSON or an uploaded file) or Open Inference Protocol tensors
+into a ``Payload``, validates it for the runtime that will serve, and describes the kind's
+OIP inputs. Adding an input kind (image, text) is one new class in ``CODEC_BY_KIND``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+
+from ml.audio import decode_audio
+from ml.manifest import AudioInput, InputSchema, TabularInput
+from ml.runtime import ModelRuntime
+from serving.errors import InvalidRequest, PayloadTooLarge, UnsupportedMedia
+from serving.payload import InputRecord, Limits, Payload
+from serving.v2_codec import Tensor
+
+_TABULAR_HINT = 'send {"features": {...}} for one row or {"instances": [{...}, ...]} for a batch'
+_RAW_BODY_CHARS = 2000
+_MAX_RECORDED_TENSORS = 256
+AUDIO_TENSOR = "file"
+"""The name of an audio model's one OIP input, as the native routes name the upload."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file sent in a form: its bytes and the name the client gave it."""
+
+    data: bytes
+    filename: str
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A native request body as read off the wire, before any model looked at it."""
+
+    media_type: str
+    """The Content-Type without parameters, lowercased ('' when none was sent)."""
+    data: bytes = b""
+    is_form: bool = False
+    upload: Upload | None = None
+    """The form's ``file`` field, when the body was a multipart form that had one."""
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One OIP input a model takes, as its model metadata lists it."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+class InputCodec(ABC):
+    """Decoding and validation of one input kind, for every transport."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    async def from_body(
+        self, body: Body, schema: InputSchema, limits: Limits, record: InputRecord
+    ) -> Payload:
+        """The payload of a native request body; ``record`` gets what the trace keeps."""
+
+    @abstractmethod
+    async def from_tensors(
+        self, tensors: list[Tensor], schema: InputSchema, limits: Limits, record: InputRecord
+    ) -> Payload:
+        """The payload of OIP input tensors."""
+
+    @abstractmethod
+    def tensor_specs(self, schema: InputSchema) -> list[TensorSpec]:
+        """The OIP inputs of a model with this input schema."""
+
+    def validate(self, runtime: ModelRuntime, payload: Payload) -> list[Any]:
+        """The instances checked against ``runtime``'s schema, ready to predict."""
+        if payload.kind != runtime.manifest.input.kind:
+            raise InvalidRequest.from_problems("invalid input", {
+                "body": f"{runtime.manifest.ref} takes {runtime.manifest.input.kind} input, "
+                        f"not {payload.kind}"
+            })
+        return payload.instances
+
+
+class TabularCodec(InputCodec):
+    """Rows of named features: JSON ``features``/``instances``, or one OIP tensor a feature."""
+
+    kind = "tabular"
+
+    async def from_body(
+        self, body: Body, schema: InputSchema, limits: Limits, record: InputRecord
+    ) -> Payload:
+        media = body.media_type
+        if body.is_form or (media and media != "application/json" and not media.endswith("+json")):
+            raise UnsupportedMedia(
+                f"this model takes JSON features, not {media}: send "
+                f"'Content-Type: application/json' and {_TABULAR_HINT}"
+            )
+        # Kept as text until it parses, so that even a rejected body is in the audit trail.
+        record.value = {"raw": body.data[:_RAW_BODY_CHARS].decode("utf-8", errors="replace")}
+        payload = _parse_tabular_json(body.data, limits.max_batch_rows)
+        record.value = payload.record
+        return payload
+
+    async def from_tensors(
+        self, tensors: list[Tensor], schema: InputSchema, limits: Limits, record: InputRecord
+    ) -> Payload:
+        assert isinstance(schema, TabularInput)
+        record.value = {"inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                                   for t in tensors[:_MAX_RECORDED_TENSORS]]}
+        columns = _feature_columns(tensors, schema)
+        count = len(next(iter(columns.values())))
+        if count > limits.max_batch_rows:
+            raise _batch_too_large(count, limits.max_batch_rows)
+        rows = [{name: column[index] for name, column in columns.items()}
+                for index in range(count)]
+        record.value = rows
+        return Payload(self.kind, rows, rows, is_batch=count != 1)
+
+    def tensor_specs(self, schema: InputSchema) -> list[TensorSpec]:
+        assert isinstance(schema, TabularInput)
+        return [TensorSpec(feature.name, _DATATYPE_BY_FEATURE[feature.type], (-1,))
+                for feature in schema.features]
+
+    def validate(self, runtime: ModelRuntime, payload: Payload) -> list[Any]:
+        super().validate(runtime, payload)
+        validator = runtime.tabular_validator
+        assert validator is not None
+        return validator.validate(payload.instances, "instances" if payload.is_batch else "")
+
+
+class AudioCodec(InputCodec):
+    """One audio file: a multipart upload, or the bytes of one OIP ``BYTES`` tensor."""
+
+    kind = "audio"
+
+    async def from_body(
+        self, body: Body, schema: InputSchema, limits: Limits, record: InputRecord
+    ) -> Payload:
+        assert isinstance(schema, AudioInput)
+        formats = ", ".join(schema.formats)
+        if not body.is_form:
+            raise UnsupportedMedia(
+                f"this model takes an audio file ({formats}) as multipart/form-data in a field "
+                f"named 'file', not {body.media_type or 'a body without Content-Type'}"
+            )
+        if body.upload is None:
+            problem = f"missing: upload the audio file ({formats}) in a field named 'file'"
+            raise InvalidRequest.from_problems("invalid request", {"file": problem})
+        return await self._decode(body.upload, schema, limits, record)
+
+    async def from_tensors(
+        self, tensors: list[Tensor], schema: InputSchema, limits: Limits, record: InputRecord
+    ) -> Payload:
+        assert isinstance(schema, AudioInput)
+        if len(tensors) != 1 or tensors[0].datatype != "BYTES" or len(tensors[0].data) != 1:
+            problem = (f"send one BYTES input of shape [1] named '{AUDIO_TENSOR}' holding the "
+                       f"audio file ({', '.join(schema.formats)})")
+            raise InvalidRequest.from_problems("invalid input", {"inputs": problem})
+        data = tensors[0].data[0]
+        return await self._decode(Upload(bytes(data), tensors[0].name), schema, limits, record)
+
+    def tensor_specs(self, schema: InputSchema) -> list[TensorSpec]:
+        return [TensorSpec(AUDIO_TENSOR, "BYTES", (1,))]
+
+    async def _decode(
+        self, upload: Upload, schema: AudioInput, limits: Limits, record: InputRecord
+    ) -> Payload:
+        # NOTE: the trace keeps the audio's hash, size and name, never its bytes.
+        trace: dict[str, Any] = {
+            "sha256": hashlib.sha256(upload.data).hexdigest(),
+            "size_bytes": len(upload.data),
+            "filename": upload.filename[:255],
+        }
+        record.value = trace
+        clip = await asyncio.to_thread(
+            decode_audio, upload.data, limits.max_audio_seconds, schema.formats
+        )
+        trace.update(format=clip.format, duration_seconds=round(clip.duration_seconds, 4))
+        extras = {"duration_seconds": trace["duration_seconds"], "sample_rate": schema.sample_rate}
+        return Payload(self.kind, [clip], trace, extras=extras)
+
+
+CODEC_BY_KIND: dict[str, InputCodec] = {codec.kind: codec for codec in (TabularCodec(),
+                                                                         AudioCodec())}
+
+_DATATYPE_BY_FEATURE = {"category": "BYTES", "integer": "INT64", "number": "FP64"}
+_DATATYPES_BY_FEATURE = {
+    "category": frozenset({"BYTES"}),
+    "integer": frozenset({"INT64", "INT32"}),
+    "number": frozenset({"FP64", "FP32", "INT64", "INT32"}),
+}
+
+
+def codec_for(schema: InputSchema) -> InputCodec:
+    return CODEC_BY_KIND[schema.kind]
+
+
+def _parse_tabular_json(body: bytes, max_rows: int) -> Payload:
+    if not body.strip():
+        raise _invalid("body", f"the body is empty: {_TABULAR_HINT}")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise _invalid("body", f"the body is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise _invalid("body", f"expected a JSON object: {_TABULAR_HINT}")
+    if len(data) != 1 or not ("features" in data or "instances" in data):
+        unknown = sorted(set(data) - {"features", "instances"})
+        problem = f"expected exactly one of 'features' or 'instances': {_TABULAR_HINT}"
+        raise _invalid(unknown[0] if unknown else "body", problem)
+    if "features" in data:
+        return Payload("tabular", [data["features"]], data["features"])
+    instances = data["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise _invalid("instances", "expected a non-empty list of feature objects")
+    if len(instances) > max_rows:
+        raise _batch_too_large(len(instances), max_rows)
+    return Payload("tabular", instances, instances, is_batch=True)
+
+
+def _feature_columns(tensors: list[Tensor], schema: TabularInput) -> dict[str, list[Any]]:
+    """Each feature's values, from the tensor named after it: shape [N] or [N, 1]."""
+    by_name = {tensor.name: tensor for tensor in tensors}
+    problems: dict[str, str] = {}
+    columns: dict[str, list[Any]] = {}
+    for feature in schema.features:
+        tensor = by_name.pop(feature.name, None)
+        if tensor is None:
+            problems[feature.name] = (f"missing: send an input named '{feature.name}' of "
+                                      f"datatype {_DATATYPE_BY_FEATURE[feature.type]}")
+        elif (problem := _tensor_problem(tensor, _DATATYPES_BY_FEATURE[feature.type])) is not None:
+            problems[feature.name] = problem
+        else:
+            columns[feature.name] = _column_values(tensor)
+    for name in by_name:
+        problems[name] = "unknown input: this model has no feature of that name"
+    lengths = {len(column) for column in columns.values()}
+    if not problems and len(lengths) != 1:
+        problems["inputs"] = f"every input must have the same number of rows, got {sorted(lengths)}"
+    if problems:
+        raise InvalidRequest.from_problems("invalid input", problems)
+    return columns
+
+
+def _tensor_problem(tensor: Tensor, datatypes: frozenset[str]) -> str | None:
+    if tensor.datatype not in datatypes:
+        return f"datatype {tensor.datatype}, expected {' or '.join(sorted(datatypes))}"
+    shape = tensor.shape
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 1:
+        return f"shape {list(shape)}, expected [N] or [N, 1] with N >= 1"
+    return None
+
+
+def _column_values(tensor: Tensor) -> list[Any]:
+    if tensor.datatype != "BYTES":
+        return tensor.data
+    # Undecodable bytes stay bytes: the validator then names the feature and the value.
+    return [_text(value) for value in tensor.data]
+
+
+def _text(value: bytes) -> str | bytes:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
+
+
+def _batch_too_large(rows: int, max_rows: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"a batch of {rows} rows exceeds the limit of {max_rows} (MAX_BATCH_ROWS)"
+    )
+
+
+def _invalid(field_name: str, problem: str) -> InvalidRequest:
+    return InvalidRequest.from_problems("invalid request", {field_name: problem})

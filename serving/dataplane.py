@@ -1,0 +1,253 @@
+"""The data plane: one prediction request, from any transport, to a traced answer.
+
+Resolve the model, decode and validate the input with the codec of its kind, predict with
+fallback, then trace and count. The trace row is written whole once the request ends, and
+the answer is returned only once the commit that holds it is done: an acknowledged
+prediction is in the database. Transports (native REST, Open Inference Protocol) only
+decode their wire format into a ``PredictRequest`` and encode the ``PredictResult``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from db.tables import Outcome, utc_now
+from db.traces import TraceRow, TraceWriteError, TraceWriter
+from ml.errors import InvalidInputError, describe_error
+from ml.manifest import ModelManifest
+from ml.runtime import ModelRuntime, Prediction
+from registry.catalogue import ModelEntry
+from registry.registry import ModelRegistry, Serving
+from serving.codecs import InputCodec, codec_for
+from serving.errors import ServingError, as_serving_error
+from serving.metrics import PredictionMeter
+from serving.payload import InputRecord, Limits, Payload, PredictRequest
+
+logger = logging.getLogger(__name__)
+
+_MAX_REF_CHARS = 128
+_MAX_ERROR_CHARS = 4000
+_INLINE_MAX_ROWS = 16
+_READY_TIMEOUT_SECONDS = 1.5
+# A refused input is stored whole up to this size; past it, its size, hash and a prefix.
+_MAX_REFUSED_INPUT_BYTES = 4096
+_REFUSED_PREFIX_CHARS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PredictResult:
+    """The answer to a prediction request, and which model actually gave it."""
+
+    request_id: str
+    requested: str
+    """The model reference as asked (the default model's when none was named)."""
+    manifest: ModelManifest
+    """The model version that served: the one asked for, or its fallback."""
+    fallback_reason: str | None
+    predictions: list[Prediction]
+    is_batch: bool
+    latency_ms: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.fallback_reason is not None
+
+
+@dataclass(slots=True)
+class _Call:
+    """One request in flight: its row's key, what it asked for and when."""
+
+    trace_id: str
+    request: PredictRequest
+    requested: str
+    received_at: datetime
+    started: float
+    record: InputRecord = field(default_factory=InputRecord)
+    entry: ModelEntry | None = None
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+
+class DataPlane:
+    """The predict path that every transport calls; it knows nothing of HTTP."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        writer: TraceWriter,
+        limits: Limits,
+        meter: PredictionMeter | None = None,
+    ) -> None:
+        self.registry, self.writer, self.limits = registry, writer, limits
+        self.meter = meter or PredictionMeter()
+
+    async def is_ready(self) -> bool:
+        """True when a prediction's trace can be recorded: the database answers in time."""
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self.writer.database_reachable), _READY_TIMEOUT_SECONDS
+            )
+        except TimeoutError:
+            return False
+
+    async def predict(self, request: PredictRequest) -> PredictResult:
+        """Answer ``request``, or raise the ``ServingError`` its trace row records."""
+        requested = request.model if request.model is not None else self.registry.default
+        call = _Call(
+            trace_id=new_trace_id(),
+            request=request,
+            requested=_clean_text((requested or "").strip()[:_MAX_REF_CHARS]),
+            received_at=utc_now(),
+            started=time.perf_counter(),
+        )
+        try:
+            call.entry = entry = self.registry.resolve(request.model)
+            codec = codec_for(entry.manifest.input)
+            payload = await request.source.decode(
+                codec, entry.manifest.input, self.limits, call.record
+            )
+            async with self.registry.serving(entry) as serving:
+                predictions = await self._predict_with_fallback(serving, codec, payload)
+                manifest, reason = serving.manifest, serving.fallback_reason
+        except Exception as error:
+            raise await self._refuse(call, error) from error
+        return await self._answer(call, payload, manifest, reason, predictions)
+
+    async def _predict_with_fallback(
+        self, serving: Serving, codec: InputCodec, payload: Payload
+    ) -> list[Prediction]:
+        while True:
+            runtime = serving.runtime
+            assert runtime is not None
+            instances = codec.validate(runtime, payload)
+            try:
+                return await _run(runtime, instances)
+            except InvalidInputError:
+                raise
+            except Exception as error:  # noqa: BLE001 - any model failure: the fallback
+                logger.exception("Model %s failed on request", runtime.manifest.ref)
+                await serving.fall_back(f"{runtime.manifest.ref} failed: {describe_error(error)}")
+
+    async def _answer(
+        self,
+        call: _Call,
+        payload: Payload,
+        manifest: ModelManifest,
+        fallback_reason: str | None,
+        predictions: list[Prediction],
+    ) -> PredictResult:
+        latency_ms = call.elapsed_ms()
+        row = TraceRow(
+            call.trace_id,
+            call.request.request_id,
+            call.request.protocol,
+            call.received_at,
+            utc_now(),
+            call.requested,
+            payload.kind,
+            payload.record,
+            Outcome.OK,
+            rows=len(predictions),
+            model_name=manifest.name,
+            model_version=manifest.version,
+            is_fallback=fallback_reason is not None,
+            fallback_reason=fallback_reason,
+            output=[{"label": p.label, "probabilities": p.probabilities} for p in predictions],
+            label=None if payload.is_batch else predictions[0].label,
+            latency_ms=latency_ms,
+        )
+        try:
+            await self.writer.record(row)
+        except TraceWriteError as error:
+            logger.error("Request %s answered but not recorded: %s", call.request.request_id, error)
+            self.meter.refused(manifest.name, manifest.version, Outcome.UNAVAILABLE)
+            raise as_serving_error(error) from error
+        self.meter.answered(manifest.name, manifest.version, len(predictions), latency_ms / 1000)
+        return PredictResult(
+            request_id=call.request.request_id,
+            requested=call.requested,
+            manifest=manifest,
+            fallback_reason=fallback_reason,
+            predictions=predictions,
+            is_batch=payload.is_batch,
+            latency_ms=latency_ms,
+            extras=payload.extras,
+        )
+
+    async def _refuse(self, call: _Call, error: Exception) -> ServingError:
+        """A request that got no prediction: traced in one row, then raised."""
+        serving_error = as_serving_error(error)
+        # The model the request was addressed to, so refusals can be counted per model.
+        manifest = call.entry.manifest if call.entry else None
+        row = TraceRow(
+            call.trace_id,
+            call.request.request_id,
+            call.request.protocol,
+            call.received_at,
+            utc_now(),
+            call.requested,
+            manifest.input.kind if manifest else "unknown",
+            capped_input(call.record.value),
+            serving_error.outcome,
+            model_name=manifest.name if manifest else None,
+            model_version=manifest.version if manifest else None,
+            error=_clean_text(serving_error.message[:_MAX_ERROR_CHARS]),
+            latency_ms=call.elapsed_ms(),
+        )
+        try:
+            await self.writer.record(row)
+        except TraceWriteError:
+            logger.error("Request %s failed and its trace could not be written",
+                         call.request.request_id)
+        self.meter.refused(manifest.name if manifest else "unknown",
+                           manifest.version if manifest else "", serving_error.outcome)
+        return serving_error
+
+
+async def _run(runtime: ModelRuntime, instances: list[Any]) -> list[Prediction]:
+    # A microsecond-cheap model runs on the event loop, where a thread hop would cost more
+    # than the prediction; a large batch goes to a thread so as not to stall other requests.
+    if runtime.runs_inline and len(instances) <= _INLINE_MAX_ROWS:
+        return runtime.predict(instances)
+    return await asyncio.to_thread(runtime.predict, instances)
+
+
+def new_trace_id() -> str:
+    """32 hex digits, time first: rows are appended to the key's index, not scattered."""
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+
+
+def capped_input(value: Any) -> Any:
+    """A refused input as the trace keeps it: whole when small, else size, hash and prefix.
+
+    Anonymous clients can send refused bodies up to the body limit; each must not cost a
+    row of that size.
+    """
+    try:
+        text = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return {"unserialisable": True, "type": type(value).__name__}
+    if len(text) <= _MAX_REFUSED_INPUT_BYTES:
+        return value
+    return {
+        "truncated": True,
+        "size_bytes": len(text),
+        "sha256": hashlib.sha256(text).hexdigest(),
+        "prefix": text[:_REFUSED_PREFIX_CHARS].decode("utf-8", errors="replace"),
+    }
+
+
+def _clean_text(text: str) -> str:
+    # PostgreSQL text columns refuse U+0000, which a hostile model name may carry.
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
