@@ -58,12 +58,29 @@ class HttpMetricsMiddleware:
                 status = message["status"]
                 handler = _route_template(scope)
                 if handler != "/metrics":
-                    method = scope["method"]
-                    HTTP_LATENCY.labels(method, handler).observe(time.perf_counter() - started)
-                    HTTP_REQUESTS.labels(method, handler, str(status)).inc()
+                    latency, requests = _http_children(scope["method"], handler, status)
+                    latency.observe(time.perf_counter() - started)
+                    requests.inc()
             await send(message)
 
         await self.app(scope, receive, send_and_observe)
+
+
+_HttpChildren = tuple[Histogram, Counter]
+_http_children_cache: dict[tuple[str, str, int], _HttpChildren] = {}
+
+
+def _http_children(method: str, handler: str, status: int) -> _HttpChildren:
+    # Labelled children are looked up once per label set: the lookup costs more than the
+    # increment, on every request.
+    key = (method, handler, status)
+    children = _http_children_cache.get(key)
+    if children is None:
+        children = _http_children_cache[key] = (
+            HTTP_LATENCY.labels(method, handler),
+            HTTP_REQUESTS.labels(method, handler, str(status)),
+        )
+    return children
 
 
 def _route_template(scope: Scope) -> str:

@@ -14,11 +14,12 @@ import queue
 import threading
 from abc import ABC, abstractmethod
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Engine, PoolProxiedConnection, insert
 
 from db.engine import is_reachable
 from db.tables import Outcome, Prediction
@@ -82,7 +83,8 @@ class TraceWriter(ABC):
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._connection: Connection | None = None
+        self._insert = _RowInsert(engine)
+        self._connection: PoolProxiedConnection | None = None
 
     @abstractmethod
     def start(self) -> None: ...
@@ -122,21 +124,55 @@ class TraceWriter(ABC):
         # One connection kept open: checking one out of the pool for every batch costs more
         # than the INSERT. A connection that failed is dropped and the next batch reconnects.
         if self._connection is None:
-            self._connection = self._engine.connect()
+            self._connection = self._engine.raw_connection()
         connection = self._connection
         try:
-            connection.execute(_INSERT, [_fields(pending.row) for pending in batch])
+            cursor = connection.cursor()
+            cursor.executemany(self._insert.sql, self._insert.parameters([p.row for p in batch]))
+            cursor.close()
             connection.commit()
         except Exception:
             self._connection = None
             connection.invalidate()
-            connection.close()
             raise
 
     def _disconnect(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+class _RowInsert:
+    """The trace row's INSERT, compiled once for the engine's dialect, with its converters.
+
+    Executed on the driver's cursor: the same SQL and the same value conversions (JSON,
+    datetimes, booleans) as SQLAlchemy's, without building an execution context per batch.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect
+        compiled = insert(_TABLE).compile(dialect=dialect)
+        self.sql = str(compiled)
+        self._positional = dialect.positional
+        names = compiled.positiontup if dialect.positional else list(compiled.binds)
+        assert names is not None
+        self._converters = [
+            (name, _TABLE.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in names
+        ]
+
+    def parameters(
+        self, rows: list[TraceRow]
+    ) -> Sequence[Sequence[Any]] | Sequence[Mapping[str, Any]]:
+        """Each row's values in the driver's parameter style (positional or named)."""
+        converted = [
+            [(name, getattr(row, name) if convert is None else convert(getattr(row, name)))
+             for name, convert in self._converters]
+            for row in rows
+        ]
+        if self._positional:
+            return [tuple(value for _, value in values) for values in converted]
+        return [dict(values) for values in converted]
 
 
 class LoopTraceWriter(TraceWriter):
@@ -212,14 +248,6 @@ class ThreadTraceWriter(TraceWriter):
             if pending:
                 _resolve_threadsafe(self._write_batch(pending))
         self._disconnect()
-
-
-_INSERT = insert(_TABLE)
-
-
-def _fields(row: TraceRow) -> dict[str, Any]:
-    # Shallow on purpose: dataclasses.asdict deep-copies the input, a cost on every request.
-    return {name: getattr(row, name) for name in row.__slots__}
 
 
 _Outcomes = list[tuple[_Pending, Exception | None]]

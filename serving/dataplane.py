@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +28,7 @@ from registry.catalogue import ModelEntry
 from registry.registry import ModelRegistry, Serving
 from serving.codecs import InputCodec, codec_for
 from serving.errors import ServingError, as_serving_error
+from serving.ids import new_id
 from serving.metrics import PredictionMeter
 from serving.payload import InputRecord, Limits, Payload, PredictRequest
 
@@ -105,7 +105,7 @@ class DataPlane:
         """Answer ``request``, or raise the ``ServingError`` its trace row records."""
         requested = request.model if request.model is not None else self.registry.default
         call = _Call(
-            trace_id=new_trace_id(),
+            trace_id=new_id(),
             request=request,
             requested=_clean_text((requested or "").strip()[:_MAX_REF_CHARS]),
             received_at=utc_now(),
@@ -221,11 +221,6 @@ async def _run(runtime: ModelRuntime, instances: list[Any]) -> list[Prediction]:
     if runtime.runs_inline and len(instances) <= _INLINE_MAX_ROWS:
         return runtime.predict(instances)
     return await asyncio.to_thread(runtime.predict, instances)
-
-
-def new_trace_id() -> str:
-    """32 hex digits, time first: rows are appended to the key's index, not scattered."""
-    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
 
 
 def capped_input(value: Any) -> Any:
