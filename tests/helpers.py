@@ -16,6 +16,8 @@ from sqlmodel import Session
 
 from db.queries import get_prediction
 from db.tables import Prediction
+from ml.manifest import TabularInput, read_manifest
+from tests.factories import rewrite_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "models"
@@ -26,9 +28,9 @@ ADMIN = {"username": "admin", "password": "admin-password-123"}
 
 def attrition_example() -> dict[str, Any]:
     """The example row of the committed default model's manifest (a real held-out row)."""
-    manifest = json.loads((MODELS_DIR / "attrition-logreg/1/manifest.json").read_text())
-    example: dict[str, Any] = manifest["input"]["example"]
-    return dict(example)
+    schema = read_manifest(MODELS_DIR / "attrition-logreg/1/manifest.json").input
+    assert isinstance(schema, TabularInput)
+    return dict(schema.example)
 
 
 def run_python(program: str, *args: str, timeout: float = 120) -> Any:
@@ -49,10 +51,8 @@ def copy_model(store: Path, name: str, version: str = "1", *, as_name: str | Non
     """Copy a committed model into ``store``, optionally renamed, manifest kept consistent."""
     target = store / (as_name or name) / (as_version or version)
     shutil.copytree(MODELS_DIR / name / version, target)
-    manifest_path = target / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["name"], manifest["version"] = as_name or name, as_version or version
-    manifest_path.write_text(json.dumps(manifest))
+    if (as_name or name, as_version or version) != (name, version):
+        rewrite_manifest(target, name=as_name or name, version=as_version or version)
     return target
 
 

@@ -1,0 +1,218 @@
+"""Model manifests for tests: valid ``ModelManifest`` objects, and model folders in a store.
+
+``make_manifest()`` builds a manifest that validates, with defaults for everything a test
+does not care about; keyword arguments override what it does care about::
+
+    make_manifest("tones", input=audio_input(sample_rate=8000), labels=["low", "high"])
+
+``write_model(store, manifest, artifact=...)`` lays it out as the registry reads it,
+``store/<name>/<version>/manifest.json``, beside its artifact (whose sha256 it records), and
+``rewrite_manifest(model_dir, ...)`` changes fields of a manifest already in a store (a copy of
+a committed model, say). All three go through pydantic, so a test cannot write a manifest the
+training scripts could not.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from ml.manifest import (
+    MANIFEST_FILENAME,
+    AudioInput,
+    CategoricalFeature,
+    CompiledModel,
+    Evaluation,
+    Feature,
+    ModelManifest,
+    NumericFeature,
+    OutputSchema,
+    TabularInput,
+    Training,
+    TrainingData,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
+
+InputKind = Literal["tabular", "audio"]
+
+ARTIFACT = "model.joblib"
+COMPILED_ARTIFACT = "model.compiled.json"
+# The sha256 of a manifest written without its artifact (the mock runtime reads none).
+NO_ARTIFACT_SHA256 = "0" * 64
+# Fixed, so that two manifests built alike are equal.
+CREATED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+TABULAR_LABELS = ("no", "yes")
+AUDIO_LABELS = ("low", "mid", "high")
+FRAMEWORKS: dict[InputKind, str] = {"tabular": "sklearn", "audio": "torch-audio"}
+
+_UNSET: Any = object()
+
+
+def tabular_input(
+    features: Sequence[Feature] | None = None, example: Mapping[str, Any] | None = None,
+) -> TabularInput:
+    """A tabular schema; by default a number, a category and an integer, with an example row."""
+    if features is None:
+        features = [
+            NumericFeature(name="size", type="integer", minimum=0, maximum=100),
+            CategoricalFeature(name="color", type="category",
+                               categories=["blue", "green", "red"]),
+            NumericFeature(name="weight", type="number"),
+        ]
+        example = example if example is not None else {"size": 10, "color": "red",
+                                                        "weight": 2.5}
+    if example is None:
+        raise ValueError("a tabular schema with custom features needs its example row")
+    return TabularInput(features=list(features), example=dict(example))
+
+
+def audio_input(
+    sample_rate: int = 16_000, clip_seconds: float = 1.0, formats: Sequence[str] = ("wav",),
+    features: Mapping[str, Any] | None = None,
+) -> AudioInput:
+    """An audio schema: one clip of ``clip_seconds`` at ``sample_rate`` in one of ``formats``."""
+    return AudioInput(sample_rate=sample_rate, clip_seconds=clip_seconds,
+                      formats=list(formats), features=dict(features or {}))
+
+
+def evaluation(
+    dataset: str, samples: int = 3, metrics: Mapping[str, float] | None = None,
+    **fields: Any,
+) -> Evaluation:
+    """One evaluation record (``per_class``, ``confusion_matrix``... as keywords)."""
+    return Evaluation(dataset=dataset, samples=samples, metrics=dict(metrics or {}), **fields)
+
+
+def make_manifest(
+    name: str = "toy",
+    version: str = "1",
+    *,
+    input: TabularInput | AudioInput | InputKind = "tabular",
+    task: str | None = None,
+    framework: str | None = None,
+    labels: Sequence[str] | None = None,
+    positive_label: str | None = _UNSET,
+    decision_threshold: float | None = _UNSET,
+    artifact: str = ARTIFACT,
+    sha256: str = NO_ARTIFACT_SHA256,
+    compiled: CompiledModel | None = None,
+    evaluations: Sequence[Evaluation] = (),
+    metrics: Mapping[str, float] | None = None,
+    **fields: Any,
+) -> ModelManifest:
+    """A valid manifest of model ``name@version``; every default can be overridden.
+
+    - ``input``: a schema (``tabular_input(...)``, ``audio_input(...)``) or just its kind,
+      for the default schema of that kind.
+    - ``task``: ``name`` by default, so a made-up model shares no fallback with another.
+    - ``framework``: ``sklearn`` for tabular input, ``torch-audio`` for audio.
+    - ``labels``: ``no, yes`` for tabular input, ``low, mid, high`` for audio. A tabular model
+      with two labels has its last one as ``positive_label`` and a ``decision_threshold`` of
+      0.5 unless told otherwise; other models have neither. Pass ``None`` to leave one out.
+    - ``sha256`` of an artifact that is not written (``write_model`` sets the real one).
+    - any other field of ``ModelManifest`` (``description``, ``architecture``, ``training``,
+      ``created_at``) as a keyword.
+    """
+    schema = input if not isinstance(input, str) else (
+        tabular_input() if input == "tabular" else audio_input())
+    labels = list(labels if labels is not None else
+                  TABULAR_LABELS if schema.kind == "tabular" else AUDIO_LABELS)
+    binary_tabular = schema.kind == "tabular" and len(labels) == 2
+    if positive_label is _UNSET:
+        positive_label = labels[-1] if binary_tabular else None
+    if decision_threshold is _UNSET:
+        decision_threshold = 0.5 if binary_tabular and positive_label is not None else None
+    values: dict[str, Any] = {
+        "training": Training(data=TrainingData(source="synthetic", sha256="0" * 64),
+                             code="tests"),
+        "created_at": CREATED_AT,
+        **fields,
+    }
+    return ModelManifest(
+        name=name,
+        version=version,
+        task=task if task is not None else name,
+        framework=framework if framework is not None else FRAMEWORKS[schema.kind],
+        artifact=artifact,
+        sha256=sha256,
+        compiled=compiled,
+        input=schema,
+        output=OutputSchema(labels=labels, positive_label=positive_label,
+                            decision_threshold=decision_threshold),
+        metrics=dict(metrics or {}),
+        evaluations=list(evaluations),
+        **values,
+    )
+
+
+class StoredModel(NamedTuple):
+    """A model version written in a store: its manifest (as read back) and its folder."""
+
+    manifest: ModelManifest
+    model_dir: Path
+
+
+def write_model(
+    store: Path,
+    manifest: ModelManifest | None = None,
+    *,
+    artifact: bytes | Path | object | None = None,
+    compiled: str | None = None,
+    **overrides: Any,
+) -> StoredModel:
+    """Write ``manifest`` (or ``make_manifest(**overrides)``) in ``store/<name>/<version>/``.
+
+    - ``artifact``: the artifact file to write beside it, whose sha256 the manifest then
+      records: bytes as they are, a file copied, or any other object dumped with joblib.
+      Without it only the manifest is written (enough for the mock runtime of ENV=test).
+    - ``compiled``: the text of a compiled form (``ml.packaging.compile.compiled_text``),
+      written as ``model.compiled.json`` and recorded, with the kind its JSON names.
+
+    The manifest returned is the one read back from disk, as the registry would read it.
+    """
+    if manifest is None:
+        manifest = make_manifest(**overrides)
+    elif overrides:
+        raise TypeError("pass either a manifest or make_manifest's keywords, not both")
+    model_dir = store / manifest.name / manifest.version
+    model_dir.mkdir(parents=True, exist_ok=True)
+    changes: dict[str, Any] = {}
+    if artifact is not None:
+        path = model_dir / manifest.artifact
+        if isinstance(artifact, bytes):
+            path.write_bytes(artifact)
+        elif isinstance(artifact, Path):
+            path.write_bytes(artifact.read_bytes())
+        else:
+            import joblib
+
+            joblib.dump(artifact, path, compress=3)
+        changes["sha256"] = sha256_file(path)
+    if compiled is not None:
+        path = model_dir / COMPILED_ARTIFACT
+        path.write_text(compiled, encoding="utf-8")
+        changes["compiled"] = CompiledModel(kind=json.loads(compiled)["kind"],
+                                            artifact=path.name, sha256=sha256_file(path))
+    write_manifest(_updated(manifest, changes), model_dir)
+    return StoredModel(read_manifest(model_dir / MANIFEST_FILENAME), model_dir)
+
+
+def rewrite_manifest(model_dir: Path, **changes: Any) -> ModelManifest:
+    """Change fields of the manifest in ``model_dir`` (validated again) and write it back."""
+    manifest = _updated(read_manifest(model_dir / MANIFEST_FILENAME), changes)
+    write_manifest(manifest, model_dir)
+    return manifest
+
+
+def _updated(manifest: ModelManifest, changes: Mapping[str, Any]) -> ModelManifest:
+    """``manifest`` with ``changes``, validated (``model_copy`` would not validate them)."""
+    if not changes:
+        return manifest
+    fields = {name: getattr(manifest, name) for name in ModelManifest.model_fields}
+    return ModelManifest.model_validate({**fields, **changes})
