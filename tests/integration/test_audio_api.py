@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,27 +14,22 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from tests.helpers import MODELS_DIR, trace_of
+from tests.factories import audio_input, make_manifest, write_model
+from tests.helpers import trace_of
 
 LABELS = ["violin", "flute", "piano"]
 
 
 def write_audio_model(store: Path) -> None:
     """An audio model's manifest (the mock runtime under ENV=test needs no artifact)."""
-    manifest = json.loads((MODELS_DIR / "attrition-logreg/1/manifest.json").read_text())
-    manifest.update(
-        name="instrument-mock",
+    write_model(store, make_manifest(
+        "instrument-mock",
         task="instrument-recognition",
         framework="torch-audio",
-        compiled=None,
-        input={"kind": "audio", "sample_rate": 22050, "clip_seconds": 2.0,
-               "formats": ["wav", "flac", "ogg", "mp3"]},
-        output={"labels": LABELS},
-        evaluations=[],
-    )
-    folder = store / "instrument-mock" / "1"
-    folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+        input=audio_input(sample_rate=22050, clip_seconds=2.0,
+                          formats=["wav", "flac", "ogg", "mp3"]),
+        labels=LABELS,
+    ))
 
 
 def tone(seconds: float = 1.0, rate: int = 16000, channels: int = 1, fmt: str = "WAV") -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,31 +17,29 @@ import api.evaluation
 from api.evaluation import ModelEvaluation, ModelEvaluator
 from api.main import create_app
 from api.settings import Settings
+from ml.manifest import MANIFEST_FILENAME, read_manifest
 from ml.runtime import ModelRuntime
 from registry.factories import mock_runtimes
 from registry.registry import ModelRegistry
+from tests.factories import audio_input, evaluation, make_manifest, write_model
 
 HELDOUT_ROWS = 294
-
-
-def _manifest(store: Path, name: str) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads((store / name / "1" / "manifest.json").read_text())
-    return manifest
 
 
 def test_logreg_reproduces_the_manifests_heldout_metrics(
     real_client: TestClient, attrition_store: Path
 ) -> None:
-    recorded = _manifest(attrition_store, "attrition-logreg")["evaluations"][0]
+    manifest = read_manifest(attrition_store / "attrition-logreg" / "1" / MANIFEST_FILENAME)
+    recorded = manifest.evaluations[0]
 
     body = real_client.get("/models/attrition-logreg/evaluation").json()
 
     assert body["runtime"] == "sklearn" and body["samples"] == HELDOUT_ROWS
-    assert body["metrics"]["roc_auc"] == pytest.approx(recorded["metrics"]["roc_auc"], abs=1e-12)
+    assert body["metrics"]["roc_auc"] == pytest.approx(recorded.metrics["roc_auc"], abs=1e-12)
     for metric in ("accuracy", "precision", "recall", "f1"):
-        assert body["metrics"][metric] == pytest.approx(recorded["metrics"][metric])
-    assert body["confusion_matrix"] == recorded["confusion_matrix"]
-    assert body["recorded_metrics"] == recorded["metrics"]
+        assert body["metrics"][metric] == pytest.approx(recorded.metrics[metric])
+    assert body["confusion_matrix"] == recorded.confusion_matrix
+    assert body["recorded_metrics"] == recorded.metrics
     assert body["dataset"] == "_evaluation/employee-attrition/heldout.csv"
 
 
@@ -139,20 +136,15 @@ def test_a_model_that_cannot_load_is_not_evaluated_through_its_fallback(
 
 def _write_audio_model(store: Path, labels: list[str]) -> None:
     """A mock-served audio model and a three-clip evaluation folder in ``store``."""
-    tabular = _manifest(store, "attrition-logreg")
-    model_dir = store / "tones" / "1"
-    model_dir.mkdir(parents=True)
-    manifest = {
-        **tabular,
-        "name": "tones", "version": "1", "task": "tones", "framework": "torch-audio",
-        "input": {"kind": "audio", "sample_rate": 8000, "clip_seconds": 1.0, "formats": ["wav"]},
-        "output": {"labels": labels},
-        "evaluations": [
-            {"dataset": "../elsewhere/train-set", "samples": 9, "metrics": {}},
-            {"dataset": "_evaluation/tones", "samples": 3, "metrics": {"accuracy": 0.5}},
+    write_model(store, make_manifest(
+        "tones", "1", task="tones", framework="torch-audio",
+        input=audio_input(sample_rate=8000, clip_seconds=1.0, formats=["wav"]),
+        labels=labels,
+        evaluations=[
+            evaluation("../elsewhere/train-set", samples=9),
+            evaluation("_evaluation/tones", samples=3, metrics={"accuracy": 0.5}),
         ],
-    }
-    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    ))
     clips = store / "_evaluation" / "tones"
     clips.mkdir(parents=True)
     rows = ["file,label"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,8 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
+from ml.manifest import sha256_file
+from tests.factories import rewrite_manifest
 from tests.helpers import attrition_example, copy_model, metric_value, trace_of
 
 
@@ -37,11 +37,8 @@ def tamper(model_dir: Path) -> None:
 def install_exploding_model(store: Path) -> None:
     model_dir = copy_model(store, "attrition-logreg", as_name="attrition-fragile")
     joblib.dump(ExplodesOnAge99(), model_dir / "model.joblib")
-    manifest_path = model_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["sha256"] = hashlib.sha256((model_dir / "model.joblib").read_bytes()).hexdigest()
-    manifest["compiled"] = None  # serve the (exploding) pipeline, not logreg's compiled form
-    manifest_path.write_text(json.dumps(manifest))
+    # Serve the (exploding) pipeline, not logreg's compiled form.
+    rewrite_manifest(model_dir, sha256=sha256_file(model_dir / "model.joblib"), compiled=None)
 
 
 @pytest.fixture
