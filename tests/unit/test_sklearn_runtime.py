@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import joblib
@@ -21,16 +20,10 @@ from ml.errors import ModelRuntimeError
 from ml.manifest import (
     AudioInput,
     CategoricalFeature,
-    CompiledModel,
     ModelManifest,
     NumericFeature,
-    OutputSchema,
     TabularInput,
-    Training,
-    TrainingData,
     read_manifest,
-    sha256_file,
-    write_manifest,
 )
 from ml.packaging.compile import compiled_text
 from ml.packaging.compile_linear import compile_linear_pipeline
@@ -38,6 +31,7 @@ from ml.packaging.compile_tree import compile_tree_pipeline
 from ml.runtime import Prediction, runtime_class
 from ml.sklearn_runtime import SklearnRuntime
 from ml.tabular import TabularValidator
+from tests.factories import StoredModel, make_manifest, write_model
 from tests.helpers import HELDOUT_CSV, run_python
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,39 +83,27 @@ def fitted_booster() -> Pipeline:
         return pipeline.fit(*synthetic_data())
 
 
-def write_compiled(pipeline: object, model_dir: Path, schema: TabularInput = SCHEMA,
-                   ) -> CompiledModel:
-    """The compiled form beside the artifact, as ``ml.training.attrition`` writes it."""
+def compiled_form(pipeline: object, schema: TabularInput = SCHEMA) -> str:
+    """The compiled form of ``pipeline``, the text ``ml.training.attrition`` writes."""
     scorer = compile_linear_pipeline(pipeline, schema) or compile_tree_pipeline(pipeline, schema)
     assert scorer is not None
-    path = model_dir / "model.compiled.json"
-    path.write_text(compiled_text(scorer))
-    return CompiledModel(kind=scorer.to_dict()["kind"], artifact=path.name,
-                         sha256=sha256_file(path))
+    return compiled_text(scorer)
 
 
 def save_model(
     tmp_path: Path, pipeline: object, labels: list[str] | None = None,
     threshold: float | None = 0.5, schema: TabularInput | AudioInput = SCHEMA,
     compiled: bool = False,
-) -> tuple[ModelManifest, Path]:
-    """Write the artifact and its manifest as the training scripts do."""
-    model_dir = tmp_path / "toy" / "1"
-    model_dir.mkdir(parents=True)
-    joblib.dump(pipeline, model_dir / "model.joblib", compress=3)
-    manifest = ModelManifest(
-        name="toy", version="1", task="toy-task", framework="sklearn", artifact="model.joblib",
-        sha256=sha256_file(model_dir / "model.joblib"),
-        compiled=write_compiled(pipeline, model_dir) if compiled else None,
-        input=schema,
-        output=OutputSchema(
-            labels=labels or ["no", "yes"], positive_label="yes", decision_threshold=threshold,
-        ),
-        training=Training(data=TrainingData(source="synthetic", sha256="0" * 64), code="tests"),
-        created_at=datetime.now(UTC),
+) -> StoredModel:
+    """Write the artifact (and its compiled form) and its manifest as the training scripts do."""
+    return write_model(
+        tmp_path,
+        make_manifest("toy", "1", task="toy-task", framework="sklearn", input=schema,
+                      labels=labels or ["no", "yes"], positive_label="yes",
+                      decision_threshold=threshold),
+        artifact=pipeline,
+        compiled=compiled_form(pipeline) if compiled else None,
     )
-    write_manifest(manifest, model_dir)
-    return read_manifest(model_dir / "manifest.json"), model_dir
 
 
 def loaded(manifest: ModelManifest, model_dir: Path) -> SklearnRuntime:
