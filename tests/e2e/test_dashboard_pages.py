@@ -1,14 +1,16 @@
 """Every dashboard page under Streamlit's AppTest, against a real API process (ENV=test).
 
-The API runs once for the module on a free port with a temporary database and model store.
-Tests that need an empty prediction history come before the ones that make predictions.
+Two API processes serve the module, on free ports, over one temporary model store, each with
+its own database: one that no test sends a prediction to, for the pages of a fresh service,
+and one that has answered a few predictions (one of them invalid) before any test runs. So no
+test depends on which ran before it.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 import soundfile
 from streamlit.testing.v1 import AppTest
 
+from tests.factories import audio_input, evaluation, make_manifest, write_model
 from tests.live_server import ROOT, LiveServer, free_port, live_api
 
 pytestmark = pytest.mark.e2e
@@ -45,18 +48,15 @@ def add_tone_models(store: Path) -> None:
 
     Served by the mock runtime (ENV=test), so they need no artifact.
     """
-    manifest = json.loads((store / "attrition-logreg" / "1" / "manifest.json").read_text())
     for name in TONE_MODELS:
-        (store / name / "1").mkdir(parents=True)
-        (store / name / "1" / "manifest.json").write_text(json.dumps({
-            **manifest, "name": name, "task": TONE_TASK, "framework": "torch-audio",
-            "input": {"kind": "audio", "sample_rate": 8000, "clip_seconds": 1.0,
-                      "formats": ["wav"]},
-            "output": {"labels": ["low", "mid", "high"]},
-            "metrics": {"accuracy": 0.5},
-            "evaluations": [{"dataset": f"_evaluation/{TONE_TASK}", "samples": 3,
-                             "metrics": {"accuracy": 0.5}}],
-        }))
+        write_model(store, make_manifest(
+            name, "1", task=TONE_TASK, framework="torch-audio",
+            input=audio_input(sample_rate=8000, clip_seconds=1.0, formats=["wav"]),
+            labels=["low", "mid", "high"],
+            metrics={"accuracy": 0.5},
+            evaluations=[evaluation(f"_evaluation/{TONE_TASK}", samples=3,
+                                    metrics={"accuracy": 0.5})],
+        ))
     clips = store / "_evaluation" / TONE_TASK
     clips.mkdir(parents=True)
     rows = ["file,label"]
@@ -68,12 +68,17 @@ def add_tone_models(store: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    workdir = tmp_path_factory.mktemp("dashboard-api")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model store both APIs read (neither writes to it)."""
+    return model_store(tmp_path_factory.mktemp("dashboard-models"))
+
+
+@contextmanager
+def running_api(workdir: Path, store: Path) -> Iterator[LiveServer]:
     env = {
         "ENV": "test",
         "DATABASE_URL": f"sqlite:///{workdir / 'traces.db'}",
-        "MODELS_DIR": str(model_store(workdir)),
+        "MODELS_DIR": str(store),
         "ADMIN_USERNAME": ADMIN[0],
         "ADMIN_PASSWORD": ADMIN[1],
         "DEFAULT_MODEL": "attrition-logreg",
@@ -81,6 +86,36 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     }
     with live_api(workdir, env) as server:
         yield server
+
+
+def send_traffic(url: str) -> None:
+    """One valid prediction from each attrition model, then one invalid request."""
+    example = httpx.get(f"{url}/models/attrition-logreg").json()["manifest"]["input"]["example"]
+    for model in ATTRITION:
+        assert httpx.post(f"{url}/predict/{model}", json={"features": example}).is_success
+    invalid = httpx.post(f"{url}/predict", json={"features": {"Age": "old"}})  # traced
+    assert invalid.status_code == 422, invalid.text
+
+
+@pytest.fixture(scope="module")
+def fresh_api(tmp_path_factory: pytest.TempPathFactory, store: Path) -> Iterator[LiveServer]:
+    """An API no test sends a prediction to: its history and counters stay empty."""
+    with running_api(tmp_path_factory.mktemp("dashboard-fresh-api"), store) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, store: Path) -> Iterator[LiveServer]:
+    """An API that has answered ``send_traffic`` before the first test that uses it."""
+    with running_api(tmp_path_factory.mktemp("dashboard-api"), store) as server:
+        send_traffic(server.url)
+        yield server
+
+
+@pytest.fixture
+def fresh_api_url(fresh_api: LiveServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("API_URL", fresh_api.url)
+    return fresh_api.url
 
 
 @pytest.fixture
@@ -137,7 +172,7 @@ def test_every_page_says_when_the_api_is_down(
 # --- fresh service: no predictions yet ---------------------------------------------------
 
 
-def test_overview_with_no_traffic_yet(api_url: str) -> None:
+def test_overview_with_no_traffic_yet(fresh_api_url: str) -> None:
     app = open_page("views/overview.py")
 
     metrics = {metric.label: metric.value for metric in app.metric}
@@ -146,10 +181,10 @@ def test_overview_with_no_traffic_yet(api_url: str) -> None:
     assert metrics["Latency p50 / p95"] == "no data"
     assert "No prediction requests since the API started" in texts(app.info)
     assert "default model:** `attrition-logreg`" in texts(app.markdown).lower()
-    assert f"API up at {api_url}" in texts(app.sidebar.success)
+    assert f"API up at {fresh_api_url}" in texts(app.sidebar.success)
 
 
-def test_predictions_page_asks_for_a_login(api_url: str) -> None:
+def test_predictions_page_asks_for_a_login(fresh_api_url: str) -> None:
     app = open_page("views/predictions.py")
 
     assert "log in" in texts(app.info)
@@ -157,14 +192,14 @@ def test_predictions_page_asks_for_a_login(api_url: str) -> None:
     assert plotly_charts(app) == 0
 
 
-def test_a_wrong_password_is_refused(api_url: str) -> None:
+def test_a_wrong_password_is_refused(fresh_api_url: str) -> None:
     app = log_in(open_page("views/predictions.py"), ADMIN[0], "not-the-password")
 
     assert "Wrong username or password" in texts(app.error)
     assert "api_token" not in app.session_state
 
 
-def test_no_predictions_yet_after_login(api_url: str) -> None:
+def test_no_predictions_yet_after_login(fresh_api_url: str) -> None:
     app = log_in(open_page("views/predictions.py"), *ADMIN)
 
     assert "No predictions yet" in texts(app.info)
@@ -232,7 +267,7 @@ def test_compare_page_handles_every_task(api_url: str) -> None:
         assert plotly_charts(app) >= 7, task
 
 
-# --- making predictions, then reading them back ------------------------------------------
+# --- making predictions, and reading back those of send_traffic --------------------------
 
 
 def test_try_a_model_with_the_generated_form(api_url: str) -> None:
@@ -255,12 +290,6 @@ def test_the_form_keeps_to_the_schemas_ranges(api_url: str) -> None:
 
 
 def test_history_with_traffic(api_url: str) -> None:
-    example = httpx.get(f"{api_url}/models/attrition-logreg").json()["manifest"]["input"][
-        "example"]
-    for model in ATTRITION:
-        assert httpx.post(f"{api_url}/predict/{model}", json={"features": example}).is_success
-    httpx.post(f"{api_url}/predict", json={"features": {"Age": "old"}})  # traced as invalid
-
     app = log_in(open_page("views/predictions.py"), *ADMIN)
 
     metrics = {metric.label: metric.value for metric in app.metric}
