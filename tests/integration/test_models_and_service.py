@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from tests.helpers import attrition_example
+from tests.helpers import attrition_example, metric_value
 
 
 def test_root_names_the_service_and_links(client: TestClient) -> None:
@@ -55,10 +55,17 @@ def test_metadata_service_and_model_card(client: TestClient) -> None:
 
 
 def test_metrics_count_http_requests_by_route(client: TestClient) -> None:
+    # The registry is the process's: earlier tests' requests are in it, so count the increase.
+    labels = {"handler": "/models/{name}", "method": "GET", "status": "200"}
+    before = metric_value("mldeploy_http_requests_total", **labels)
+
     client.get("/models/attrition-gbm")
     text = client.get("/metrics").text
+
     series = 'mldeploy_http_requests_total{handler="/models/{name}",method="GET",status="200"}'
-    assert series in text
+    exposed = [float(line.removeprefix(series)) for line in text.splitlines()
+               if line.startswith(series + " ")]
+    assert exposed == [before + 1]
 
 
 def test_metrics_token_guards_metrics(make_settings: Callable[..., Settings]) -> None:
