@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +44,7 @@ ATTRITION = ("attrition-logreg", "attrition-gbm")
 # Quality bars, ROC, latency, two confusion matrices, per class, agreement, who-is-right.
 COMPARE_CHARTS = 8
 PAGE_TIMEOUT = 120  # first evaluations of both models included
+SETTLE_TIMEOUT = 30  # drawn charts that still change after this are a bug, not slowness
 WINDOW = (1600, 3600)  # tall enough for the whole Compare page in one screenshot
 
 
@@ -106,15 +106,36 @@ def _rendered_charts(driver: webdriver.Chrome) -> int:
                                     "[data-testid='stPlotlyChart'] .js-plotly-plot .main-svg"))
 
 
+class _ChartsSettled:
+    """True once every chart's markup is the same at two polls in a row: plotly has finished
+    drawing and animating, so a screenshot shows the charts as they stay."""
+
+    def __init__(self) -> None:
+        self.previous: str | None = None
+
+    def __call__(self, driver: webdriver.Chrome) -> bool:
+        markup = driver.execute_script(
+            "return Array.from(document.querySelectorAll("
+            "\"[data-testid='stPlotlyChart'] .js-plotly-plot\"))"
+            ".map(chart => chart.innerHTML).join('\\n');"
+        )
+        settled = markup == self.previous
+        self.previous = markup
+        return settled
+
+
 def test_compare_page_renders_its_charts(dashboard: str, browser: webdriver.Chrome) -> None:
     browser.get(f"{dashboard}/compare")
 
     WebDriverWait(browser, PAGE_TIMEOUT, poll_frequency=0.5).until(
         lambda driver: _rendered_charts(driver) >= COMPARE_CHARTS
     )
-    time.sleep(1)  # let plotly finish its transitions before the screenshot
+    # Plotly's transitions end before the screenshot: the charts' markup stops changing.
+    WebDriverWait(browser, SETTLE_TIMEOUT, poll_frequency=0.5).until(_ChartsSettled())
     ARTIFACTS.mkdir(exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOT))
+    # artifacts/ outlives the run: a screenshot left by an earlier one must not pass for this.
+    SCREENSHOT.unlink(missing_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOT))
 
     page = browser.find_element(By.TAG_NAME, "body").text
     assert "Compare models" in page
