@@ -1,11 +1,14 @@
-"""Benchmark ``POST /predict`` for one attrition row, every prediction traced and metered.
+"""Benchmark one attrition row: ``/predict`` and ``/v2/.../infer`` beside a bare FastAPI app.
 
     python -m bench.tabular [--duration 10] [--postgres URL]
 
-Starts the API as a real process (one worker, the bundled models) for each trace database,
-drives it with wrk on loopback, and prints requests per second and p50 / p99 latency at 1
-and 32 connections, the time from process start to the first answer, and the resident memory
-with both attrition models loaded. Needs ``wrk`` (Debian package ``wrk``).
+In one run, on loopback with wrk: the bare app of ``bench.bare_app`` (the same logistic
+regression in numpy on uvicorn with uvloop and httptools, no trace, no metrics), then the
+API (one worker, the bundled models, every prediction traced and metered) on ``/predict``
+and on the Open Inference Protocol route, for each trace database. Prints requests per
+second, p50 and p99 at 1 and 32 connections, each route's throughput as a ratio of the bare
+app's, the time from process start to the first answer, and the resident memory with both
+attrition models loaded. Needs ``wrk`` (Debian package ``wrk``).
 """
 
 from __future__ import annotations
@@ -15,31 +18,74 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
 
 from bench.load import require_wrk, resident_mb, run_wrk, seconds_to_first_answer, wrk_script
-from tests.live_server import ROOT, live_api
+from tests.live_server import ROOT, answers, free_port, live_api, running_process
 
-_MANIFEST = ROOT / "models/attrition-logreg/1/manifest.json"
-_ROW = json.loads(_MANIFEST.read_text())["input"]["example"]
+_MODEL = "attrition-logreg"
+_MANIFEST = json.loads((ROOT / f"models/{_MODEL}/1/manifest.json").read_text())
+_ROW: dict[str, Any] = _MANIFEST["input"]["example"]
 _CONNECTIONS = (1, 32)
+_V2_DATATYPE = {"category": "BYTES", "integer": "INT64", "number": "FP64"}
 
 
-def bench_database(label: str, database_url: str, seconds: int, script: Path) -> list[str]:
+def v2_body(row: dict[str, Any]) -> bytes:
+    """The row as OIP JSON tensors: one input of shape [1] per feature."""
+    inputs = [
+        {"name": f["name"], "datatype": _V2_DATATYPE[f["type"]], "shape": [1],
+         "data": [row[f["name"]]]}
+        for f in _MANIFEST["input"]["features"]
+    ]
+    return json.dumps({"inputs": inputs}).encode()
+
+
+@contextmanager
+def bare_app(workdir: Path) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with running_process([sys.executable, "-m", "bench.bare_app", "--port", str(port)],
+                         cwd=ROOT, env=env, log_path=workdir / "bare.log",
+                         is_up=lambda: answers(f"{url}/health")):
+        yield url
+
+
+def measure(label: str, url: str, script: Path, seconds: int) -> dict[str, dict[str, str]]:
+    figures = {}
+    for connections in _CONNECTIONS:
+        figures[f"{label}@{connections}"] = run_wrk(url, connections, seconds, script)
+    return figures
+
+
+def bench_database(label: str, database_url: str, seconds: int, scripts: dict[str, Path],
+                   bare: dict[str, dict[str, str]]) -> list[str]:
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         env = {"DATABASE_URL": database_url, "MODELS_DIR": str(ROOT / "models"), "ENV": "dev"}
         with live_api(Path(workdir), env) as server:
             httpx.post(f"{server.url}/predict", json={"features": _ROW}).raise_for_status()
-            for connections in _CONNECTIONS:
-                figures = run_wrk(f"{server.url}/predict", connections, seconds, script)
-                rows.append(f"| {label} | {connections} | {figures['rps']} | {figures['p50']} | "
-                            f"{figures['p99']} | {figures['errors']} |")
+            routes = {
+                "/predict": (f"{server.url}/predict", scripts["native"]),
+                "/v2/models/m/infer": (f"{server.url}/v2/models/{_MODEL}/infer", scripts["v2"]),
+            }
+            for route, (url, script) in routes.items():
+                figures = measure(route, url, script, seconds)
+                for connections in _CONNECTIONS:
+                    ours = figures[f"{route}@{connections}"]
+                    reference = bare[f"bare@{connections}"]
+                    ratio = float(ours["rps"]) / float(reference["rps"])
+                    rows.append(f"| {route} | {label} | {connections} | {ours['rps']} | "
+                                f"{ratio:.2f}x | {ours['p50']} | {ours['p99']} | "
+                                f"{ours['errors']} |")
             httpx.post(f"{server.url}/predict/attrition-gbm", json={"features": _ROW})
-            rows.append(f"| {label} | memory with both attrition models loaded: "
+            rows.append(f"| memory, both attrition models loaded | {label} | | "
                         f"{resident_mb(server.process.pid):.0f} MB RSS | | | | |")
     return rows
 
@@ -63,19 +109,31 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        script = wrk_script(folder, json.dumps({"features": _ROW}).encode(), "application/json")
+        for name in ("native", "v2"):
+            (folder / name).mkdir()
+        scripts = {
+            "native": wrk_script(folder / "native", json.dumps({"features": _ROW}).encode(),
+                                 "application/json"),
+            "v2": wrk_script(folder / "v2", v2_body(_ROW), "application/json"),
+        }
         cold = seconds_to_first_answer(
             {"DATABASE_URL": f"sqlite:///{folder / 'cold.db'}", "MODELS_DIR": str(ROOT / "models")},
             lambda url: httpx.post(f"{url}/predict", json={"features": _ROW}),
         )
-        rows = bench_database("SQLite", f"sqlite:///{folder / 'bench.db'}", args.duration, script)
+        with bare_app(folder) as url:
+            bare = measure("bare", f"{url}/predict", scripts["native"], args.duration)
+        rows = [f"| bare FastAPI + numpy (reference) | none | {c} | {bare[f'bare@{c}']['rps']} | "
+                f"1.00x | {bare[f'bare@{c}']['p50']} | {bare[f'bare@{c}']['p99']} | "
+                f"{bare[f'bare@{c}']['errors']} |" for c in _CONNECTIONS]
+        rows += bench_database("SQLite", f"sqlite:///{folder / 'bench.db'}", args.duration,
+                               scripts, bare)
         if postgres_reachable(args.postgres):
-            rows += bench_database("PostgreSQL", args.postgres, args.duration, script)
+            rows += bench_database("PostgreSQL", args.postgres, args.duration, scripts, bare)
         else:
-            rows.append("| PostgreSQL | not reachable: skipped | | | | |")
+            rows.append("| PostgreSQL | not reachable: skipped | | | | | | |")
     print(f"process start to first answer (lazy load included): {cold:.2f} s\n")
-    print("| trace database | connections | requests/s | p50 | p99 | errors |")
-    print("|---|---|---|---|---|---|")
+    print("| route | trace database | connections | requests/s | vs bare | p50 | p99 | errors |")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0
 
