@@ -9,17 +9,18 @@ batch, not one per request, and no row is ever left half-written.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import threading
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, PoolProxiedConnection, insert
+from sqlalchemy import JSON, Column, DateTime, Dialect, Engine, PoolProxiedConnection, insert
 
 from db.engine import is_reachable
 from db.tables import Outcome, Prediction
@@ -30,7 +31,7 @@ _TABLE = Prediction.__table__  # type: ignore[attr-defined]
 _MAX_BATCH = 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TraceRow:
     """One request, whole: what was asked, who served it, and the answer or the error."""
 
@@ -156,10 +157,7 @@ class _RowInsert:
         self._positional = dialect.positional
         names = compiled.positiontup if dialect.positional else list(compiled.binds)
         assert names is not None
-        self._converters = [
-            (name, _TABLE.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in names
-        ]
+        self._converters = [(name, _converter(_TABLE.c[name], dialect)) for name in names]
 
     def parameters(
         self, rows: list[TraceRow]
@@ -248,6 +246,28 @@ class ThreadTraceWriter(TraceWriter):
             if pending:
                 _resolve_threadsafe(self._write_batch(pending))
         self._disconnect()
+
+
+def _converter(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """SQLAlchemy's bind processor of ``column``, or a faster one that gives the same value.
+
+    On SQLite, JSON goes straight to the engine's serializer (SQLAlchemy's wraps it in checks
+    that a trace row never needs) and datetimes come from ``isoformat``, not ``%``.
+    """
+    if dialect.name == "sqlite" and isinstance(column.type, JSON):
+        serializer: Callable[[Any], str] = getattr(dialect, "_json_serializer", None) or json.dumps
+        return serializer
+    if dialect.name == "sqlite" and isinstance(column.type, DateTime):
+        return _sqlite_datetime
+    processor: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).bind_processor(
+        dialect
+    )
+    return processor
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    # SQLAlchemy's SQLite format, 'YYYY-MM-DD HH:MM:SS.ffffff', the time zone dropped (UTC).
+    return None if value is None else value.isoformat(" ", "microseconds")[:26]
 
 
 _Outcomes = list[tuple[_Pending, Exception | None]]

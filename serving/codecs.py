@@ -119,8 +119,8 @@ class TabularCodec(InputCodec):
         count = len(next(iter(columns.values())))
         if count > limits.max_batch_rows:
             raise _batch_too_large(count, limits.max_batch_rows)
-        rows = [{name: column[index] for name, column in columns.items()}
-                for index in range(count)]
+        items = list(columns.items())
+        rows = [{name: column[index] for name, column in items} for index in range(count)]
         record.value = rows
         return Payload(self.kind, rows, rows, is_batch=count != 1)
 
@@ -233,13 +233,19 @@ def _feature_columns(tensors: list[Tensor], schema: TabularInput) -> dict[str, l
     columns: dict[str, list[Any]] = {}
     for feature in schema.features:
         tensor = by_name.pop(feature.name, None)
+        datatypes = _DATATYPES_BY_FEATURE[feature.type]
         if tensor is None:
             problems[feature.name] = (f"missing: send an input named '{feature.name}' of "
                                       f"datatype {_DATATYPE_BY_FEATURE[feature.type]}")
-        elif (problem := _tensor_problem(tensor, _DATATYPES_BY_FEATURE[feature.type])) is not None:
-            problems[feature.name] = problem
+        elif tensor.datatype not in datatypes:
+            problems[feature.name] = (f"datatype {tensor.datatype}, expected "
+                                      f"{' or '.join(sorted(datatypes))}")
+        elif not _is_column_shape(tensor.shape):
+            problems[feature.name] = f"shape {list(tensor.shape)}, expected [N] or [N, 1]"
+        elif tensor.datatype == "BYTES":
+            columns[feature.name] = [_text(value) for value in tensor.data]
         else:
-            columns[feature.name] = _column_values(tensor)
+            columns[feature.name] = tensor.data
     for name in by_name:
         problems[name] = "unknown input: this model has no feature of that name"
     lengths = {len(column) for column in columns.values()}
@@ -250,23 +256,12 @@ def _feature_columns(tensors: list[Tensor], schema: TabularInput) -> dict[str, l
     return columns
 
 
-def _tensor_problem(tensor: Tensor, datatypes: frozenset[str]) -> str | None:
-    if tensor.datatype not in datatypes:
-        return f"datatype {tensor.datatype}, expected {' or '.join(sorted(datatypes))}"
-    shape = tensor.shape
-    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 1:
-        return f"shape {list(shape)}, expected [N] or [N, 1] with N >= 1"
-    return None
-
-
-def _column_values(tensor: Tensor) -> list[Any]:
-    if tensor.datatype != "BYTES":
-        return tensor.data
-    # Undecodable bytes stay bytes: the validator then names the feature and the value.
-    return [_text(value) for value in tensor.data]
+def _is_column_shape(shape: tuple[int, ...]) -> bool:
+    return shape[0] >= 1 if len(shape) == 1 else len(shape) == 2 and shape[0] >= 1 and shape[1] == 1
 
 
 def _text(value: bytes) -> str | bytes:
+    # Undecodable bytes stay bytes: the validator then names the feature and the value.
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:

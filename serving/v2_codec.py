@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +75,7 @@ class V2RequestError(ValueError):
     """The request is not a valid V2 inference request; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tensor:
     """One input or output tensor.
 
@@ -189,6 +190,11 @@ def _decode_inputs(raw: Any, binary: memoryview, has_header_length: bool) -> lis
     names: set[str] = set()
     offset = 0
     for index, item in enumerate(raw):
+        simple = _simple_json_tensor(item)
+        if simple is not None and simple.name not in names:
+            names.add(simple.name)
+            inputs.append(simple)
+            continue
         if not isinstance(item, dict):
             raise V2RequestError(f"inputs[{index}] must be a JSON object")
         name, datatype, shape = _tensor_header(item, f"inputs[{index}]")
@@ -218,6 +224,66 @@ def _decode_inputs(raw: Any, binary: memoryview, has_header_length: bool) -> lis
             f"(their binary_data_size add up to {offset})"
         )
     return inputs
+
+
+_SIMPLE_KEYS = frozenset({"name", "datatype", "shape", "data"})
+
+
+def _simple_json_tensor(item: Any) -> Tensor | None:
+    """The common input quickly: JSON data, flat, shape [N] or [N, 1], no parameters.
+
+    ``None`` for anything else, valid or not: the full checks then decode it or name what is
+    wrong. What this accepts, they would accept the same way.
+    """
+    if type(item) is not dict or len(item) != 4 or not item.keys() <= _SIMPLE_KEYS:
+        return None
+    name, datatype, shape, data = item["name"], item["datatype"], item["shape"], item["data"]
+    if type(name) is not str or not name or type(shape) is not list or type(data) is not list:
+        return None
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        return None
+    if shape[0] != len(data) or type(shape[0]) is not int:
+        return None
+    checked = _SIMPLE_CHECKS.get(datatype) if type(datatype) is str else None
+    values = checked(data) if checked is not None else None
+    if values is None:
+        return None
+    return Tensor(name, datatype, tuple(shape), values)
+
+
+def _simple_ints(data: list[Any], low: int, high: int) -> list[Any] | None:
+    for value in data:
+        if type(value) is not int or not low <= value <= high:
+            return None
+    return data
+
+
+def _simple_fp64(data: list[Any]) -> list[Any] | None:
+    limit = _FLOAT_MAX["FP64"]
+    for value in data:
+        if type(value) is not float and type(value) is not int:
+            return None
+        if not -limit <= value <= limit:
+            return None
+    return [float(value) for value in data]
+
+
+def _simple_bytes(data: list[Any]) -> list[Any] | None:
+    for value in data:
+        if type(value) is not str:
+            return None
+    try:
+        return [value.encode("utf-8") for value in data]
+    except UnicodeEncodeError:
+        return None
+
+
+_SIMPLE_CHECKS: dict[str, Callable[[list[Any]], list[Any] | None]] = {
+    "INT64": lambda data: _simple_ints(data, *_INT_RANGES["INT64"]),
+    "INT32": lambda data: _simple_ints(data, *_INT_RANGES["INT32"]),
+    "FP64": _simple_fp64,
+    "BYTES": _simple_bytes,
+}
 
 
 def _tensor_header(item: dict[str, Any], where: str) -> tuple[str, str, tuple[int, ...]]:
