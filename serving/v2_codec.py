@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,63 +225,48 @@ def _decode_inputs(raw: Any, binary: memoryview, has_header_length: bool) -> lis
     return inputs
 
 
-_SIMPLE_KEYS = frozenset({"name", "datatype", "shape", "data"})
-
-
 def _simple_json_tensor(item: Any) -> Tensor | None:
     """The common input quickly: JSON data, flat, shape [N] or [N, 1], no parameters.
 
     ``None`` for anything else, valid or not: the full checks then decode it or name what is
     wrong. What this accepts, they would accept the same way.
     """
-    if type(item) is not dict or len(item) != 4 or not item.keys() <= _SIMPLE_KEYS:
+    if type(item) is not dict or len(item) != 4:
         return None
-    name, datatype, shape, data = item["name"], item["datatype"], item["shape"], item["data"]
+    try:
+        name, datatype, shape, data = item["name"], item["datatype"], item["shape"], item["data"]
+    except KeyError:
+        return None
     if type(name) is not str or not name or type(shape) is not list or type(data) is not list:
         return None
-    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+    rows = len(data)
+    if (shape != [rows] and shape != [rows, 1]) or type(shape[0]) is not int:
         return None
-    if shape[0] != len(data) or type(shape[0]) is not int:
+    if datatype == "BYTES":
+        for value in data:
+            if type(value) is not str:
+                return None
+        try:
+            return Tensor(name, datatype, tuple(shape), [value.encode() for value in data])
+        except UnicodeEncodeError:
+            return None
+    limits = _SIMPLE_LIMITS.get(datatype) if type(datatype) is str else None
+    if limits is None:
         return None
-    checked = _SIMPLE_CHECKS.get(datatype) if type(datatype) is str else None
-    values = checked(data) if checked is not None else None
-    if values is None:
-        return None
-    return Tensor(name, datatype, tuple(shape), values)
-
-
-def _simple_ints(data: list[Any], low: int, high: int) -> list[Any] | None:
+    low, high, number_types = limits
     for value in data:
-        if type(value) is not int or not low <= value <= high:
+        if type(value) not in number_types or not low <= value <= high:
             return None
-    return data
+    if float in number_types:
+        data = [float(value) for value in data]
+    return Tensor(name, datatype, tuple(shape), data)
 
 
-def _simple_fp64(data: list[Any]) -> list[Any] | None:
-    limit = _FLOAT_MAX["FP64"]
-    for value in data:
-        if type(value) is not float and type(value) is not int:
-            return None
-        if not -limit <= value <= limit:
-            return None
-    return [float(value) for value in data]
-
-
-def _simple_bytes(data: list[Any]) -> list[Any] | None:
-    for value in data:
-        if type(value) is not str:
-            return None
-    try:
-        return [value.encode("utf-8") for value in data]
-    except UnicodeEncodeError:
-        return None
-
-
-_SIMPLE_CHECKS: dict[str, Callable[[list[Any]], list[Any] | None]] = {
-    "INT64": lambda data: _simple_ints(data, *_INT_RANGES["INT64"]),
-    "INT32": lambda data: _simple_ints(data, *_INT_RANGES["INT32"]),
-    "FP64": _simple_fp64,
-    "BYTES": _simple_bytes,
+# (low, high, element types) of the datatypes the quick path reads.
+_SIMPLE_LIMITS: dict[str, tuple[float, float, frozenset[type]]] = {
+    "INT64": (*_INT_RANGES["INT64"], frozenset({int})),
+    "INT32": (*_INT_RANGES["INT32"], frozenset({int})),
+    "FP64": (-_FLOAT_MAX["FP64"], _FLOAT_MAX["FP64"], frozenset({int, float})),
 }
 
 
