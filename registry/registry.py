@@ -31,6 +31,8 @@ from registry.store import StoredModel, scan_store
 
 logger = logging.getLogger(__name__)
 
+_MAX_REMEMBERED_REFS = 1024
+
 __all__ = ["ModelEntry", "ModelRegistry", "ModelStatus", "RuntimeFactory", "Serving"]
 
 
@@ -171,11 +173,19 @@ class ModelRegistry:
 
     def resolve(self, ref: str | None) -> ModelEntry:
         """The entry ``ref`` names (``name`` or ``name@version``); None is the default model."""
+        entry = self._resolved.get(ref)
+        if entry is not None:
+            return entry
         if ref is None:
             if self.default is None:
                 raise ModelNotFoundError("no model named and no DEFAULT_MODEL configured")
-            ref = self.default
-        return self.catalogue.find(parse_model_ref(ref))
+            entry = self.catalogue.find(parse_model_ref(self.default))
+        else:
+            entry = self.catalogue.find(parse_model_ref(ref))
+        # Remembered for the next request, in a bounded table: references are client text.
+        if len(self._resolved) < _MAX_REMEMBERED_REFS:
+            self._resolved[ref] = entry
+        return entry
 
     def is_default(self, name: str) -> bool:
         return self.default is not None and parse_model_ref(self.default).name == name
@@ -211,6 +221,7 @@ class ModelRegistry:
     ) -> None:
         self.catalogue = catalogue
         self.fallback_policy = FallbackPolicy(catalogue, fallbacks)
+        self._resolved: dict[str | None, ModelEntry] = {}
         self.problems, self.scanned_at = list(problems), datetime.now(UTC)
 
     def _check_configured_refs(self) -> None:

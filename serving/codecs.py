@@ -23,7 +23,6 @@ from serving.payload import InputRecord, Limits, Payload
 from serving.v2_codec import Tensor
 
 _TABULAR_HINT = 'send {"features": {...}} for one row or {"instances": [{...}, ...]} for a batch'
-_RAW_BODY_CHARS = 2000
 _MAX_RECORDED_TENSORS = 256
 AUDIO_TENSOR = "file"
 """The name of an audio model's one OIP input, as the native routes name the upload."""
@@ -103,8 +102,8 @@ class TabularCodec(InputCodec):
                 f"this model takes JSON features, not {media}: send "
                 f"'Content-Type: application/json' and {_TABULAR_HINT}"
             )
-        # Kept as text until it parses, so that even a rejected body is in the audit trail.
-        record.value = {"raw": body.data[:_RAW_BODY_CHARS].decode("utf-8", errors="replace")}
+        # The bytes until they parse, so that even a rejected body is in the audit trail.
+        record.value = body.data
         payload = _parse_tabular_json(body.data, limits.max_batch_rows)
         record.value = payload.record
         return payload

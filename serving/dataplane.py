@@ -229,12 +229,17 @@ def capped_input(value: Any) -> Any:
     Anonymous clients can send refused bodies up to the body limit; each must not cost a
     row of that size.
     """
-    try:
-        text = orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError):
-        return {"unserialisable": True, "type": type(value).__name__}
+    if isinstance(value, bytes):  # a body that never parsed
+        text = value
+    else:
+        try:
+            text = orjson.dumps(value)
+        except (TypeError, orjson.JSONEncodeError):
+            return {"unserialisable": True, "type": type(value).__name__}
+        if len(text) <= _MAX_REFUSED_INPUT_BYTES:
+            return value
     if len(text) <= _MAX_REFUSED_INPUT_BYTES:
-        return value
+        return {"raw": text.decode("utf-8", errors="replace")}
     return {
         "truncated": True,
         "size_bytes": len(text),
