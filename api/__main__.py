@@ -27,7 +27,7 @@ def main() -> None:
         # writes its samples here and /metrics adds them up.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mldeploy-metrics-")
     uvicorn.run(
-        "api.main:create_app",
+        "api.main:create_served_app",
         factory=True,
         host=settings.host,
         port=settings.port,
