@@ -129,8 +129,14 @@ class TraceWriter(ABC):
         connection = self._connection
         try:
             cursor = connection.cursor()
-            cursor.executemany(self._insert.sql, self._insert.parameters([p.row for p in batch]))
-            cursor.close()
+            try:
+                cursor.executemany(
+                    self._insert.sql, self._insert.parameters([p.row for p in batch])
+                )
+            finally:
+                # A failed statement left open would keep SQLite's write lock for as long
+                # as its error lives, and every later commit would wait for it.
+                cursor.close()
             connection.commit()
         except Exception:
             self._connection = None

@@ -562,6 +562,13 @@ def _encode_output(tensor: Tensor, binary: bool) -> tuple[dict[str, Any], bytes 
             chunk = b"".join(_LENGTH_PREFIX.pack(len(value)) + value for value in elements)
         else:
             entry["data"] = [_as_text(value, tensor.name) for value in elements]
+    elif tensor.datatype == "FP64" and all(type(value) is float for value in tensor.data):
+        # The usual output (probabilities) without numpy: its error-state context alone
+        # costs more than packing a few floats.
+        if binary:
+            chunk = struct.pack(f"<{len(tensor.data)}d", *tensor.data)
+        else:
+            entry["data"] = list(tensor.data)
     else:
         with np.errstate(all="ignore"):
             array = np.asarray(tensor.data, dtype=_NUMPY_DTYPES[tensor.datatype])

@@ -217,14 +217,9 @@ def test_record_one_bad_row_fails_only_its_own_request(
     engine: Engine, writer_class: type[TraceWriter], request: pytest.FixtureRequest
 ) -> None:
     if engine.dialect.name == "sqlite":
-        # KNOWN BUG (db/traces.py, TraceWriter._commit): the cursor of a failed INSERT is
-        # never closed, so the invalidated SQLite connection lives on, holding the write
-        # lock, until the garbage collector frees the error's traceback; the rows after it
-        # fail with "database is locked", each after the busy timeout. Drop this mark with
-        # the fix. A short busy timeout here, so the failure takes a second, not 30.
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="a failed INSERT's cursor keeps the SQLite write lock"
-        ))
+        # A failed INSERT whose statement stayed open kept SQLite's write lock, and the rows
+        # after it failed with "database is locked" after the busy timeout: a short one here,
+        # so that a regression fails in a second, not 30.
         event.listen(engine, "connect", lambda dbapi_connection, _record: (
             dbapi_connection.execute("PRAGMA busy_timeout=1000")
         ))
