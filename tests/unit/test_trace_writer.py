@@ -214,7 +214,7 @@ def test_record_fails_every_request_while_no_row_can_be_written_then_recovers(
 
 
 def test_record_one_bad_row_fails_only_its_own_request(
-    engine: Engine, writer_class: type[TraceWriter], request: pytest.FixtureRequest
+    engine: Engine, writer_class: type[TraceWriter]
 ) -> None:
     if engine.dialect.name == "sqlite":
         # A failed INSERT whose statement stayed open kept SQLite's write lock, and the rows
