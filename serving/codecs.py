@@ -112,14 +112,22 @@ class TabularCodec(InputCodec):
         self, tensors: list[Tensor], schema: InputSchema, limits: Limits, record: InputRecord
     ) -> Payload:
         assert isinstance(schema, TabularInput)
-        record.value = {"inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
-                                   for t in tensors[:_MAX_RECORDED_TENSORS]]}
-        columns = _feature_columns(tensors, schema)
+        try:
+            columns = _feature_columns(tensors, schema)
+        except InvalidRequest:
+            record.value = {"inputs": [
+                {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                for t in tensors[:_MAX_RECORDED_TENSORS]
+            ]}
+            raise
         count = len(next(iter(columns.values())))
         if count > limits.max_batch_rows:
             raise _batch_too_large(count, limits.max_batch_rows)
-        items = list(columns.items())
-        rows = [{name: column[index] for name, column in items} for index in range(count)]
+        if count == 1:
+            rows = [{name: column[0] for name, column in columns.items()}]
+        else:
+            items = list(columns.items())
+            rows = [{name: column[index] for name, column in items} for index in range(count)]
         record.value = rows
         return Payload(self.kind, rows, rows, is_batch=count != 1)
 
@@ -228,8 +236,31 @@ def _parse_tabular_json(body: bytes, max_rows: int) -> Payload:
 def _feature_columns(tensors: list[Tensor], schema: TabularInput) -> dict[str, list[Any]]:
     """Each feature's values, from the tensor named after it: shape [N] or [N, 1]."""
     by_name = {tensor.name: tensor for tensor in tensors}
-    problems: dict[str, str] = {}
     columns: dict[str, list[Any]] = {}
+    for feature in schema.features:
+        tensor = by_name.pop(feature.name, None)
+        if tensor is None or tensor.datatype not in _DATATYPES_BY_FEATURE[feature.type]:
+            break
+        if not _is_column_shape(tensor.shape):
+            break
+        if tensor.datatype == "BYTES":
+            try:
+                columns[feature.name] = [value.decode() for value in tensor.data]
+            except UnicodeDecodeError:
+                # Undecodable bytes stay bytes: the validator names the feature and value.
+                columns[feature.name] = [_text(value) for value in tensor.data]
+        else:
+            columns[feature.name] = tensor.data
+    else:
+        if not by_name and len({len(column) for column in columns.values()}) == 1:
+            return columns
+    raise InvalidRequest.from_problems("invalid input", _tensor_problems(tensors, schema))
+
+
+def _tensor_problems(tensors: list[Tensor], schema: TabularInput) -> dict[str, str]:
+    """What is wrong with each input that does not fit the model's features."""
+    by_name = {tensor.name: tensor for tensor in tensors}
+    problems: dict[str, str] = {}
     for feature in schema.features:
         tensor = by_name.pop(feature.name, None)
         datatypes = _DATATYPES_BY_FEATURE[feature.type]
@@ -241,18 +272,12 @@ def _feature_columns(tensors: list[Tensor], schema: TabularInput) -> dict[str, l
                                       f"{' or '.join(sorted(datatypes))}")
         elif not _is_column_shape(tensor.shape):
             problems[feature.name] = f"shape {list(tensor.shape)}, expected [N] or [N, 1]"
-        elif tensor.datatype == "BYTES":
-            columns[feature.name] = [_text(value) for value in tensor.data]
-        else:
-            columns[feature.name] = tensor.data
     for name in by_name:
         problems[name] = "unknown input: this model has no feature of that name"
-    lengths = {len(column) for column in columns.values()}
-    if not problems and len(lengths) != 1:
-        problems["inputs"] = f"every input must have the same number of rows, got {sorted(lengths)}"
-    if problems:
-        raise InvalidRequest.from_problems("invalid input", problems)
-    return columns
+    if not problems:
+        lengths = sorted({len(tensor.data) for tensor in tensors})
+        problems["inputs"] = f"every input must have the same number of rows, got {lengths}"
+    return problems
 
 
 def _is_column_shape(shape: tuple[int, ...]) -> bool:
@@ -260,7 +285,6 @@ def _is_column_shape(shape: tuple[int, ...]) -> bool:
 
 
 def _text(value: bytes) -> str | bytes:
-    # Undecodable bytes stay bytes: the validator then names the feature and the value.
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:
