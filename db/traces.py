@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import operator
 import queue
 import threading
 from abc import ABC, abstractmethod
@@ -163,20 +164,27 @@ class _RowInsert:
         self._positional = dialect.positional
         names = compiled.positiontup if dialect.positional else list(compiled.binds)
         assert names is not None
-        self._converters = [(name, _converter(_TABLE.c[name], dialect)) for name in names]
+        self._names = list(names)
+        self._values = operator.attrgetter(*names)  # every column's value in one call
+        self._conversions = [
+            (index, convert)
+            for index, name in enumerate(names)
+            if (convert := _converter(_TABLE.c[name], dialect)) is not None
+        ]
 
     def parameters(
         self, rows: list[TraceRow]
     ) -> Sequence[Sequence[Any]] | Sequence[Mapping[str, Any]]:
         """Each row's values in the driver's parameter style (positional or named)."""
-        converted = [
-            [(name, getattr(row, name) if convert is None else convert(getattr(row, name)))
-             for name, convert in self._converters]
-            for row in rows
-        ]
+        converted = []
+        for row in rows:
+            values = list(self._values(row))
+            for index, convert in self._conversions:
+                values[index] = convert(values[index])
+            converted.append(values)
         if self._positional:
-            return [tuple(value for _, value in values) for values in converted]
-        return [dict(values) for values in converted]
+            return converted
+        return [dict(zip(self._names, values, strict=True)) for values in converted]
 
 
 class LoopTraceWriter(TraceWriter):
