@@ -1,14 +1,15 @@
 """Benchmark one attrition row: ``/predict`` and ``/v2/.../infer`` beside a bare FastAPI app.
 
-    python -m bench.tabular [--duration 10] [--postgres URL]
+    python -m bench.tabular [--duration 5] [--rounds 3] [--postgres URL]
 
 In one run, on loopback with wrk: the bare app of ``bench.bare_app`` (the same logistic
-regression in numpy on uvicorn with uvloop and httptools, no trace, no metrics), then the
-API (one worker, the bundled models, every prediction traced and metered) on ``/predict``
-and on the Open Inference Protocol route, for each trace database. Prints requests per
-second, p50 and p99 at 1 and 32 connections, each route's throughput as a ratio of the bare
-app's, the time from process start to the first answer, and the resident memory with both
-attrition models loaded. Needs ``wrk`` (Debian package ``wrk``).
+regression in numpy on uvicorn with uvloop and httptools, no trace, no metrics) and the API
+(one worker, the bundled models, every prediction traced and metered) on ``/predict`` and on
+the Open Inference Protocol route, for each trace database. The three take turns for
+``--rounds`` rounds and each keeps its best run. Prints requests per second, p50 and p99 at
+1 and 32 connections, each route's throughput as a ratio of the bare app's, the time from
+process start to the first answer, and the resident memory with both attrition models
+loaded. Needs ``wrk`` (Debian package ``wrk``).
 """
 
 from __future__ import annotations
@@ -57,33 +58,42 @@ def bare_app(workdir: Path) -> Iterator[str]:
         yield url
 
 
-def measure(label: str, url: str, script: Path, seconds: int) -> dict[str, dict[str, str]]:
-    figures = {}
-    for connections in _CONNECTIONS:
-        figures[f"{label}@{connections}"] = run_wrk(url, connections, seconds, script)
-    return figures
+def interleaved(targets: dict[str, tuple[str, Path]], connections: int, seconds: int,
+                rounds: int) -> dict[str, dict[str, str]]:
+    """Each target's best of ``rounds`` wrk runs, the targets taking turns in every round.
+
+    Taking turns, so that a machine whose speed drifts (a shared VM does) biases no target.
+    """
+    best: dict[str, dict[str, str]] = {}
+    for _ in range(rounds):
+        for label, (url, script) in targets.items():
+            figures = run_wrk(url, connections, seconds, script)
+            if label not in best or float(figures["rps"]) > float(best[label]["rps"]):
+                best[label] = figures
+    return best
 
 
-def bench_database(label: str, database_url: str, seconds: int, scripts: dict[str, Path],
-                   bare: dict[str, dict[str, str]]) -> list[str]:
+def bench_database(label: str, database_url: str, seconds: int, rounds: int,
+                   scripts: dict[str, Path], bare_url: str) -> list[str]:
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         env = {"DATABASE_URL": database_url, "MODELS_DIR": str(ROOT / "models"), "ENV": "dev"}
         with live_api(Path(workdir), env) as server:
             httpx.post(f"{server.url}/predict", json={"features": _ROW}).raise_for_status()
-            routes = {
+            targets = {
+                "bare FastAPI + numpy": (f"{bare_url}/predict", scripts["native"]),
                 "/predict": (f"{server.url}/predict", scripts["native"]),
                 "/v2/models/m/infer": (f"{server.url}/v2/models/{_MODEL}/infer", scripts["v2"]),
             }
-            for route, (url, script) in routes.items():
-                figures = measure(route, url, script, seconds)
-                for connections in _CONNECTIONS:
-                    ours = figures[f"{route}@{connections}"]
-                    reference = bare[f"bare@{connections}"]
-                    ratio = float(ours["rps"]) / float(reference["rps"])
-                    rows.append(f"| {route} | {label} | {connections} | {ours['rps']} | "
-                                f"{ratio:.2f}x | {ours['p50']} | {ours['p99']} | "
-                                f"{ours['errors']} |")
+            for connections in _CONNECTIONS:
+                best = interleaved(targets, connections, seconds, rounds)
+                reference = float(best["bare FastAPI + numpy"]["rps"])
+                for route, figures in best.items():
+                    ratio = float(figures["rps"]) / reference
+                    database = "none" if route.startswith("bare") else label
+                    rows.append(f"| {route} | {database} | {connections} | {figures['rps']} | "
+                                f"{ratio:.2f}x | {figures['p50']} | {figures['p99']} | "
+                                f"{figures['errors']} |")
             httpx.post(f"{server.url}/predict/attrition-gbm", json={"features": _ROW})
             rows.append(f"| memory, both attrition models loaded | {label} | | "
                         f"{resident_mb(server.process.pid):.0f} MB RSS | | | | |")
@@ -101,7 +111,9 @@ def postgres_reachable(url: str) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs per route and connection count, taking turns; best kept")
     parser.add_argument("--postgres", default=os.environ.get(
         "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     args = parser.parse_args()
@@ -120,17 +132,14 @@ def main() -> int:
             {"DATABASE_URL": f"sqlite:///{folder / 'cold.db'}", "MODELS_DIR": str(ROOT / "models")},
             lambda url: httpx.post(f"{url}/predict", json={"features": _ROW}),
         )
-        with bare_app(folder) as url:
-            bare = measure("bare", f"{url}/predict", scripts["native"], args.duration)
-        rows = [f"| bare FastAPI + numpy (reference) | none | {c} | {bare[f'bare@{c}']['rps']} | "
-                f"1.00x | {bare[f'bare@{c}']['p50']} | {bare[f'bare@{c}']['p99']} | "
-                f"{bare[f'bare@{c}']['errors']} |" for c in _CONNECTIONS]
-        rows += bench_database("SQLite", f"sqlite:///{folder / 'bench.db'}", args.duration,
-                               scripts, bare)
-        if postgres_reachable(args.postgres):
-            rows += bench_database("PostgreSQL", args.postgres, args.duration, scripts, bare)
-        else:
-            rows.append("| PostgreSQL | not reachable: skipped | | | | | | |")
+        with bare_app(folder) as bare_url:
+            rows = bench_database("SQLite", f"sqlite:///{folder / 'bench.db'}", args.duration,
+                                  args.rounds, scripts, bare_url)
+            if postgres_reachable(args.postgres):
+                rows += bench_database("PostgreSQL", args.postgres, args.duration, args.rounds,
+                                       scripts, bare_url)
+            else:
+                rows.append("| PostgreSQL | not reachable: skipped | | | | | | |")
     print(f"process start to first answer (lazy load included): {cold:.2f} s\n")
     print("| route | trace database | connections | requests/s | vs bare | p50 | p99 | errors |")
     print("|---|---|---|---|---|---|---|---|")
