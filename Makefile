@@ -44,7 +44,7 @@ suite: install  ## the whole suite with coverage, without lint (CI lints in a st
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml \
 		--cov-fail-under=$(COVERAGE_FLOOR)
 
-lint: install typecheck  ## ruff, mypy, actionlint (workflows), hadolint (Dockerfile), shellcheck
+lint: install typecheck format-check  ## ruff (lint, format), mypy, actionlint, hadolint, shellcheck
 	$(BIN)/ruff check .
 	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck
 	$(BIN)/hadolint Dockerfile
@@ -57,7 +57,6 @@ format: install  ## rewrite the code in the house style: ruff format, then ruff'
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Not part of lint until the tree has been formatted once (`make format`, in one commit).
 format-check: install  ## fail if `make format` would change a file
 	$(BIN)/ruff format --check .
 

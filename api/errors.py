@@ -108,8 +108,9 @@ def as_api_error(error: Exception) -> ApiError:
     if isinstance(error, StarletteHTTPException):
         return _from_http_exception(error)
     serving_error = as_serving_error(error)
-    detail = [{"field": field, "problem": problem}
-              for field, problem in serving_error.problems.items()]
+    detail = [
+        {"field": field, "problem": problem} for field, problem in serving_error.problems.items()
+    ]
     api_error = ApiError(serving_error.message, detail=detail or None)
     api_error.status_code = native_status(serving_error)
     if api_error.status_code == 503:
@@ -137,8 +138,12 @@ def error_response(request: Request, error: ApiError) -> Response:
     if request.url.path.startswith(V2_PREFIX):
         # The Open Inference Protocol's error shape: a bad request is a 400, never a 422.
         status = 400 if error.status_code == 422 else error.status_code
-        return Response(orjson.dumps({"error": error.message}), status_code=status,
-                        media_type="application/json", headers=error.headers)
+        return Response(
+            orjson.dumps({"error": error.message}),
+            status_code=status,
+            media_type="application/json",
+            headers=error.headers,
+        )
     return Response(
         error_body(error, getattr(request.state, "request_id", None)),
         status_code=error.status_code,

@@ -150,15 +150,24 @@ def evaluate_runtime(
         roc=report.roc,
         latency=latency_summary(seconds),
         predictions=[
-            SamplePrediction(id=s.sample_id, true_label=s.true_label,
-                             predicted_label=p.label, probabilities=p.probabilities)
+            SamplePrediction(
+                id=s.sample_id,
+                true_label=s.true_label,
+                predicted_label=p.label,
+                probabilities=p.probabilities,
+            )
             for s, p in zip(samples, predictions, strict=True)
         ],
         evaluated_at=datetime.now(UTC),
         seconds=time.perf_counter() - started,
     )
-    logger.info("Evaluated %s on %s in %.2f s: %s", manifest.ref, evaluation.dataset,
-                result.seconds, report.metrics)
+    logger.info(
+        "Evaluated %s on %s in %.2f s: %s",
+        manifest.ref,
+        evaluation.dataset,
+        result.seconds,
+        report.metrics,
+    )
     return result
 
 
@@ -197,8 +206,7 @@ class ModelEvaluator:
         async with self._locks.setdefault(key, asyncio.Lock()):
             cached = self._results.get(key)
             if cached is None:
-                cached = self._results[key] = await self._compute(registry, entry, evaluation,
-                                                                  path)
+                cached = self._results[key] = await self._compute(registry, entry, evaluation, path)
             return cached
 
     async def _compute(

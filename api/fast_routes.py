@@ -68,8 +68,10 @@ class ServingApp(FastAPI):
 async def _call_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     route: FastRoute = scope["route"]
     if scope["method"] != "POST":
-        message = (f"{scope['method']} is not allowed on {route.path}: POST the input "
-                   "(see /docs for its body)")
+        message = (
+            f"{scope['method']} is not allowed on {route.path}: POST the input "
+            "(see /docs for its body)"
+        )
         body = orjson.dumps({"error": message, "request_id": scope["state"]["request_id"]})
         await send_bytes(send, 405, body, headers=[(b"allow", b"POST")])
         return
@@ -84,15 +86,17 @@ async def send_bytes(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Send a whole response in one message (length known, no chunking)."""
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", content_type),
-            (b"content-length", str(len(body)).encode()),
-            *(headers or ()),
-        ],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or ()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

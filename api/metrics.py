@@ -34,6 +34,8 @@ HTTP_LATENCY = Histogram(
     namespace=NAMESPACE,
     buckets=LATENCY_BUCKETS,
 )
+
+
 class HttpMetricsMiddleware:
     """Counts and times HTTP requests by the matched route's template (bounded labels).
 

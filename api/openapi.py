@@ -44,29 +44,55 @@ def install_openapi(app: FastAPI) -> None:
 def _document_fast_routes(schema: dict[str, Any], registry: ModelRegistry | None) -> None:
     """Path items of the predict routes, which FastAPI's router does not serve."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (PredictRequest, PredictionResponse, ErrorResponse, V2InferenceRequest,
-                  V2InferenceResponse, V2Error):
+    for model in (
+        PredictRequest,
+        PredictionResponse,
+        ErrorResponse,
+        V2InferenceRequest,
+        V2InferenceResponse,
+        V2Error,
+    ):
         model_schema = model.model_json_schema(ref_template=f"{_COMPONENTS}{{model}}")
         components.update(model_schema.pop("$defs", {}))
         components[model.__name__] = model_schema
     paths = schema.setdefault("paths", {})
     native_body = _native_body(registry)
-    paths["/predict"] = {"post": _operation(
-        "Predict with the default model", _NATIVE_DESCRIPTION, native_body, _NATIVE_RESPONSES,
-        [], "predict",
-    )}
-    paths["/predict/{model_ref}"] = {"post": _operation(
-        "Predict with a named model (name or name@version)", _NATIVE_DESCRIPTION, native_body,
-        _NATIVE_RESPONSES, [_path_parameter("model_ref")], "predict",
-    )}
-    v2_body = {"required": True, "content": {"application/json": {
-        "schema": {"$ref": f"{_COMPONENTS}V2InferenceRequest"}}}}
+    paths["/predict"] = {
+        "post": _operation(
+            "Predict with the default model",
+            _NATIVE_DESCRIPTION,
+            native_body,
+            _NATIVE_RESPONSES,
+            [],
+            "predict",
+        )
+    }
+    paths["/predict/{model_ref}"] = {
+        "post": _operation(
+            "Predict with a named model (name or name@version)",
+            _NATIVE_DESCRIPTION,
+            native_body,
+            _NATIVE_RESPONSES,
+            [_path_parameter("model_ref")],
+            "predict",
+        )
+    }
+    v2_body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"{_COMPONENTS}V2InferenceRequest"}}},
+    }
     for path in v2_infer.INFER_PATHS:
         names = re.findall(r"\{(\w+)\}", path)
-        paths[path] = {"post": _operation(
-            "Inference (Open Inference Protocol V2)", _V2_DESCRIPTION, v2_body, _V2_RESPONSES,
-            [_path_parameter(name) for name in names], "open inference protocol",
-        )}
+        paths[path] = {
+            "post": _operation(
+                "Inference (Open Inference Protocol V2)",
+                _V2_DESCRIPTION,
+                v2_body,
+                _V2_RESPONSES,
+                [_path_parameter(name) for name in names],
+                "open inference protocol",
+            )
+        }
 
 
 _COMPONENTS = "#/components/schemas/"
@@ -84,8 +110,10 @@ _V2_DESCRIPTION = (
 
 
 def _error(description: str, model: str = "ErrorResponse") -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"{_COMPONENTS}{model}"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"{_COMPONENTS}{model}"}}},
+    }
 
 
 _NATIVE_RESPONSES = {
@@ -104,12 +132,23 @@ _V2_RESPONSES = {
 }
 
 
-def _operation(summary: str, description: str, body: dict[str, Any],
-               responses: dict[str, Any], parameters: list[dict[str, Any]],
-               tag: str) -> dict[str, Any]:
-    return {"tags": [tag], "summary": summary, "description": description,
-            "parameters": parameters, "requestBody": body, "responses": responses,
-            "operationId": re.sub(r"\W+", "_", f"{summary}_{len(parameters)}").lower()}
+def _operation(
+    summary: str,
+    description: str,
+    body: dict[str, Any],
+    responses: dict[str, Any],
+    parameters: list[dict[str, Any]],
+    tag: str,
+) -> dict[str, Any]:
+    return {
+        "tags": [tag],
+        "summary": summary,
+        "description": description,
+        "parameters": parameters,
+        "requestBody": body,
+        "responses": responses,
+        "operationId": re.sub(r"\W+", "_", f"{summary}_{len(parameters)}").lower(),
+    }
 
 
 def _path_parameter(name: str) -> dict[str, Any]:

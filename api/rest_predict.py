@@ -52,8 +52,9 @@ async def predict_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     except ServingError as error:
         api_error = as_api_error(error)
         headers = [(k.lower().encode(), v.encode()) for k, v in (api_error.headers or {}).items()]
-        await send_bytes(send, api_error.status_code, error_body(api_error, request_id),
-                         headers=headers)
+        await send_bytes(
+            send, api_error.status_code, error_body(api_error, request_id), headers=headers
+        )
         return
     await send_bytes(send, 200, orjson.dumps(prediction_body(result)))
 

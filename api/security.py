@@ -66,7 +66,10 @@ def ensure_admin(session: Session, username: str, password: str) -> None:
         user.role != Role.ADMIN or not _password_hash.verify(password, user.hashed_password)
     ):
         update_user(
-            session, user, hashed_password=hash_password(password), role=Role.ADMIN,
+            session,
+            user,
+            hashed_password=hash_password(password),
+            role=Role.ADMIN,
             is_active=True,
         )
         logger.info("Reset password and role of admin user %r", username)

@@ -62,8 +62,9 @@ class Settings(BaseSettings):
     disk without persistent storage) or ``external`` (a database server); set by
     ``deploy/start.sh``."""
 
-    @field_validator("secret_key", "admin_username", "admin_password", "metrics_token",
-                     mode="before")
+    @field_validator(
+        "secret_key", "admin_username", "admin_password", "metrics_token", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `cp .env.example .env` leaves `METRICS_TOKEN=` and the like: not a secret.

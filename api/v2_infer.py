@@ -56,8 +56,11 @@ class TensorInput:
     async def decode(
         self, codec: InputCodec, schema: InputSchema, limits: Limits, record: InputRecord
     ) -> Payload:
-        body = inflate(await read_body(self._receive),
-                       header(self._scope, b"content-encoding"), self._max_bytes)
+        body = inflate(
+            await read_body(self._receive),
+            header(self._scope, b"content-encoding"),
+            self._max_bytes,
+        )
         try:
             self.request = decode_infer_request(
                 body, parse_header_length(header(self._scope, _HEADER_LENGTH))
@@ -68,8 +71,7 @@ class TensorInput:
         unknown = [o.name for o in self.request.outputs if o.name not in OUTPUT_NAMES]
         if unknown:
             raise InvalidRequest(
-                f"unknown output {unknown[0]!r}: this model's outputs are "
-                f"{', '.join(OUTPUT_NAMES)}"
+                f"unknown output {unknown[0]!r}: this model's outputs are {', '.join(OUTPUT_NAMES)}"
             )
         return await codec.from_tensors(self.request.inputs, schema, limits, record)
 
@@ -104,8 +106,13 @@ async def infer_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     if header_length is None:
         await send_bytes(send, 200, body)
         return
-    await send_bytes(send, 200, body, b"application/octet-stream",
-                     [(_HEADER_LENGTH, str(header_length).encode())])
+    await send_bytes(
+        send,
+        200,
+        body,
+        b"application/octet-stream",
+        [(_HEADER_LENGTH, str(header_length).encode())],
+    )
 
 
 def output_tensors(result: PredictResult) -> list[Tensor]:
@@ -114,8 +121,7 @@ def output_tensors(result: PredictResult) -> list[Tensor]:
     predictions = result.predictions
     probabilities = [p.probabilities[label] for p in predictions for label in labels]
     return [
-        Tensor(LABEL_OUTPUT, "BYTES", (len(predictions),),
-               [p.label.encode() for p in predictions]),
+        Tensor(LABEL_OUTPUT, "BYTES", (len(predictions),), [p.label.encode() for p in predictions]),
         Tensor(PROBABILITIES_OUTPUT, "FP64", (len(predictions), len(labels)), probabilities),
     ]
 

@@ -40,8 +40,9 @@ async def read_native_body(scope: Scope, receive: Receive, media_type: str) -> B
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 return Body(media_type, is_form=True)
-            return Body(media_type, is_form=True,
-                        upload=Upload(await upload.read(), upload.filename or ""))
+            return Body(
+                media_type, is_form=True, upload=Upload(await upload.read(), upload.filename or "")
+            )
     except HTTPException as error:  # a malformed form, or one past the size limit
         raise as_wire_error(error) from error
     except ClientDisconnect as error:

@@ -26,19 +26,26 @@ _CONNECTIONS = (1, 8)
 
 def multipart(clip: Path) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"{clip.name}\"\r\nContent-Type: audio/flac\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{clip.name}"\r\nContent-Type: audio/flac\r\n\r\n'
+    ).encode()
     return head + clip.read_bytes() + f"\r\n--{boundary}--\r\n".encode(), (
-        f"multipart/form-data; boundary={boundary}")
+        f"multipart/form-data; boundary={boundary}"
+    )
 
 
 def first_answer(folder: Path, preload: bool) -> float:
-    env = {"DATABASE_URL": f"sqlite:///{folder / f'cold-{preload}.db'}",
-           "MODELS_DIR": str(ROOT / "models"), "PRELOAD_MODELS": _MODEL if preload else ""}
+    env = {
+        "DATABASE_URL": f"sqlite:///{folder / f'cold-{preload}.db'}",
+        "MODELS_DIR": str(ROOT / "models"),
+        "PRELOAD_MODELS": _MODEL if preload else "",
+    }
     return seconds_to_first_answer(
         env,
-        lambda url: httpx.post(f"{url}/predict/{_MODEL}", files={"file": _CLIP.read_bytes()},
-                               timeout=60),
+        lambda url: httpx.post(
+            f"{url}/predict/{_MODEL}", files={"file": _CLIP.read_bytes()}, timeout=60
+        ),
     )
 
 
@@ -53,17 +60,25 @@ def main() -> int:
         body, content_type = multipart(_CLIP)
         script = wrk_script(folder, body, content_type)
         lazy, preloaded = first_answer(folder, False), first_answer(folder, True)
-        env = {"DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
-               "MODELS_DIR": str(ROOT / "models"), "PRELOAD_MODELS": _MODEL}
+        env = {
+            "DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
+            "MODELS_DIR": str(ROOT / "models"),
+            "PRELOAD_MODELS": _MODEL,
+        }
         rows = []
         with live_api(folder, env, timeout=120) as server:
             for connections in _CONNECTIONS:
-                figures = run_wrk(f"{server.url}/predict/{_MODEL}", connections, args.duration,
-                                  script)
-                rows.append(f"| {connections} | {figures['rps']} | {figures['p50']} | "
-                            f"{figures['p99']} | {figures['errors']} |")
-    print(f"first answer after process start: {lazy:.2f} s lazy, {preloaded:.2f} s with "
-          f"PRELOAD_MODELS={_MODEL}\n")
+                figures = run_wrk(
+                    f"{server.url}/predict/{_MODEL}", connections, args.duration, script
+                )
+                rows.append(
+                    f"| {connections} | {figures['rps']} | {figures['p50']} | "
+                    f"{figures['p99']} | {figures['errors']} |"
+                )
+    print(
+        f"first answer after process start: {lazy:.2f} s lazy, {preloaded:.2f} s with "
+        f"PRELOAD_MODELS={_MODEL}\n"
+    )
     print(f"{_MODEL}, {_CLIP.name} (2 s FLAC), traced to SQLite\n")
     print("| connections | requests/s | p50 | p99 | errors |")
     print("|---|---|---|---|---|")

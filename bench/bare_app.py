@@ -74,8 +74,9 @@ def create_bare_app(model_path: Path = _DEFAULT_MODEL) -> FastAPI:
     @app.post("/predict")
     async def predict(request: Request) -> Response:
         body = orjson.loads(await request.body())
-        return Response(orjson.dumps(model.predict(body["features"])),
-                        media_type="application/json")
+        return Response(
+            orjson.dumps(model.predict(body["features"])), media_type="application/json"
+        )
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -89,8 +90,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model", type=Path, default=_DEFAULT_MODEL)
     args = parser.parse_args()
-    uvicorn.run(create_bare_app(args.model), host="127.0.0.1", port=args.port, loop="uvloop",
-                http="httptools", log_level="warning", access_log=False)
+    uvicorn.run(
+        create_bare_app(args.model),
+        host="127.0.0.1",
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -45,9 +45,19 @@ def run_wrk(url: str, connections: int, seconds: int, script: Path) -> dict[str,
     """Requests per second, p50, p99 and errors of ``seconds`` of load on ``url``."""
     threads = min(connections, 2)
     completed = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     output = completed.stdout
 
@@ -84,8 +94,13 @@ def seconds_to_first_answer(env: dict[str, str], ask: Callable[[str], httpx.Resp
     port = free_port()
     environment = {**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"}
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while True:
             try:

@@ -40,8 +40,12 @@ _V2_DATATYPE = {"category": "BYTES", "integer": "INT64", "number": "FP64"}
 def v2_body(row: dict[str, Any]) -> bytes:
     """The row as OIP JSON tensors: one input of shape [1] per feature."""
     inputs = [
-        {"name": f["name"], "datatype": _V2_DATATYPE[f["type"]], "shape": [1],
-         "data": [row[f["name"]]]}
+        {
+            "name": f["name"],
+            "datatype": _V2_DATATYPE[f["type"]],
+            "shape": [1],
+            "data": [row[f["name"]]],
+        }
         for f in _MANIFEST["input"]["features"]
     ]
     return json.dumps({"inputs": inputs}).encode()
@@ -52,14 +56,19 @@ def bare_app(workdir: Path) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with running_process([sys.executable, "-m", "bench.bare_app", "--port", str(port)],
-                         cwd=ROOT, env=env, log_path=workdir / "bare.log",
-                         is_up=lambda: answers(f"{url}/health")):
+    with running_process(
+        [sys.executable, "-m", "bench.bare_app", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        log_path=workdir / "bare.log",
+        is_up=lambda: answers(f"{url}/health"),
+    ):
         yield url
 
 
-def interleaved(targets: dict[str, tuple[str, Path]], connections: int, seconds: int,
-                rounds: int) -> dict[str, dict[str, str]]:
+def interleaved(
+    targets: dict[str, tuple[str, Path]], connections: int, seconds: int, rounds: int
+) -> dict[str, dict[str, str]]:
     """Each target's best of ``rounds`` wrk runs, the targets taking turns in every round.
 
     Taking turns, so that a machine whose speed drifts (a shared VM does) biases no target.
@@ -73,8 +82,14 @@ def interleaved(targets: dict[str, tuple[str, Path]], connections: int, seconds:
     return best
 
 
-def bench_database(label: str, database_url: str, seconds: int, rounds: int,
-                   scripts: dict[str, Path], bare_url: str) -> list[str]:
+def bench_database(
+    label: str,
+    database_url: str,
+    seconds: int,
+    rounds: int,
+    scripts: dict[str, Path],
+    bare_url: str,
+) -> list[str]:
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         env = {"DATABASE_URL": database_url, "MODELS_DIR": str(ROOT / "models"), "ENV": "dev"}
@@ -91,12 +106,16 @@ def bench_database(label: str, database_url: str, seconds: int, rounds: int,
                 for route, figures in best.items():
                     ratio = float(figures["rps"]) / reference
                     database = "none" if route.startswith("bare") else label
-                    rows.append(f"| {route} | {database} | {connections} | {figures['rps']} | "
-                                f"{ratio:.2f}x | {figures['p50']} | {figures['p99']} | "
-                                f"{figures['errors']} |")
+                    rows.append(
+                        f"| {route} | {database} | {connections} | {figures['rps']} | "
+                        f"{ratio:.2f}x | {figures['p50']} | {figures['p99']} | "
+                        f"{figures['errors']} |"
+                    )
             httpx.post(f"{server.url}/predict/attrition-gbm", json={"features": _ROW})
-            rows.append(f"| memory, both attrition models loaded | {label} | | "
-                        f"{resident_mb(server.process.pid):.0f} MB RSS | | | | |")
+            rows.append(
+                f"| memory, both attrition models loaded | {label} | | "
+                f"{resident_mb(server.process.pid):.0f} MB RSS | | | | |"
+            )
     return rows
 
 
@@ -112,10 +131,16 @@ def postgres_reachable(url: str) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="runs per route and connection count, taking turns; best kept")
-    parser.add_argument("--postgres", default=os.environ.get(
-        "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs per route and connection count, taking turns; best kept",
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
     args = parser.parse_args()
     if not require_wrk():
         return 2
@@ -124,8 +149,9 @@ def main() -> int:
         for name in ("native", "v2"):
             (folder / name).mkdir()
         scripts = {
-            "native": wrk_script(folder / "native", json.dumps({"features": _ROW}).encode(),
-                                 "application/json"),
+            "native": wrk_script(
+                folder / "native", json.dumps({"features": _ROW}).encode(), "application/json"
+            ),
             "v2": wrk_script(folder / "v2", v2_body(_ROW), "application/json"),
         }
         cold = seconds_to_first_answer(
@@ -133,11 +159,18 @@ def main() -> int:
             lambda url: httpx.post(f"{url}/predict", json={"features": _ROW}),
         )
         with bare_app(folder) as bare_url:
-            rows = bench_database("SQLite", f"sqlite:///{folder / 'bench.db'}", args.duration,
-                                  args.rounds, scripts, bare_url)
+            rows = bench_database(
+                "SQLite",
+                f"sqlite:///{folder / 'bench.db'}",
+                args.duration,
+                args.rounds,
+                scripts,
+                bare_url,
+            )
             if postgres_reachable(args.postgres):
-                rows += bench_database("PostgreSQL", args.postgres, args.duration, args.rounds,
-                                       scripts, bare_url)
+                rows += bench_database(
+                    "PostgreSQL", args.postgres, args.duration, args.rounds, scripts, bare_url
+                )
             else:
                 rows.append("| PostgreSQL | not reachable: skipped | | | | | | |")
     print(f"process start to first answer (lazy load included): {cold:.2f} s\n")

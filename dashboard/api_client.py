@@ -44,8 +44,13 @@ class ApiClient:
     """One method per API route the dashboard uses; JSON in, JSON out."""
 
     def __init__(
-        self, base_url: str, *, timeout: float = 10.0, evaluation_timeout: float = 300.0,
-        metrics_token: str | None = None, transport: httpx.BaseTransport | None = None,
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        evaluation_timeout: float = 300.0,
+        metrics_token: str | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.evaluation_timeout = evaluation_timeout
@@ -54,8 +59,12 @@ class ApiClient:
         )
         # Idle connections are dropped well before uvicorn's 5 s keep-alive timeout: reusing
         # one the server is closing fails the request ("Server disconnected").
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
-                                  limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS))
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -79,8 +88,9 @@ class ApiClient:
 
     def evaluation(self, name: str, version: str | None = None) -> dict[str, Any]:
         params = {"version": version} if version else None
-        return self._json("GET", f"/models/{name}/evaluation", params=params,
-                          timeout=self.evaluation_timeout)
+        return self._json(
+            "GET", f"/models/{name}/evaluation", params=params, timeout=self.evaluation_timeout
+        )
 
     def metrics_text(self) -> str:
         return self._send("GET", "/metrics", headers=self._metrics_headers).text
@@ -89,22 +99,26 @@ class ApiClient:
         return self._json("POST", f"/predict/{model}", json={"features": dict(features)})
 
     def predict_file(self, model: str, filename: str, data: bytes) -> dict[str, Any]:
-        return self._json("POST", f"/predict/{model}", files={"file": (filename, data)},
-                          timeout=self.evaluation_timeout)
+        return self._json(
+            "POST",
+            f"/predict/{model}",
+            files={"file": (filename, data)},
+            timeout=self.evaluation_timeout,
+        )
 
     # --- authenticated routes --------------------------------------------------------
 
     def login(self, username: str, password: str) -> str:
         """A bearer token for ``username``; ``LoginRequiredError`` for wrong credentials."""
-        body = self._json("POST", "/auth/token",
-                          data={"username": username, "password": password})
+        body = self._json("POST", "/auth/token", data={"username": username, "password": password})
         token: str = body["access_token"]
         return token
 
     def predictions(self, token: str, **filters: Any) -> dict[str, Any]:
         params = {key: value for key, value in filters.items() if value is not None}
-        return self._json("GET", "/predictions", params=params,
-                          headers={"Authorization": f"Bearer {token}"})
+        return self._json(
+            "GET", "/predictions", params=params, headers={"Authorization": f"Bearer {token}"}
+        )
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -139,6 +153,11 @@ def _response_error(response: httpx.Response) -> ApiResponseError:
     message = message or response.reason_phrase or "error"
     detail = detail if isinstance(detail, list) else []
     error_type = LoginRequiredError if response.status_code == 401 else ApiResponseError
-    logger.info("API %s %s: %s %s", response.request.method, response.request.url.path,
-                response.status_code, message)
+    logger.info(
+        "API %s %s: %s %s",
+        response.request.method,
+        response.request.url.path,
+        response.status_code,
+        message,
+    )
     return error_type(response.status_code, message, detail)

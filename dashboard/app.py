@@ -20,8 +20,9 @@ PAGES = [
     st.Page("views/try_model.py", title="Try a model", icon=":material/science:"),
 ]
 
-st.set_page_config(page_title="Futurisys ML Deploy", page_icon=":material/model_training:",
-                   layout="wide")
+st.set_page_config(
+    page_title="Futurisys ML Deploy", page_icon=":material/model_training:", layout="wide"
+)
 page = st.navigation(PAGES)
 api_status_in_sidebar()
 page.run()

@@ -17,8 +17,12 @@ _WAVEFORM_POINTS = 4000  # enough for the eye; a 30 s clip has a million samples
 
 
 def _tidy(figure: go.Figure, title: str, height: int = _HEIGHT) -> go.Figure:
-    figure.update_layout(title=title, height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
-                         legend_title_text="")
+    figure.update_layout(
+        title=title,
+        height=height,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        legend_title_text="",
+    )
     return figure
 
 
@@ -30,8 +34,15 @@ def quality_bars(table: pd.DataFrame, metrics: Sequence[str]) -> go.Figure:
     models = [column for column in table.columns if column != "best"]
     shown = table.loc[[m for m in metrics if m in table.index], models]
     frame = shown.reset_index(names="metric").melt(id_vars="metric", var_name="model")
-    figure = px.bar(frame, x="metric", y="value", color="model", barmode="group",
-                    text_auto=".3f", range_y=[0, 1.05])
+    figure = px.bar(
+        frame,
+        x="metric",
+        y="value",
+        color="model",
+        barmode="group",
+        text_auto=".3f",
+        range_y=[0, 1.05],
+    )
     return _tidy(figure, "Quality on the held-out set (higher is better)")
 
 
@@ -47,24 +58,44 @@ def roc_chart(points: pd.DataFrame) -> go.Figure:
 def confusion_chart(
     matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str
 ) -> go.Figure:
-    figure = px.imshow(np.asarray(matrix), x=list(labels), y=list(labels), text_auto=True,
-                       color_continuous_scale="Blues",
-                       labels={"x": "predicted", "y": "true", "color": "samples"})
+    figure = px.imshow(
+        np.asarray(matrix),
+        x=list(labels),
+        y=list(labels),
+        text_auto=True,
+        color_continuous_scale="Blues",
+        labels={"x": "predicted", "y": "true", "color": "samples"},
+    )
     figure.update_coloraxes(showscale=False)
     return _tidy(figure, title, height=max(320, 120 + 40 * len(labels)))
 
 
 def per_class_chart(frame: pd.DataFrame) -> go.Figure:
-    figure = px.bar(frame, x="label", y="value", color="model", barmode="group",
-                    facet_col="metric", range_y=[0, 1.05])
+    figure = px.bar(
+        frame,
+        x="label",
+        y="value",
+        color="model",
+        barmode="group",
+        facet_col="metric",
+        range_y=[0, 1.05],
+    )
     figure.for_each_annotation(lambda note: note.update(text=note.text.split("=")[-1]))
     return _tidy(figure, "Precision and recall per class")
 
 
 def latency_chart(frame: pd.DataFrame) -> go.Figure:
     # Log scale: a compiled linear model and a boosted ensemble are orders of magnitude apart.
-    figure = px.bar(frame, x="model", y="ms", color="statistic", barmode="group", log_y=True,
-                    text_auto=".3g", labels={"ms": "milliseconds per sample (log scale)"})
+    figure = px.bar(
+        frame,
+        x="model",
+        y="ms",
+        color="statistic",
+        barmode="group",
+        log_y=True,
+        text_auto=".3g",
+        labels={"ms": "milliseconds per sample (log scale)"},
+    )
     return _tidy(figure, "Model latency per sample (lower is better)")
 
 
@@ -86,15 +117,22 @@ def breakdown_chart(frame: pd.DataFrame, title: str) -> go.Figure:
 def rates_chart(history: pd.DataFrame) -> go.Figure:
     series = ["requests_per_s", "failed_per_s", "fallbacks_per_s"]
     frame = history.melt(id_vars="time", value_vars=series, var_name="series")
-    figure = px.line(frame, x="time", y="value", color="series", markers=True,
-                     labels={"value": "per second"})
+    figure = px.line(
+        frame, x="time", y="value", color="series", markers=True, labels={"value": "per second"}
+    )
     return _tidy(figure, "Prediction requests, failures and fallbacks per second")
 
 
 def latency_history_chart(history: pd.DataFrame) -> go.Figure:
     frame = history.melt(id_vars="time", value_vars=["p50_ms", "p95_ms"], var_name="percentile")
-    figure = px.line(frame, x="time", y="value", color="percentile", markers=True,
-                     labels={"value": "milliseconds"})
+    figure = px.line(
+        frame,
+        x="time",
+        y="value",
+        color="percentile",
+        markers=True,
+        labels={"value": "milliseconds"},
+    )
     return _tidy(figure, "Prediction latency percentiles (per interval)")
 
 
@@ -108,8 +146,7 @@ def outcomes_chart(frame: pd.DataFrame) -> go.Figure:
 
 def headline_metrics_chart(frame: pd.DataFrame) -> go.Figure:
     """Manifest metrics (``model``, ``metric``, ``value``) of one task's models."""
-    figure = px.bar(frame, x="metric", y="value", color="model", barmode="group",
-                    text_auto=".3f")
+    figure = px.bar(frame, x="metric", y="value", color="model", barmode="group", text_auto=".3f")
     return _tidy(figure, "Held-out metrics recorded at training")
 
 
@@ -117,31 +154,45 @@ def headline_metrics_chart(frame: pd.DataFrame) -> go.Figure:
 
 
 def volume_chart(frame: pd.DataFrame) -> go.Figure:
-    figure = px.histogram(frame, x="received_at", color="model", nbins=40,
-                          labels={"received_at": "received"})
+    figure = px.histogram(
+        frame, x="received_at", color="model", nbins=40, labels={"received_at": "received"}
+    )
     figure.update_yaxes(title_text="requests")
     return _tidy(figure, "Requests over time, by served model")
 
 
 def outcome_timeline_chart(frame: pd.DataFrame) -> go.Figure:
     marked = frame.assign(kind=np.where(frame["fallback"], "fallback", frame["outcome"]))
-    figure = px.histogram(marked, x="received_at", color="kind", nbins=40,
-                          labels={"received_at": "received"})
+    figure = px.histogram(
+        marked, x="received_at", color="kind", nbins=40, labels={"received_at": "received"}
+    )
     figure.update_yaxes(title_text="requests")
     return _tidy(figure, "Outcomes over time (fallbacks apart)")
 
 
 def label_chart(frame: pd.DataFrame) -> go.Figure:
     counts = frame.dropna(subset=["label"]).groupby(["model", "label"]).size()
-    figure = px.bar(counts.reset_index(name="requests"), x="label", y="requests", color="model",
-                    barmode="group", text_auto=True)
+    figure = px.bar(
+        counts.reset_index(name="requests"),
+        x="label",
+        y="requests",
+        color="model",
+        barmode="group",
+        text_auto=True,
+    )
     return _tidy(figure, "Predicted labels")
 
 
 def latency_histogram(frame: pd.DataFrame) -> go.Figure:
-    figure = px.histogram(frame.dropna(subset=["latency_ms"]), x="latency_ms", color="model",
-                          nbins=40, barmode="overlay", opacity=0.7,
-                          labels={"latency_ms": "latency (ms)"})
+    figure = px.histogram(
+        frame.dropna(subset=["latency_ms"]),
+        x="latency_ms",
+        color="model",
+        nbins=40,
+        barmode="overlay",
+        opacity=0.7,
+        labels={"latency_ms": "latency (ms)"},
+    )
     return _tidy(figure, "Latency distribution")
 
 
@@ -153,9 +204,16 @@ def probability_chart(probabilities: Mapping[str, float], label: str) -> go.Figu
         {"label": list(probabilities), "probability": list(probabilities.values())}
     )
     frame["answer"] = np.where(frame["label"] == label, "predicted", "other")
-    figure = px.bar(frame.sort_values("probability"), x="probability", y="label", color="answer",
-                    orientation="h", text_auto=".1%", range_x=[0, 1],
-                    color_discrete_map={"predicted": "#2e7d32", "other": "#90a4ae"})
+    figure = px.bar(
+        frame.sort_values("probability"),
+        x="probability",
+        y="label",
+        color="answer",
+        orientation="h",
+        text_auto=".1%",
+        range_x=[0, 1],
+        color_discrete_map={"predicted": "#2e7d32", "other": "#90a4ae"},
+    )
     figure.update_layout(showlegend=False)
     return _tidy(figure, "Probability of each label", height=120 + 40 * len(frame))
 

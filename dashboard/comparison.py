@@ -56,15 +56,18 @@ def model_label(evaluation: Mapping[str, Any]) -> str:
 def metrics_table(evaluations: Evaluations) -> pd.DataFrame:
     """Metrics as rows, models as columns, and the column ``best`` naming the leader(s)."""
     values = {
-        label: {**evaluation["metrics"],
-                "latency_p50_ms": evaluation["latency"]["p50_ms"],
-                "latency_p95_ms": evaluation["latency"]["p95_ms"]}
+        label: {
+            **evaluation["metrics"],
+            "latency_p50_ms": evaluation["latency"]["p50_ms"],
+            "latency_p95_ms": evaluation["latency"]["p95_ms"],
+        }
         for label, evaluation in evaluations.items()
     }
     table = pd.DataFrame(values)
     table = table.loc[[name for name in HIGHER_IS_BETTER if name in table.index]]
-    table[BEST_COLUMN] = [", ".join(best_models(table.loc[metric, list(values)], metric))
-                          for metric in table.index]
+    table[BEST_COLUMN] = [
+        ", ".join(best_models(table.loc[metric, list(values)], metric)) for metric in table.index
+    ]
     return table
 
 
@@ -86,10 +89,15 @@ def recommend(table: pd.DataFrame, default_model: str | None = None) -> Recommen
     leaders = best_models(table.loc[headline, models], headline)
     default_name = (default_model or "").split("@")[0]
     leader = next((m for m in leaders if m.split("@")[0] == default_name), leaders[0])
-    wins = sum(leader in best_models(table.loc[metric, models], metric)
-               for metric in table.index)
-    return Recommendation(leader, [m for m in leaders if m != leader], headline,
-                          float(table.loc[headline, leader]), wins, len(table.index))
+    wins = sum(leader in best_models(table.loc[metric, models], metric) for metric in table.index)
+    return Recommendation(
+        leader,
+        [m for m in leaders if m != leader],
+        headline,
+        float(table.loc[headline, leader]),
+        wins,
+        len(table.index),
+    )
 
 
 def agreement_matrix(evaluations: Evaluations) -> pd.DataFrame:
@@ -127,11 +135,15 @@ def roc_frame(evaluations: Evaluations) -> pd.DataFrame:
         roc = evaluation.get("roc")
         if not roc:
             continue
-        frames.append(pd.DataFrame({
-            "model": f"{model} (AUC {roc['auc']:.3f})" if roc["auc"] is not None else model,
-            "false positive rate": roc["false_positive_rate"],
-            "true positive rate": roc["true_positive_rate"],
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "model": f"{model} (AUC {roc['auc']:.3f})" if roc["auc"] is not None else model,
+                    "false positive rate": roc["false_positive_rate"],
+                    "true positive rate": roc["true_positive_rate"],
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -163,5 +175,7 @@ def _predicted(evaluation: Mapping[str, Any]) -> pd.Series:
 
 
 def _is_right(evaluation: Mapping[str, Any]) -> pd.Series:
-    return pd.Series({p["id"]: p["predicted_label"] == p["true_label"]
-                      for p in evaluation["predictions"]}, dtype=bool)
+    return pd.Series(
+        {p["id"]: p["predicted_label"] == p["true_label"] for p in evaluation["predictions"]},
+        dtype=bool,
+    )

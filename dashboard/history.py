@@ -11,8 +11,19 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ["received_at", "request_id", "model", "requested", "outcome", "label", "fallback",
-           "latency_ms", "rows", "input_kind", "error"]
+COLUMNS = [
+    "received_at",
+    "request_id",
+    "model",
+    "requested",
+    "outcome",
+    "label",
+    "fallback",
+    "latency_ms",
+    "rows",
+    "input_kind",
+    "error",
+]
 OUTCOMES = ["ok", "invalid_input", "not_found", "unavailable", "error"]
 
 

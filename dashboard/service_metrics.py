@@ -27,8 +27,7 @@ MODEL_LOADED = "mldeploy_model_loaded"
 LOAD_FAILURES = "mldeploy_model_load_failures_total"
 SUCCESS = "ok"
 
-HISTORY_COLUMNS = ["time", "requests_per_s", "failed_per_s", "fallbacks_per_s", "p50_ms",
-                   "p95_ms"]
+HISTORY_COLUMNS = ["time", "requests_per_s", "failed_per_s", "fallbacks_per_s", "p50_ms", "p95_ms"]
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,9 @@ class MetricsSnapshot:
 
     @property
     def failed_predictions(self) -> float:
-        return sum(count for (_, _, outcome), count in self.predictions.items()
-                   if outcome != SUCCESS)
+        return sum(
+            count for (_, _, outcome), count in self.predictions.items() if outcome != SUCCESS
+        )
 
 
 def parse_metrics(text: str, taken_at: datetime) -> MetricsSnapshot:
@@ -78,8 +78,15 @@ def parse_metrics(text: str, taken_at: datetime) -> MetricsSnapshot:
             loaded.append(f"{labels['model']}@{labels['version']}")
         elif sample.name == LOAD_FAILURES and sample.value > 0:
             failures[f"{labels['model']}@{labels['version']}"] = sample.value
-    return MetricsSnapshot(taken_at, predictions, fallbacks, dict(sorted(buckets.items())),
-                           latency_count, sorted(loaded), failures)
+    return MetricsSnapshot(
+        taken_at,
+        predictions,
+        fallbacks,
+        dict(sorted(buckets.items())),
+        latency_count,
+        sorted(loaded),
+        failures,
+    )
 
 
 def _samples(text: str) -> Iterator[Sample]:
@@ -118,27 +125,33 @@ def history_frame(history: Sequence[MetricsSnapshot]) -> pd.DataFrame:
         seconds = (after.taken_at - before.taken_at).total_seconds()
         if seconds <= 0:
             continue
-        recent = {bound: _increase(before.latency_buckets.get(bound, 0.0), count)
-                  for bound, count in after.latency_buckets.items()}
+        recent = {
+            bound: _increase(before.latency_buckets.get(bound, 0.0), count)
+            for bound, count in after.latency_buckets.items()
+        }
         p50, p95 = latency_percentiles_ms(recent)
-        rows.append({
-            "time": after.taken_at,
-            "requests_per_s": _increase(before.total_predictions, after.total_predictions)
-            / seconds,
-            "failed_per_s": _increase(before.failed_predictions, after.failed_predictions)
-            / seconds,
-            "fallbacks_per_s": _increase(before.fallbacks, after.fallbacks) / seconds,
-            "p50_ms": p50,
-            "p95_ms": p95,
-        })
+        rows.append(
+            {
+                "time": after.taken_at,
+                "requests_per_s": _increase(before.total_predictions, after.total_predictions)
+                / seconds,
+                "failed_per_s": _increase(before.failed_predictions, after.failed_predictions)
+                / seconds,
+                "fallbacks_per_s": _increase(before.fallbacks, after.fallbacks) / seconds,
+                "p50_ms": p50,
+                "p95_ms": p95,
+            }
+        )
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
 
 def predictions_frame(snapshot: MetricsSnapshot) -> pd.DataFrame:
     """Requests since the API started, by model, version and outcome."""
-    rows = [{"model": f"{model}@{version}" if version else model, "outcome": outcome,
-             "requests": count}
-            for (model, version, outcome), count in snapshot.predictions.items() if count > 0]
+    rows = [
+        {"model": f"{model}@{version}" if version else model, "outcome": outcome, "requests": count}
+        for (model, version, outcome), count in snapshot.predictions.items()
+        if count > 0
+    ]
     return pd.DataFrame(rows, columns=["model", "outcome", "requests"])
 
 

@@ -36,29 +36,42 @@ def _shared_client(
     base_url: str, timeout: float, evaluation_timeout: float, metrics_token: str | None
 ) -> ApiClient:
     # One connection pool per API for every session of this server.
-    return ApiClient(base_url, timeout=timeout, evaluation_timeout=evaluation_timeout,
-                     metrics_token=metrics_token)
+    return ApiClient(
+        base_url,
+        timeout=timeout,
+        evaluation_timeout=evaluation_timeout,
+        metrics_token=metrics_token,
+    )
 
 
 def client() -> ApiClient:
     config = settings()
     token = config.metrics_token.get_secret_value() if config.metrics_token else None
-    return _shared_client(config.base_url, config.dashboard_timeout_seconds,
-                          config.dashboard_evaluation_timeout_seconds, token)
+    return _shared_client(
+        config.base_url,
+        config.dashboard_timeout_seconds,
+        config.dashboard_evaluation_timeout_seconds,
+        token,
+    )
 
 
 def show_error(error: ApiError, what: str) -> None:
     """The error as a message that says what failed and what to do."""
     if isinstance(error, ApiUnavailableError):
-        st.error(f"**The API is down or unreachable**, so this page cannot {what}.\n\n{error}",
-                 icon=":material/cloud_off:")
+        st.error(
+            f"**The API is down or unreachable**, so this page cannot {what}.\n\n{error}",
+            icon=":material/cloud_off:",
+        )
     elif isinstance(error, LoginRequiredError):
         st.warning(f"**Login needed** to {what}: {error.message}", icon=":material/lock:")
     elif isinstance(error, ApiResponseError):
-        problems = "".join(f"\n- `{item.get('field')}`: {item.get('problem')}"
-                           for item in error.detail)
-        st.error(f"**Could not {what}** (HTTP {error.status_code}): {error.message}{problems}",
-                 icon=":material/error:")
+        problems = "".join(
+            f"\n- `{item.get('field')}`: {item.get('problem')}" for item in error.detail
+        )
+        st.error(
+            f"**Could not {what}** (HTTP {error.status_code}): {error.message}{problems}",
+            icon=":material/error:",
+        )
     else:
         st.error(f"Could not {what}: {error}")
 

@@ -296,8 +296,9 @@ def _resolve_threadsafe(outcomes: _Outcomes) -> None:
         try:
             loop.call_soon_threadsafe(_resolve, loop_outcomes)
         except RuntimeError:
-            logger.warning("Event loop closed before %d trace commits were reported",
-                           len(loop_outcomes))
+            logger.warning(
+                "Event loop closed before %d trace commits were reported", len(loop_outcomes)
+            )
 
 
 def _resolve(outcomes: _Outcomes) -> None:

@@ -18,19 +18,37 @@ from huggingface_hub.utils import filter_repo_objects
 ROOT = Path(__file__).resolve().parents[1]
 # Never uploaded: VCS data, local environments and databases, secrets, caches.
 IGNORE_PATTERNS = [
-    ".git/", ".venv/", "data/", ".env", "*__pycache__*", "*.pyc",
-    ".pytest_cache/", ".mypy_cache/", "htmlcov/", ".coverage", "coverage.xml",
+    ".git/",
+    ".venv/",
+    "data/",
+    ".env",
+    "*__pycache__*",
+    "*.pyc",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    "htmlcov/",
+    ".coverage",
+    "coverage.xml",
 ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default=os.environ.get("HF_SPACE_ID"),
-                        help="owner/name of the Space (default: HF_SPACE_ID)")
-    parser.add_argument("--commit", default=os.environ.get("GIT_COMMIT", "unknown"),
-                        help="the commit deployed (default: GIT_COMMIT)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="list the files that would be uploaded, and upload nothing")
+    parser.add_argument(
+        "--space",
+        default=os.environ.get("HF_SPACE_ID"),
+        help="owner/name of the Space (default: HF_SPACE_ID)",
+    )
+    parser.add_argument(
+        "--commit",
+        default=os.environ.get("GIT_COMMIT", "unknown"),
+        help="the commit deployed (default: GIT_COMMIT)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the files that would be uploaded, and upload nothing",
+    )
     args = parser.parse_args(argv)
 
     if args.dry_run:

@@ -72,18 +72,17 @@ def decode_audio(
         raise InvalidInputError({_FIELD: "the file is empty"})
     audio_format = detect_format(data)
     if audio_format is None or audio_format not in formats:
-        raise UnsupportedFormatError({
-            _FIELD: f"not a supported audio file: not audio in any of {', '.join(formats)}"
-        })
+        raise UnsupportedFormatError(
+            {_FIELD: f"not a supported audio file: not audio in any of {', '.join(formats)}"}
+        )
     samples, sample_rate = _read(data, audio_format, max_seconds)
     duration = len(samples) / sample_rate
     if duration > max_seconds:
         # Only mp3 gets here (its header length is an estimate); decoding stopped early.
-        raise InvalidInputError({
-            _FIELD: f"the audio is longer than the {max_seconds:g} s allowed"
-        })
-    return AudioClip(samples=samples, sample_rate=sample_rate,
-                     duration_seconds=duration, format=audio_format)
+        raise InvalidInputError({_FIELD: f"the audio is longer than the {max_seconds:g} s allowed"})
+    return AudioClip(
+        samples=samples, sample_rate=sample_rate, duration_seconds=duration, format=audio_format
+    )
 
 
 def _read(data: bytes, audio_format: str, max_seconds: float) -> tuple[np.ndarray, int]:
@@ -101,9 +100,7 @@ def _read(data: bytes, audio_format: str, max_seconds: float) -> tuple[np.ndarra
         raise
     except Exception as error:  # libsndfile reports corrupt data in many ways
         logger.debug("could not decode %s upload: %s", audio_format, error)
-        raise InvalidInputError({
-            _FIELD: f"corrupt or unreadable {audio_format} audio"
-        }) from error
+        raise InvalidInputError({_FIELD: f"corrupt or unreadable {audio_format} audio"}) from error
     if frames.shape[0] == 0:
         raise InvalidInputError({_FIELD: f"the {audio_format} file holds no audio samples"})
     if not np.isfinite(frames).all():
@@ -115,10 +112,12 @@ def _read(data: bytes, audio_format: str, max_seconds: float) -> tuple[np.ndarra
 
 def _check_header(frames: int, sample_rate: int, audio_format: str, max_seconds: float) -> None:
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise InvalidInputError({
-            _FIELD: f"unsupported sample rate {sample_rate} Hz "
-                    f"(expected {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)"
-        })
+        raise InvalidInputError(
+            {
+                _FIELD: f"unsupported sample rate {sample_rate} Hz "
+                f"(expected {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)"
+            }
+        )
     if frames <= 0 and audio_format != "mp3":
         raise InvalidInputError({_FIELD: f"the {audio_format} file holds no audio samples"})
     # mp3 frame counts are estimates: judge mp3 on the decoded samples instead.

@@ -35,7 +35,10 @@ class InstrumentCNN(nn.Module):
     """
 
     def __init__(
-        self, n_classes: int, n_mels: int = 64, channels: Sequence[int] = DEFAULT_CHANNELS,
+        self,
+        n_classes: int,
+        n_mels: int = 64,
+        channels: Sequence[int] = DEFAULT_CHANNELS,
         dropout: float = 0.3,
     ) -> None:
         super().__init__()

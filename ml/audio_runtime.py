@@ -69,8 +69,9 @@ def synthetic_clip(sample_rate: int, seconds: float) -> AudioClip:
     time_axis = np.arange(int(sample_rate * seconds), dtype=np.float32) / sample_rate
     tone = sum(np.sin(2 * np.pi * 220.0 * k * time_axis) / k for k in range(1, 6))
     samples = (0.3 * tone * np.exp(-time_axis)).astype(np.float32)
-    return AudioClip(samples=samples, sample_rate=sample_rate, duration_seconds=seconds,
-                     format="wav")
+    return AudioClip(
+        samples=samples, sample_rate=sample_rate, duration_seconds=seconds, format="wav"
+    )
 
 
 def _clips(instances: Sequence[Any]) -> list[AudioClip]:
@@ -85,5 +86,9 @@ def _clips(instances: Sequence[Any]) -> list[AudioClip]:
 def _mean_per_clip(window_probabilities: np.ndarray, windows: list[np.ndarray]) -> np.ndarray:
     """Rows of ``window_probabilities`` follow ``windows`` clip by clip: average each clip's."""
     bounds = np.cumsum([0] + [len(window) for window in windows])
-    return np.stack([window_probabilities[start:end].mean(axis=0)
-                     for start, end in zip(bounds[:-1], bounds[1:], strict=True)])
+    return np.stack(
+        [
+            window_probabilities[start:end].mean(axis=0)
+            for start, end in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+    )

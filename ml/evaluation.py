@@ -145,7 +145,9 @@ def latency_summary(seconds: Sequence[float]) -> LatencySummary:
     milliseconds = np.asarray(seconds, dtype=np.float64) * 1000
     p50, p95 = np.percentile(milliseconds, [50, 95])
     return LatencySummary(
-        mean_ms=float(milliseconds.mean()), p50_ms=float(p50), p95_ms=float(p95),
+        mean_ms=float(milliseconds.mean()),
+        p50_ms=float(p50),
+        p95_ms=float(p95),
         max_ms=float(milliseconds.max()),
     )
 

@@ -63,15 +63,19 @@ def _tabular_samples(path: Path, schema: TabularInput) -> list[EvaluationSample]
         rows = list(reader)
     target = targets[0]
     try:
-        parsed = [{name: _parse_cell(row[name], feature) for name, feature in features.items()}
-                  for row in rows]
+        parsed = [
+            {name: _parse_cell(row[name], feature) for name, feature in features.items()}
+            for row in rows
+        ]
         instances = TabularValidator(schema).validate(parsed, "rows")
     except (InvalidInputError, ValueError) as error:
         raise EvaluationUnavailableError(
             f"{path.name} does not fit the model's input schema: {error}"
         ) from error
-    return [EvaluationSample(str(number), instance, row[target])
-            for number, (instance, row) in enumerate(zip(instances, rows, strict=True), start=1)]
+    return [
+        EvaluationSample(str(number), instance, row[target])
+        for number, (instance, row) in enumerate(zip(instances, rows, strict=True), start=1)
+    ]
 
 
 def _parse_cell(text: str, feature: Any) -> object:

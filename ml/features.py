@@ -67,8 +67,9 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
 def resample(samples: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     if orig_rate == target_rate:
         return samples.astype(np.float32, copy=False)
-    resampled = librosa.resample(samples, orig_sr=orig_rate, target_sr=target_rate,
-                                 res_type="soxr_hq")
+    resampled = librosa.resample(
+        samples, orig_sr=orig_rate, target_sr=target_rate, res_type="soxr_hq"
+    )
     return np.asarray(resampled, dtype=np.float32)
 
 
@@ -90,12 +91,12 @@ def clip_windows(
     starts = list(range(0, len(samples) - length + 1, hop))
     if starts[-1] != len(samples) - length:
         starts.append(len(samples) - length)
-    windows = np.stack([samples[start:start + length] for start in starts])
+    windows = np.stack([samples[start : start + length] for start in starts])
     energy = np.mean(np.square(windows, dtype=np.float64), axis=1)
     keep = energy >= energy.max() * 10.0 ** (-params.quiet_window_db / 10.0)
     kept: np.ndarray = windows[keep]
     if len(kept) > params.max_windows:
-        loudest = np.sort(np.argsort(energy[keep])[-params.max_windows:])
+        loudest = np.sort(np.argsort(energy[keep])[-params.max_windows :])
         kept = kept[loudest]
     return kept
 
@@ -110,8 +111,14 @@ def peak_normalise(windows: np.ndarray) -> np.ndarray:
 def mel_power(windows: np.ndarray, sample_rate: int, params: FeatureParams) -> np.ndarray:
     """(..., n_mels, frames) mel power spectrogram of (..., samples) windows."""
     mel = librosa.feature.melspectrogram(
-        y=windows, sr=sample_rate, n_fft=params.n_fft, hop_length=params.hop_length,
-        n_mels=params.n_mels, fmin=params.fmin, fmax=params.fmax, power=2.0,
+        y=windows,
+        sr=sample_rate,
+        n_fft=params.n_fft,
+        hop_length=params.hop_length,
+        n_mels=params.n_mels,
+        fmin=params.fmin,
+        fmax=params.fmax,
+        power=2.0,
     )
     return np.asarray(mel, dtype=np.float32)
 
@@ -131,7 +138,10 @@ def log_mel_from_power(power: np.ndarray, top_db: float) -> np.ndarray:
 
 
 def prepare_windows(
-    samples: np.ndarray, sample_rate: int, target_rate: int, clip_seconds: float,
+    samples: np.ndarray,
+    sample_rate: int,
+    target_rate: int,
+    clip_seconds: float,
     params: FeatureParams,
 ) -> np.ndarray:
     """Mono, resampled, windowed and peak-normalised samples: (windows, clip samples)."""
@@ -140,7 +150,10 @@ def prepare_windows(
 
 
 def log_mel(
-    samples: np.ndarray, sample_rate: int, target_rate: int, clip_seconds: float,
+    samples: np.ndarray,
+    sample_rate: int,
+    target_rate: int,
+    clip_seconds: float,
     params: FeatureParams,
 ) -> np.ndarray:
     """The CNN's input for one clip: (windows, n_mels, frames) float32 in [-1, 1]."""
@@ -156,8 +169,11 @@ def mfcc_statistics_from_power(power: np.ndarray, params: FeatureParams) -> np.n
     envelope = _frame_loudness(db)
     centroid = _mel_centroid(power)
     parts = [
-        mfcc.mean(axis=-1), mfcc.std(axis=-1), delta.std(axis=-1),
-        _envelope_shape(envelope), centroid.mean(axis=-1, keepdims=True),
+        mfcc.mean(axis=-1),
+        mfcc.std(axis=-1),
+        delta.std(axis=-1),
+        _envelope_shape(envelope),
+        centroid.mean(axis=-1, keepdims=True),
         centroid.std(axis=-1, keepdims=True),
     ]
     return np.concatenate(parts, axis=-1).astype(np.float32)
@@ -183,8 +199,12 @@ def _envelope_shape(envelope: np.ndarray) -> np.ndarray:
     cov = (weights * (time - t_mean[..., None]) * (envelope - e_mean[..., None])).sum(axis=-1)
     var = (weights * (time - t_mean[..., None]) ** 2).sum(axis=-1)
     slope = cov / np.maximum(var, 1e-6)
-    stats = [peak_at / frames, slope / 100.0, envelope.std(axis=-1) / 10.0,
-             (envelope[..., -1] - envelope.max(axis=-1)) / 10.0]
+    stats = [
+        peak_at / frames,
+        slope / 100.0,
+        envelope.std(axis=-1) / 10.0,
+        (envelope[..., -1] - envelope.max(axis=-1)) / 10.0,
+    ]
     return np.stack(stats, axis=-1)
 
 
@@ -197,7 +217,10 @@ def _mel_centroid(power: np.ndarray) -> np.ndarray:
 
 
 def mfcc_statistics(
-    samples: np.ndarray, sample_rate: int, target_rate: int, clip_seconds: float,
+    samples: np.ndarray,
+    sample_rate: int,
+    target_rate: int,
+    clip_seconds: float,
     params: FeatureParams,
 ) -> np.ndarray:
     """The second candidate's input for one clip: (windows, features) float32."""

@@ -99,20 +99,27 @@ class LinearScorer:
         """Rebuild the scorer from ``to_dict``'s output; ``CompiledFormError`` if malformed."""
         read_header(data, LINEAR_KIND)
         numeric = [
-            (json_str(term.get("feature")), json_float(term.get("weight")),
-             json_float(term.get("offset")))
+            (
+                json_str(term.get("feature")),
+                json_float(term.get("weight")),
+                json_float(term.get("offset")),
+            )
             for term in json_objects(data.get("numeric"))
         ]
         categorical = [
-            (json_str(term.get("feature")), {
-                json_str(category): json_float(weight)
-                for category, weight in json_object(term.get("contributions")).items()
-            })
+            (
+                json_str(term.get("feature")),
+                {
+                    json_str(category): json_float(weight)
+                    for category, weight in json_object(term.get("contributions")).items()
+                },
+            )
             for term in json_objects(data.get("categorical"))
         ]
         return cls(
             negative_class=json_str(data.get("negative_class")),
             positive_class=json_str(data.get("positive_class")),
             intercept=json_float(data.get("intercept")),
-            numeric_weights=tuple(numeric), category_weights=tuple(categorical),
+            numeric_weights=tuple(numeric),
+            category_weights=tuple(categorical),
         )

@@ -43,8 +43,13 @@ class MfccSklearnRuntime(AudioRuntime):
         logger.info("loaded %s", self.manifest.ref)
 
     def _clip_windows(self, clip: AudioClip) -> np.ndarray:
-        return features.mfcc_statistics(clip.samples, clip.sample_rate, self.input.sample_rate,
-                                        self.input.clip_seconds, self.params)
+        return features.mfcc_statistics(
+            clip.samples,
+            clip.sample_rate,
+            self.input.sample_rate,
+            self.input.clip_seconds,
+            self.params,
+        )
 
     def _window_probabilities(self, windows: np.ndarray) -> np.ndarray:
         model, columns = self.model, self._columns

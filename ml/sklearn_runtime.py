@@ -62,7 +62,8 @@ class SklearnRuntime(ModelRuntime):
         # A threshold needs a positive label to apply to; without either, the likeliest wins.
         self._threshold: tuple[str, float] | None = (
             (output.positive_label, output.decision_threshold)
-            if output.positive_label and output.decision_threshold is not None else None
+            if output.positive_label and output.decision_threshold is not None
+            else None
         )
         self._other_labels = [label for label in self.labels if label != output.positive_label]
 
@@ -83,7 +84,9 @@ class SklearnRuntime(ModelRuntime):
         self.runs_inline = scorer is not None and _is_cheap(scorer)
         self.ready = True
         logger.info(
-            "Loaded %s in %.3f s (%s)", self.manifest.ref, time.perf_counter() - started,
+            "Loaded %s in %.3f s (%s)",
+            self.manifest.ref,
+            time.perf_counter() - started,
             f"compiled {compiled.kind} form" if compiled else "predict_proba",
         )
 
@@ -161,7 +164,9 @@ class SklearnRuntime(ModelRuntime):
         return pd.DataFrame.from_records(rows, columns=self.columns)
 
     def _fast_predictions(
-        self, scorer: Scorer, instances: Sequence[Mapping[str, object]],
+        self,
+        scorer: Scorer,
+        instances: Sequence[Mapping[str, object]],
     ) -> list[Prediction]:
         """Pure-Python predictions; the scorer's two classes are the manifest's two labels."""
         negative, positive = scorer.negative_class, scorer.positive_class
@@ -171,7 +176,8 @@ class SklearnRuntime(ModelRuntime):
             p = scorer.positive_probability(row)
             # 1 - p, as predict_proba computes the other class of a binary model.
             probabilities = (
-                {negative: 1.0 - p, positive: p} if negative_first
+                {negative: 1.0 - p, positive: p}
+                if negative_first
                 else {positive: p, negative: 1.0 - p}
             )
             predictions.append(Prediction(self._decide(probabilities), probabilities))

@@ -138,7 +138,9 @@ class TabularValidator:
         )
 
     def validate(
-        self, rows: Sequence[object], field_prefix: str = "",
+        self,
+        rows: Sequence[object],
+        field_prefix: str = "",
     ) -> list[dict[str, object]]:
         """Check every row; return them normalised, with features in schema order.
 
@@ -158,7 +160,10 @@ class TabularValidator:
         return normalised
 
     def _validate_row(
-        self, row: object, row_label: str, problems: dict[str, str],
+        self,
+        row: object,
+        row_label: str,
+        problems: dict[str, str],
     ) -> dict[str, object]:
         if not isinstance(row, dict):
             problems[row_label or "body"] = f"expected an object of features, got {describe(row)}"

@@ -62,8 +62,13 @@ class TorchAudioRuntime(AudioRuntime):
         logger.info("loaded %s on %s", self.manifest.ref, self.torch_device)
 
     def _clip_windows(self, clip: AudioClip) -> np.ndarray:
-        return features.log_mel(clip.samples, clip.sample_rate, self.input.sample_rate,
-                                self.input.clip_seconds, self.params)
+        return features.log_mel(
+            clip.samples,
+            clip.sample_rate,
+            self.input.sample_rate,
+            self.input.clip_seconds,
+            self.params,
+        )
 
     def _window_probabilities(self, windows: np.ndarray) -> np.ndarray:
         model = self.model

@@ -114,8 +114,9 @@ class TreeEnsembleScorer:
     _plan: tuple[_Plan, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        readers = tuple((tree_input.feature, tree_input.is_categorical)
-                        for tree_input in self.inputs)
+        readers = tuple(
+            (tree_input.feature, tree_input.is_categorical) for tree_input in self.inputs
+        )
         plan = tuple(_plan_tree(tree, self.inputs) for tree in self.trees)
         object.__setattr__(self, "_readers", readers)
         object.__setattr__(self, "_plan", plan)
@@ -123,8 +124,9 @@ class TreeEnsembleScorer:
     def raw_prediction(self, row: Mapping[str, Any]) -> float:
         """``baseline`` plus one leaf per tree, as ``_raw_predict`` sums them."""
         # float(): the booster compares float64 values, whatever type the row holds.
-        values = [row[name] if categorical else float(row[name])
-                  for name, categorical in self._readers]
+        values = [
+            row[name] if categorical else float(row[name]) for name, categorical in self._readers
+        ]
         total = self.baseline
         for node_index, nodes, leaves in self._plan:
             while node_index >= 0:
@@ -148,8 +150,10 @@ class TreeEnsembleScorer:
     @property
     def features(self) -> dict[str, str]:
         """Every input the scorer reads: ``{name: "number" | "category"}``."""
-        return {tree_input.feature: "category" if tree_input.is_categorical else "number"
-                for tree_input in self.inputs}
+        return {
+            tree_input.feature: "category" if tree_input.is_categorical else "number"
+            for tree_input in self.inputs
+        }
 
     @property
     def max_splits(self) -> int:
@@ -185,8 +189,14 @@ class TreeEnsembleScorer:
 def _plan_tree(tree: Tree, inputs: tuple[TreeInput, ...]) -> _Plan:
     """The tree as ``raw_prediction`` walks it; ``CompiledFormError`` if inconsistent."""
     size = len(tree.feature)
-    arrays = (tree.threshold, tree.categories_left, tree.missing_left, tree.left, tree.right,
-              tree.value)
+    arrays = (
+        tree.threshold,
+        tree.categories_left,
+        tree.missing_left,
+        tree.left,
+        tree.right,
+        tree.value,
+    )
     if size == 0 or any(len(array) != size for array in arrays):
         raise CompiledFormError("a tree's node arrays are empty or of different lengths")
     splits = [node for node in range(size) if tree.feature[node] is not None]
@@ -198,17 +208,22 @@ def _plan_tree(tree: Tree, inputs: tuple[TreeInput, ...]) -> _Plan:
     return ref[0], nodes, leaf_values
 
 
-def _plan_node(tree: Tree, node: int, inputs: tuple[TreeInput, ...],
-               ref: Mapping[int, int]) -> _Node:
+def _plan_node(
+    tree: Tree, node: int, inputs: tuple[TreeInput, ...], ref: Mapping[int, int]
+) -> _Node:
     column, left, right = tree.feature[node], tree.left[node], tree.right[node]
     missing_left = tree.missing_left[node]
     if not (isinstance(column, int) and 0 <= column < len(inputs)):
         raise CompiledFormError(f"node {node} reads input {column!r}")
     # Children after their parent: every walk ends at a leaf.
     size = len(tree.feature)
-    if not (isinstance(left, int) and node < left < size
-            and isinstance(right, int) and node < right < size
-            and isinstance(missing_left, bool)):
+    if not (
+        isinstance(left, int)
+        and node < left < size
+        and isinstance(right, int)
+        and node < right < size
+        and isinstance(missing_left, bool)
+    ):
         raise CompiledFormError(f"node {node} has children {left!r}, {right!r}")
     missing = ref[left] if missing_left else ref[right]
     tree_input = inputs[column]
@@ -241,16 +256,21 @@ def _leaf_value(tree: Tree, node: int) -> float:
 def _input_to_dict(tree_input: TreeInput) -> dict[str, Any]:
     if tree_input.codes is None:
         return {"feature": tree_input.feature}
-    return {"feature": tree_input.feature, "categories": dict(tree_input.codes),
-            "known": sorted(tree_input.known)}
+    return {
+        "feature": tree_input.feature,
+        "categories": dict(tree_input.codes),
+        "known": sorted(tree_input.known),
+    }
 
 
 def _input_from_dict(data: dict[str, Any]) -> TreeInput:
     feature = json_str(data.get("feature"))
     if "categories" not in data:
         return TreeInput(feature)
-    codes = {json_str(category): _code(code)
-             for category, code in json_object(data["categories"]).items()}
+    codes = {
+        json_str(category): _code(code)
+        for category, code in json_object(data["categories"]).items()
+    }
     known = frozenset(_code(code) for code in json_list(data.get("known")))
     return TreeInput(feature, codes, known)
 
@@ -259,8 +279,9 @@ def _tree_to_dict(tree: Tree) -> dict[str, Any]:
     return {
         "feature": list(tree.feature),
         "threshold": list(tree.threshold),
-        "categories_left": [None if codes is None else sorted(codes)
-                            for codes in tree.categories_left],
+        "categories_left": [
+            None if codes is None else sorted(codes) for codes in tree.categories_left
+        ],
         "missing_left": list(tree.missing_left),
         "left": list(tree.left),
         "right": list(tree.right),
@@ -275,8 +296,9 @@ def _tree_from_dict(data: dict[str, Any]) -> Tree:
     return Tree(
         feature=column("feature", json_int),
         threshold=column("threshold", json_float),
-        categories_left=column("categories_left",
-                               lambda codes: frozenset(_code(c) for c in json_list(codes))),
+        categories_left=column(
+            "categories_left", lambda codes: frozenset(_code(c) for c in json_list(codes))
+        ),
         missing_left=column("missing_left", json_bool),
         left=column("left", json_int),
         right=column("right", json_int),

@@ -99,8 +99,9 @@ class Serving:
             runtime = await self._registry.loader.pin(candidate)
             if runtime is None:
                 continue
-            logger.warning("Serving %s in place of %s: %s", candidate.ref, self.requested.ref,
-                           reason)
+            logger.warning(
+                "Serving %s in place of %s: %s", candidate.ref, self.requested.ref, reason
+            )
             self._registry.listener.fallback_used(
                 self.requested.manifest, candidate.manifest, reason
             )

@@ -54,9 +54,7 @@ def _read_one(path: Path, scan: StoreScan) -> None:
         return
     version_dir, name_dir = path.parent.name, path.parent.parent.name
     if (manifest.name, manifest.version) != (name_dir, version_dir):
-        problem = (
-            f"{path}: manifest says {manifest.ref} but lies in {name_dir}/{version_dir}"
-        )
+        problem = f"{path}: manifest says {manifest.ref} but lies in {name_dir}/{version_dir}"
         logger.error("Skipping manifest: %s", problem)
         scan.problems.append(problem)
         return

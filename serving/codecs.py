@@ -81,10 +81,13 @@ class InputCodec(ABC):
     def validate(self, runtime: ModelRuntime, payload: Payload) -> list[Any]:
         """The instances checked against ``runtime``'s schema, ready to predict."""
         if payload.kind != runtime.manifest.input.kind:
-            raise InvalidRequest.from_problems("invalid input", {
-                "body": f"{runtime.manifest.ref} takes {runtime.manifest.input.kind} input, "
-                        f"not {payload.kind}"
-            })
+            raise InvalidRequest.from_problems(
+                "invalid input",
+                {
+                    "body": f"{runtime.manifest.ref} takes {runtime.manifest.input.kind} input, "
+                    f"not {payload.kind}"
+                },
+            )
         return payload.instances
 
 
@@ -115,10 +118,12 @@ class TabularCodec(InputCodec):
         try:
             columns = _feature_columns(tensors, schema)
         except InvalidRequest:
-            record.value = {"inputs": [
-                {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
-                for t in tensors[:_MAX_RECORDED_TENSORS]
-            ]}
+            record.value = {
+                "inputs": [
+                    {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+                    for t in tensors[:_MAX_RECORDED_TENSORS]
+                ]
+            }
             raise
         count = len(next(iter(columns.values())))
         if count > limits.max_batch_rows:
@@ -133,8 +138,10 @@ class TabularCodec(InputCodec):
 
     def tensor_specs(self, schema: InputSchema) -> list[TensorSpec]:
         assert isinstance(schema, TabularInput)
-        return [TensorSpec(feature.name, _DATATYPE_BY_FEATURE[feature.type], (-1,))
-                for feature in schema.features]
+        return [
+            TensorSpec(feature.name, _DATATYPE_BY_FEATURE[feature.type], (-1,))
+            for feature in schema.features
+        ]
 
     def validate(self, runtime: ModelRuntime, payload: Payload) -> list[Any]:
         super().validate(runtime, payload)
@@ -168,8 +175,10 @@ class AudioCodec(InputCodec):
     ) -> Payload:
         assert isinstance(schema, AudioInput)
         if len(tensors) != 1 or tensors[0].datatype != "BYTES" or len(tensors[0].data) != 1:
-            problem = (f"send one BYTES input of shape [1] named '{AUDIO_TENSOR}' holding the "
-                       f"audio file ({', '.join(schema.formats)})")
+            problem = (
+                f"send one BYTES input of shape [1] named '{AUDIO_TENSOR}' holding the "
+                f"audio file ({', '.join(schema.formats)})"
+            )
             raise InvalidRequest.from_problems("invalid input", {"inputs": problem})
         data = tensors[0].data[0]
         return await self._decode(Upload(bytes(data), tensors[0].name), schema, limits, record)
@@ -195,8 +204,9 @@ class AudioCodec(InputCodec):
         return Payload(self.kind, [clip], trace, extras=extras)
 
 
-CODEC_BY_KIND: dict[str, InputCodec] = {codec.kind: codec for codec in (TabularCodec(),
-                                                                         AudioCodec())}
+CODEC_BY_KIND: dict[str, InputCodec] = {
+    codec.kind: codec for codec in (TabularCodec(), AudioCodec())
+}
 
 _DATATYPE_BY_FEATURE = {"category": "BYTES", "integer": "INT64", "number": "FP64"}
 _DATATYPES_BY_FEATURE = {
@@ -265,11 +275,14 @@ def _tensor_problems(tensors: list[Tensor], schema: TabularInput) -> dict[str, s
         tensor = by_name.pop(feature.name, None)
         datatypes = _DATATYPES_BY_FEATURE[feature.type]
         if tensor is None:
-            problems[feature.name] = (f"missing: send an input named '{feature.name}' of "
-                                      f"datatype {_DATATYPE_BY_FEATURE[feature.type]}")
+            problems[feature.name] = (
+                f"missing: send an input named '{feature.name}' of "
+                f"datatype {_DATATYPE_BY_FEATURE[feature.type]}"
+            )
         elif tensor.datatype not in datatypes:
-            problems[feature.name] = (f"datatype {tensor.datatype}, expected "
-                                      f"{' or '.join(sorted(datatypes))}")
+            problems[feature.name] = (
+                f"datatype {tensor.datatype}, expected {' or '.join(sorted(datatypes))}"
+            )
         elif not _is_column_shape(tensor.shape):
             problems[feature.name] = f"shape {list(tensor.shape)}, expected [N] or [N, 1]"
     for name in by_name:

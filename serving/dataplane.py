@@ -208,10 +208,14 @@ class DataPlane:
         try:
             await self.writer.record(row)
         except TraceWriteError:
-            logger.error("Request %s failed and its trace could not be written",
-                         call.request.request_id)
-        self.meter.refused(manifest.name if manifest else "unknown",
-                           manifest.version if manifest else "", serving_error.outcome)
+            logger.error(
+                "Request %s failed and its trace could not be written", call.request.request_id
+            )
+        self.meter.refused(
+            manifest.name if manifest else "unknown",
+            manifest.version if manifest else "",
+            serving_error.outcome,
+        )
         return serving_error
 
 

@@ -100,7 +100,8 @@ class PredictionMeter:
         children = self._answered.get((name, version))
         if children is None:
             children = self._answered[(name, version)] = (
-                PREDICTED_ROWS.labels(name, version), PREDICTION_LATENCY.labels(name, version)
+                PREDICTED_ROWS.labels(name, version),
+                PREDICTION_LATENCY.labels(name, version),
             )
         rows_counter, latency = children
         rows_counter.inc(rows)

@@ -24,8 +24,10 @@ def attrition_store(tmp_path: Path) -> Path:
     store = tmp_path / "models"
     for name in ATTRITION_MODELS:
         copy_model(store, name)
-    shutil.copytree(MODELS_DIR / "_evaluation" / "employee-attrition",
-                    store / "_evaluation" / "employee-attrition")
+    shutil.copytree(
+        MODELS_DIR / "_evaluation" / "employee-attrition",
+        store / "_evaluation" / "employee-attrition",
+    )
     return store
 
 

@@ -55,34 +55,41 @@ _UNSET: Any = object()
 
 
 def tabular_input(
-    features: Sequence[Feature] | None = None, example: Mapping[str, Any] | None = None,
+    features: Sequence[Feature] | None = None,
+    example: Mapping[str, Any] | None = None,
 ) -> TabularInput:
     """A tabular schema; by default a number, a category and an integer, with an example row."""
     if features is None:
         features = [
             NumericFeature(name="size", type="integer", minimum=0, maximum=100),
-            CategoricalFeature(name="color", type="category",
-                               categories=["blue", "green", "red"]),
+            CategoricalFeature(name="color", type="category", categories=["blue", "green", "red"]),
             NumericFeature(name="weight", type="number"),
         ]
-        example = example if example is not None else {"size": 10, "color": "red",
-                                                        "weight": 2.5}
+        example = example if example is not None else {"size": 10, "color": "red", "weight": 2.5}
     if example is None:
         raise ValueError("a tabular schema with custom features needs its example row")
     return TabularInput(features=list(features), example=dict(example))
 
 
 def audio_input(
-    sample_rate: int = 16_000, clip_seconds: float = 1.0, formats: Sequence[str] = ("wav",),
+    sample_rate: int = 16_000,
+    clip_seconds: float = 1.0,
+    formats: Sequence[str] = ("wav",),
     features: Mapping[str, Any] | None = None,
 ) -> AudioInput:
     """An audio schema: one clip of ``clip_seconds`` at ``sample_rate`` in one of ``formats``."""
-    return AudioInput(sample_rate=sample_rate, clip_seconds=clip_seconds,
-                      formats=list(formats), features=dict(features or {}))
+    return AudioInput(
+        sample_rate=sample_rate,
+        clip_seconds=clip_seconds,
+        formats=list(formats),
+        features=dict(features or {}),
+    )
 
 
 def evaluation(
-    dataset: str, samples: int = 3, metrics: Mapping[str, float] | None = None,
+    dataset: str,
+    samples: int = 3,
+    metrics: Mapping[str, float] | None = None,
     **fields: Any,
 ) -> Evaluation:
     """One evaluation record (``per_class``, ``confusion_matrix``... as keywords)."""
@@ -119,18 +126,25 @@ def make_manifest(
     - any other field of ``ModelManifest`` (``description``, ``architecture``, ``training``,
       ``created_at``) as a keyword.
     """
-    schema = input if not isinstance(input, str) else (
-        tabular_input() if input == "tabular" else audio_input())
-    labels = list(labels if labels is not None else
-                  TABULAR_LABELS if schema.kind == "tabular" else AUDIO_LABELS)
+    schema = (
+        input
+        if not isinstance(input, str)
+        else (tabular_input() if input == "tabular" else audio_input())
+    )
+    labels = list(
+        labels
+        if labels is not None
+        else TABULAR_LABELS
+        if schema.kind == "tabular"
+        else AUDIO_LABELS
+    )
     binary_tabular = schema.kind == "tabular" and len(labels) == 2
     if positive_label is _UNSET:
         positive_label = labels[-1] if binary_tabular else None
     if decision_threshold is _UNSET:
         decision_threshold = 0.5 if binary_tabular and positive_label is not None else None
     values: dict[str, Any] = {
-        "training": Training(data=TrainingData(source="synthetic", sha256="0" * 64),
-                             code="tests"),
+        "training": Training(data=TrainingData(source="synthetic", sha256="0" * 64), code="tests"),
         "created_at": CREATED_AT,
         **fields,
     }
@@ -143,8 +157,9 @@ def make_manifest(
         sha256=sha256,
         compiled=compiled,
         input=schema,
-        output=OutputSchema(labels=labels, positive_label=positive_label,
-                            decision_threshold=decision_threshold),
+        output=OutputSchema(
+            labels=labels, positive_label=positive_label, decision_threshold=decision_threshold
+        ),
         metrics=dict(metrics or {}),
         evaluations=list(evaluations),
         **values,
@@ -197,8 +212,9 @@ def write_model(
     if compiled is not None:
         path = model_dir / COMPILED_ARTIFACT
         path.write_text(compiled, encoding="utf-8")
-        changes["compiled"] = CompiledModel(kind=json.loads(compiled)["kind"],
-                                            artifact=path.name, sha256=sha256_file(path))
+        changes["compiled"] = CompiledModel(
+            kind=json.loads(compiled)["kind"], artifact=path.name, sha256=sha256_file(path)
+        )
     write_manifest(_updated(manifest, changes), model_dir)
     return StoredModel(read_manifest(model_dir / MANIFEST_FILENAME), model_dir)
 

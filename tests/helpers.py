@@ -40,14 +40,23 @@ def run_python(program: str, *args: str, timeout: float = 120) -> Any:
     """
     completed = subprocess.run(
         [sys.executable, "-c", program, *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def copy_model(store: Path, name: str, version: str = "1", *, as_name: str | None = None,
-               as_version: str | None = None) -> Path:
+def copy_model(
+    store: Path,
+    name: str,
+    version: str = "1",
+    *,
+    as_name: str | None = None,
+    as_version: str | None = None,
+) -> Path:
     """Copy a committed model into ``store``, optionally renamed, manifest kept consistent."""
     target = store / (as_name or name) / (as_version or version)
     shutil.copytree(MODELS_DIR / name / version, target)

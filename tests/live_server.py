@@ -56,8 +56,9 @@ def running_process(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``command``, wait until ``is_up()``, yield it, then stop it."""
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + timeout
         while not is_up():

@@ -80,8 +80,9 @@ def change_user(
         raise ConflictError("an admin cannot disable or demote itself")
     hashed = hash_password(body.password) if body.password else None
     role = Role(body.role) if body.role else None
-    return _public(update_user(session, user, hashed_password=hashed, role=role,
-                               is_active=body.is_active))
+    return _public(
+        update_user(session, user, hashed_password=hashed, role=role, is_active=body.is_active)
+    )
 
 
 def _public(user: User) -> UserPublic:

@@ -58,14 +58,18 @@ def model_version_metadata(
     return _metadata(registry, _entry(registry, model_name, model_version))
 
 
-@router.get("/models/{model_name}/ready", summary="Model readiness (latest version)",
-            response_model=None)
+@router.get(
+    "/models/{model_name}/ready", summary="Model readiness (latest version)", response_model=None
+)
 def model_ready(model_name: str, registry: RegistryDep) -> dict[str, Any] | JSONResponse:
     return _readiness(_entry(registry, model_name, None))
 
 
-@router.get("/models/{model_name}/versions/{model_version}/ready", summary="Model readiness",
-            response_model=None)
+@router.get(
+    "/models/{model_name}/versions/{model_version}/ready",
+    summary="Model readiness",
+    response_model=None,
+)
 def model_version_ready(
     model_name: str, model_version: str, registry: RegistryDep
 ) -> dict[str, Any] | JSONResponse:
@@ -79,8 +83,9 @@ def repository_index(registry: RegistryDep) -> list[dict[str, str]]:
 
 
 @router.post("/repository/models/{model_name}/load", summary="Load a model (admin)")
-async def repository_load(model_name: str, registry: RegistryDep,
-                          _admin: AdminUser) -> dict[str, Any]:
+async def repository_load(
+    model_name: str, registry: RegistryDep, _admin: AdminUser
+) -> dict[str, Any]:
     entry = _entry(registry, model_name, None)
     try:
         await run_in_threadpool(registry.loader.load, entry, retry_failed=True)
@@ -90,8 +95,9 @@ async def repository_load(model_name: str, registry: RegistryDep,
 
 
 @router.post("/repository/models/{model_name}/unload", summary="Unload a model (admin)")
-async def repository_unload(model_name: str, registry: RegistryDep,
-                            _admin: AdminUser) -> dict[str, Any]:
+async def repository_unload(
+    model_name: str, registry: RegistryDep, _admin: AdminUser
+) -> dict[str, Any]:
     for entry in registry.catalogue.versions(model_name):
         await run_in_threadpool(registry.loader.unload, entry)
     return {}
@@ -111,12 +117,14 @@ def _metadata(registry: ModelRegistry, entry: ModelEntry) -> dict[str, Any]:
         "name": manifest.name,
         "versions": [e.manifest.version for e in registry.catalogue.versions(manifest.name)],
         "platform": manifest.framework,
-        "inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)}
-                   for s in specs],
+        "inputs": [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in specs],
         "outputs": [
             {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]},
-            {"name": PROBABILITIES_OUTPUT, "datatype": "FP64",
-             "shape": [-1, len(manifest.output.labels)]},
+            {
+                "name": PROBABILITIES_OUTPUT,
+                "datatype": "FP64",
+                "shape": [-1, len(manifest.output.labels)],
+            },
         ],
         "parameters": {"labels": manifest.output.labels, "task": manifest.task},
     }

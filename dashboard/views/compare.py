@@ -43,35 +43,49 @@ def load_evaluations(models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def warn_about_the_data(evaluations: dict[str, dict[str, Any]]) -> None:
     datasets = comparison.datasets(evaluations)
     if len(datasets) > 1:
-        st.warning(f"These models were evaluated on different data ({', '.join(datasets)}): "
-                   "the comparison is not like for like.")
+        st.warning(
+            f"These models were evaluated on different data ({', '.join(datasets)}): "
+            "the comparison is not like for like."
+        )
     first = next(iter(evaluations.values()))
-    st.caption(f"Evaluated on `{first['dataset']}`: {first['samples']} samples. "
-               f"{first['dataset_description']}")
+    st.caption(
+        f"Evaluated on `{first['dataset']}`: {first['samples']} samples. "
+        f"{first['dataset_description']}"
+    )
     mocked = [model for model, e in evaluations.items() if e["runtime"] == "mock"]
     if mocked:
-        st.warning(f"{', '.join(mocked)} ran on mock runtimes (ENV=test): the numbers are "
-                   "placeholders, not the models' quality.")
+        st.warning(
+            f"{', '.join(mocked)} ran on mock runtimes (ENV=test): the numbers are "
+            "placeholders, not the models' quality."
+        )
 
 
-def show_recommendation(table: pd.DataFrame, default_model: str | None,
-                        task_models: list[str]) -> None:
+def show_recommendation(
+    table: pd.DataFrame, default_model: str | None, task_models: list[str]
+) -> None:
     """Who should be the default, said against the current default when it is of this task."""
     advice = comparison.recommend(table, default_model)
     if advice is None:
         return
-    leads = (f"ties with {', '.join(advice.tied_with)} on" if advice.tied_with else "leads on")
-    text = (f"**{advice.model}** {leads} {advice.metric} ({advice.value:.3f}) and is best on "
-            f"{advice.wins} of {advice.compared_metrics} metrics.")
+    leads = f"ties with {', '.join(advice.tied_with)} on" if advice.tied_with else "leads on"
+    text = (
+        f"**{advice.model}** {leads} {advice.metric} ({advice.value:.3f}) and is best on "
+        f"{advice.wins} of {advice.compared_metrics} metrics."
+    )
     name, default_name = advice.model.split("@")[0], (default_model or "").split("@")[0]
     if name == default_name:
         st.success(f"{text} It is the default model already.", icon=":material/verified:")
     elif default_name in task_models:
-        st.info(f"{text} The default is `{default_model}`: consider `DEFAULT_MODEL={name}`.",
-                icon=":material/lightbulb:")
+        st.info(
+            f"{text} The default is `{default_model}`: consider `DEFAULT_MODEL={name}`.",
+            icon=":material/lightbulb:",
+        )
     else:
-        st.info(f"{text} The default model serves another task: ask for this one as "
-                f"`POST /predict/{name}`.", icon=":material/lightbulb:")
+        st.info(
+            f"{text} The default model serves another task: ask for this one as "
+            f"`POST /predict/{name}`.",
+            icon=":material/lightbulb:",
+        )
 
 
 def show_metrics_table(table: pd.DataFrame) -> None:
@@ -100,8 +114,11 @@ def show_roc_and_latency(evaluations: dict[str, dict[str, Any]]) -> None:
 def show_error_analysis(evaluations: dict[str, dict[str, Any]]) -> None:
     columns = st.columns(len(evaluations))
     for column, (model, evaluation) in zip(columns, evaluations.items(), strict=True):
-        column.plotly_chart(charts.confusion_chart(
-            evaluation["confusion_matrix"], evaluation["labels"], f"Confusion matrix: {model}"))
+        column.plotly_chart(
+            charts.confusion_chart(
+                evaluation["confusion_matrix"], evaluation["labels"], f"Confusion matrix: {model}"
+            )
+        )
     st.plotly_chart(charts.per_class_chart(comparison.per_class_frame(evaluations)))
 
 
@@ -111,8 +128,9 @@ def show_agreement(evaluations: dict[str, dict[str, Any]]) -> None:
     models = list(evaluations)
     pair = models[:2]
     if len(models) > 2:
-        picked = right.multiselect("Pair", models, default=pair, max_selections=2,
-                                   key="compare_pair")
+        picked = right.multiselect(
+            "Pair", models, default=pair, max_selections=2, key="compare_pair"
+        )
         pair = (picked + [model for model in models if model not in picked])[:2]
     first, second = pair
     breakdown = comparison.correctness_breakdown(evaluations[first], evaluations[second])

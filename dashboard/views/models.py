@@ -40,17 +40,20 @@ def metrics_by_task(models: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
         of_task = [model for model in models if model["task"] == task]
         shared = set.intersection(*(set(model["metrics"]) for model in of_task))
         shown = [metric for metric in sorted(shared) if not metric.startswith("cv_")]
-        frames[task] = pd.DataFrame([
-            {"model": model["name"], "metric": metric, "value": model["metrics"][metric]}
-            for model in of_task for metric in shown
-        ], columns=["model", "metric", "value"])
+        frames[task] = pd.DataFrame(
+            [
+                {"model": model["name"], "metric": metric, "value": model["metrics"][metric]}
+                for model in of_task
+                for metric in shown
+            ],
+            columns=["model", "metric", "value"],
+        )
     return frames
 
 
 def show_versions(detail: dict[str, Any]) -> None:
     versions = pd.DataFrame(detail["versions"])
-    columns = ["version", "status", "framework", "created_at", "loaded_at", "load_seconds",
-               "error"]
+    columns = ["version", "status", "framework", "created_at", "loaded_at", "load_seconds", "error"]
     st.dataframe(versions[[c for c in columns if c in versions]], hide_index=True)
 
 
@@ -60,11 +63,14 @@ def show_input_schema(manifest: dict[str, Any]) -> None:
         features = pd.DataFrame(schema["features"])
         if "categories" in features:
             features["categories"] = features["categories"].apply(
-                lambda values: ", ".join(values) if isinstance(values, list) else "")
+                lambda values: ", ".join(values) if isinstance(values, list) else ""
+            )
         st.dataframe(features, hide_index=True)
     else:
-        st.markdown(f"Audio: {', '.join(schema['formats'])}, resampled to "
-                    f"{schema['sample_rate']} Hz, {schema['clip_seconds']:g} s windows")
+        st.markdown(
+            f"Audio: {', '.join(schema['formats'])}, resampled to "
+            f"{schema['sample_rate']} Hz, {schema['clip_seconds']:g} s windows"
+        )
         st.json(schema["features"], expanded=False)
 
 
@@ -73,19 +79,26 @@ def show_manifest(manifest: dict[str, Any]) -> None:
     st.markdown(
         f"**Framework:** `{manifest['framework']}` · **artifact:** `{manifest['artifact']}` "
         f"(sha256 `{manifest['sha256'][:12]}…`) · **labels:** {', '.join(output['labels'])}"
-        + (f" · **decision threshold:** {output['decision_threshold']:.3f} on "
-           f"`{output['positive_label']}`" if output.get("decision_threshold") is not None
-           else "")
+        + (
+            f" · **decision threshold:** {output['decision_threshold']:.3f} on "
+            f"`{output['positive_label']}`"
+            if output.get("decision_threshold") is not None
+            else ""
+        )
     )
     training = manifest["training"]
-    st.markdown(f"**Trained on:** {training['data']['source']} "
-                f"({training['data'].get('rows') or '?'} rows) by `{training['code']}`")
+    st.markdown(
+        f"**Trained on:** {training['data']['source']} "
+        f"({training['data'].get('rows') or '?'} rows) by `{training['code']}`"
+    )
     with st.expander("Input schema"):
         show_input_schema(manifest)
     with st.expander("Evaluations recorded at training"):
         for evaluation in manifest["evaluations"]:
-            st.markdown(f"**{evaluation['dataset']}** ({evaluation['samples']} samples): "
-                        f"{evaluation['description']}")
+            st.markdown(
+                f"**{evaluation['dataset']}** ({evaluation['samples']} samples): "
+                f"{evaluation['description']}"
+            )
             st.dataframe(pd.DataFrame([evaluation["metrics"]]), hide_index=True)
     with st.expander("Training parameters"):
         st.json(training["parameters"], expanded=False)
@@ -104,8 +117,11 @@ def main() -> None:
     st.dataframe(registry_table(models), hide_index=True)
     for task, frame in metrics_by_task(models).items():
         if not frame.empty:
-            st.plotly_chart(charts.headline_metrics_chart(frame).update_layout(
-                title=f"{task}: held-out metrics recorded at training"))
+            st.plotly_chart(
+                charts.headline_metrics_chart(frame).update_layout(
+                    title=f"{task}: held-out metrics recorded at training"
+                )
+            )
     st.subheader("Details")
     names = [model["name"] for model in models]
     name = st.selectbox("Model", names, key="models_detail")

@@ -41,11 +41,17 @@ def show_service(metadata: dict[str, Any], models: dict[str, Any]) -> None:
 
 
 def show_failed_models(models: dict[str, Any]) -> None:
-    failed = [(model["name"], version) for model in models["models"]
-              for version in model["versions"] if version["status"] == "failed"]
+    failed = [
+        (model["name"], version)
+        for model in models["models"]
+        for version in model["versions"]
+        if version["status"] == "failed"
+    ]
     for name, version in failed:
-        st.error(f"**{name}@{version['version']} failed to load:** {version['error']}",
-                 icon=":material/error:")
+        st.error(
+            f"**{name}@{version['version']} failed to load:** {version['error']}",
+            icon=":material/error:",
+        )
     for problem in models["problems"]:
         st.warning(f"**Skipped in the model store:** {problem}", icon=":material/warning:")
     if not failed:
@@ -85,8 +91,11 @@ def show_live_metrics() -> None:
     fourth.metric("Latency p50 / p95", _latency_text(p50, p95))
     frame = history_frame(history)
     if frame.empty:
-        st.info("Rates and recent latency appear from the second reading of /metrics: "
-                "refresh, or turn auto-refresh on.", icon=":material/hourglass_top:")
+        st.info(
+            "Rates and recent latency appear from the second reading of /metrics: "
+            "refresh, or turn auto-refresh on.",
+            icon=":material/hourglass_top:",
+        )
     else:
         left, right = st.columns(2)
         left.plotly_chart(charts.rates_chart(frame))

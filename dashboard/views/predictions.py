@@ -15,16 +15,33 @@ from dashboard.history import OUTCOMES, history_frame, summarise
 logger = logging.getLogger(__name__)
 
 ALL = "all"
-PERIODS = {"last hour": timedelta(hours=1), "last 24 hours": timedelta(days=1),
-           "last 7 days": timedelta(days=7), "all time": None}
+PERIODS = {
+    "last hour": timedelta(hours=1),
+    "last 24 hours": timedelta(days=1),
+    "last 7 days": timedelta(days=7),
+    "all time": None,
+}
 FALLBACK_FILTERS = {"all requests": None, "fallbacks only": True, "no fallbacks": False}
-TABLE_COLUMNS = ["received_at", "model", "outcome", "label", "fallback", "latency_ms", "rows",
-                 "requested", "request_id", "error"]
+TABLE_COLUMNS = [
+    "received_at",
+    "model",
+    "outcome",
+    "label",
+    "fallback",
+    "latency_ms",
+    "rows",
+    "requested",
+    "request_id",
+    "error",
+]
 
 
 def login_form() -> None:
-    st.info("The prediction history holds personal data: log in with an API user "
-            "(the admin of ADMIN_USERNAME, or a viewer).", icon=":material/lock:")
+    st.info(
+        "The prediction history holds personal data: log in with an API user "
+        "(the admin of ADMIN_USERNAME, or a viewer).",
+        icon=":material/lock:",
+    )
     with st.form("login"):
         username = st.text_input("Username")
         password = st.text_input("Password", type="password")
@@ -50,8 +67,7 @@ def filters(model_names: list[str]) -> dict[str, Any]:
     outcome = st.sidebar.selectbox("Outcome", [ALL, *OUTCOMES], key="history_outcome")
     fallback = st.sidebar.selectbox("Fallback", list(FALLBACK_FILTERS), key="history_fallback")
     period = st.sidebar.selectbox("Period", list(PERIODS), index=1, key="history_period")
-    limit = st.sidebar.slider("Most recent requests", 50, 1000, 500, step=50,
-                              key="history_limit")
+    limit = st.sidebar.slider("Most recent requests", 50, 1000, 500, step=50, key="history_limit")
     since = PERIODS[period]
     return {
         "model": None if model == ALL else model,
@@ -82,8 +98,10 @@ def show_history(page: dict[str, Any]) -> None:
     first.metric("Matching requests", f"{page['total']:,}")
     second.metric("Failed (shown)", summary.failed)
     third.metric("Fallbacks (shown)", summary.fallbacks)
-    fourth.metric("Median latency", "—" if summary.median_latency_ms is None
-                  else f"{summary.median_latency_ms:.3g} ms")
+    fourth.metric(
+        "Median latency",
+        "—" if summary.median_latency_ms is None else f"{summary.median_latency_ms:.3g} ms",
+    )
     if page["total"] > len(frame):
         st.caption(f"Charts cover the {len(frame)} most recent of {page['total']} requests.")
     left, right = st.columns(2)
@@ -110,8 +128,11 @@ def main() -> None:
     if page is None:
         st.stop()
     if page["total"] == 0:
-        st.info("No predictions yet match these filters. Send one from **Try a model**, or "
-                "`POST /predict`.", icon=":material/inbox:")
+        st.info(
+            "No predictions yet match these filters. Send one from **Try a model**, or "
+            "`POST /predict`.",
+            icon=":material/inbox:",
+        )
         st.stop()
     show_history(page)
 

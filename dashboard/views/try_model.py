@@ -22,8 +22,15 @@ def choose_model(listing: dict[str, Any]) -> str:
     names = [model["name"] for model in models]
     default = (listing["default_model"] or "").split("@")[0]
     tasks = {model["name"]: model["task"] for model in models}
-    return str(st.selectbox("Model", names, index=names.index(default) if default in names else 0,
-                            format_func=lambda name: f"{name} ({tasks[name]})", key="try_model"))
+    return str(
+        st.selectbox(
+            "Model",
+            names,
+            index=names.index(default) if default in names else 0,
+            format_func=lambda name: f"{name} ({tasks[name]})",
+            key="try_model",
+        )
+    )
 
 
 def feature_input(feature: dict[str, Any], example: Any, key: str) -> Any:
@@ -35,12 +42,21 @@ def feature_input(feature: dict[str, Any], example: Any, key: str) -> Any:
         return st.selectbox(label, options, index=index, key=key, help=help_text)
     integer = feature["type"] == "integer"
     cast = int if integer else float
-    bounds = {name: cast(feature[name]) for name in ("minimum", "maximum")
-              if feature.get(name) is not None}
+    bounds = {
+        name: cast(feature[name])
+        for name in ("minimum", "maximum")
+        if feature.get(name) is not None
+    }
     value = cast(example) if example is not None else bounds.get("minimum", cast(0))
-    return st.number_input(label, min_value=bounds.get("minimum"), max_value=bounds.get("maximum"),
-                           value=value, step=cast(1) if integer else None, key=key,
-                           help=help_text)
+    return st.number_input(
+        label,
+        min_value=bounds.get("minimum"),
+        max_value=bounds.get("maximum"),
+        value=value,
+        step=cast(1) if integer else None,
+        key=key,
+        help=help_text,
+    )
 
 
 def tabular_form(name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
@@ -52,15 +68,19 @@ def tabular_form(name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
         for i, feature in enumerate(schema["features"]):
             with columns[i % FORM_COLUMNS]:
                 features[feature["name"]] = feature_input(
-                    feature, example.get(feature["name"]), f"{name}:{feature['name']}")
+                    feature, example.get(feature["name"]), f"{name}:{feature['name']}"
+                )
         submitted = st.form_submit_button("Predict", type="primary")
     return features if submitted else None
 
 
 def audio_upload(name: str, schema: dict[str, Any]) -> tuple[str, bytes] | None:
     """The uploaded file, played back and drawn, once the user asks for a prediction."""
-    upload = st.file_uploader(f"An audio file ({', '.join(schema['formats'])})",
-                              type=schema["formats"], key=f"upload:{name}")
+    upload = st.file_uploader(
+        f"An audio file ({', '.join(schema['formats'])})",
+        type=schema["formats"],
+        key=f"upload:{name}",
+    )
     if upload is None:
         return None
     data = upload.getvalue()
@@ -88,11 +108,16 @@ def decode_for_display(data: bytes) -> tuple[np.ndarray, int] | None:
 
 def show_answer(answer: dict[str, Any]) -> None:
     served = f"{answer['model']}@{answer['version']}"
-    st.success(f"**{answer['label']}** from `{served}` in {answer['latency_ms']:.3g} ms "
-               f"(request `{answer['request_id']}`)", icon=":material/check_circle:")
+    st.success(
+        f"**{answer['label']}** from `{served}` in {answer['latency_ms']:.3g} ms "
+        f"(request `{answer['request_id']}`)",
+        icon=":material/check_circle:",
+    )
     if answer["fallback"]:
-        st.warning(f"Served by the fallback `{served}`: {answer['fallback_reason']}",
-                   icon=":material/swap_horiz:")
+        st.warning(
+            f"Served by the fallback `{served}`: {answer['fallback_reason']}",
+            icon=":material/swap_horiz:",
+        )
     st.plotly_chart(charts.probability_chart(answer["probabilities"], answer["label"]))
 
 

@@ -55,8 +55,11 @@ def _compile(pipeline: object, schema: TabularInput) -> LinearScorer:
             f"the transformers give {used_width} columns, the model {len(coef)}"
         )
     return LinearScorer(
-        negative_class=classes[0], positive_class=classes[1], intercept=intercept,
-        numeric_weights=tuple(numeric_weights), category_weights=tuple(category_weights),
+        negative_class=classes[0],
+        positive_class=classes[1],
+        intercept=intercept,
+        numeric_weights=tuple(numeric_weights),
+        category_weights=tuple(category_weights),
     )
 
 
@@ -105,7 +108,9 @@ def _fitted_transformers(preprocess: ColumnTransformer) -> list[tuple[str, Any, 
 
 
 def _fold_scaler(
-    scaler: StandardScaler, columns: list[str], coef: np.ndarray,
+    scaler: StandardScaler,
+    columns: list[str],
+    coef: np.ndarray,
 ) -> list[tuple[str, float, float]]:
     """Per feature ``coef / scale`` and its share of the offset, ``-coef * mean / scale``."""
     if not (scaler.with_mean and scaler.with_std):
@@ -118,7 +123,9 @@ def _fold_scaler(
 
 
 def _one_hot_weights(
-    encoder: OneHotEncoder, columns: list[str], coef: np.ndarray,
+    encoder: OneHotEncoder,
+    columns: list[str],
+    coef: np.ndarray,
 ) -> list[tuple[str, Mapping[str, float]]]:
     """``{category: coef}`` per column, in the encoder's output order."""
     if encoder.handle_unknown != "ignore" or encoder.drop is not None:
@@ -132,7 +139,7 @@ def _one_hot_weights(
     for column, categories in zip(columns, encoder.categories_, strict=True):
         if not all(isinstance(category, str) for category in categories):
             raise UnsupportedPipeline(f"column {column!r} has non-string categories")
-        block = coef[start:start + len(categories)]
+        block = coef[start : start + len(categories)]
         weights.append((column, {str(c): float(w) for c, w in zip(categories, block, strict=True)}))
         start += len(categories)
     if start != len(coef):

@@ -34,8 +34,10 @@ def _compile(pipeline: object, schema: TabularInput) -> TreeEnsembleScorer:
     if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
         raise UnsupportedPipeline("not a two-step Pipeline")
     preprocess, booster = (step for _, step in pipeline.steps)
-    if (type(preprocess) is not ColumnTransformer
-            or type(booster) is not HistGradientBoostingClassifier):
+    if (
+        type(preprocess) is not ColumnTransformer
+        or type(booster) is not HistGradientBoostingClassifier
+    ):
         raise UnsupportedPipeline(
             f"steps are {type(preprocess).__name__} and {type(booster).__name__}, "
             "not ColumnTransformer and HistGradientBoostingClassifier"
@@ -48,15 +50,19 @@ def _compile(pipeline: object, schema: TabularInput) -> TreeEnsembleScorer:
     baseline = sklearn_internals.binary_log_loss_baseline(booster)
     columns = _pipeline_columns(preprocess, schema)
     if len(columns) != booster.n_features_in_:
-        raise UnsupportedPipeline(f"the pipeline gives {len(columns)} columns, "
-                                  f"the booster reads {booster.n_features_in_}")
+        raise UnsupportedPipeline(
+            f"the pipeline gives {len(columns)} columns, the booster reads {booster.n_features_in_}"
+        )
     inputs = _tree_inputs(booster, columns)
     trees = sklearn_internals.fitted_trees(booster)
     for tree in trees:
         _check_split_kinds(tree, inputs)
     return TreeEnsembleScorer(
-        negative_class=classes[0], positive_class=classes[1],
-        baseline=baseline, inputs=inputs, trees=trees,
+        negative_class=classes[0],
+        positive_class=classes[1],
+        baseline=baseline,
+        inputs=inputs,
+        trees=trees,
     )
 
 
@@ -82,7 +88,8 @@ def _pipeline_columns(preprocess: Any, schema: TabularInput) -> list[_Column]:
             columns = _ordinal_columns(transformer, selected)
         elif (isinstance(transformer, str) and transformer == "passthrough") or (
             type(transformer) is FunctionTransformer
-            and transformer.func is None and transformer.inverse_func is None
+            and transformer.func is None
+            and transformer.inverse_func is None
         ):
             require_features(selected, features, NumericFeature)
             columns = [(column, None) for column in selected]
@@ -96,10 +103,15 @@ def _pipeline_columns(preprocess: Any, schema: TabularInput) -> list[_Column]:
 
 def _ordinal_columns(encoder: Any, selected: list[str]) -> list[_Column]:
     """``{category: code}`` per column; unknown categories must become NaN (missing)."""
-    if (encoder.handle_unknown != "use_encoded_value" or not is_nan(encoder.unknown_value)
-            or encoder.min_frequency is not None or encoder.max_categories is not None):
-        raise UnsupportedPipeline("the OrdinalEncoder must encode unknown categories as NaN "
-                                  "and group none")
+    if (
+        encoder.handle_unknown != "use_encoded_value"
+        or not is_nan(encoder.unknown_value)
+        or encoder.min_frequency is not None
+        or encoder.max_categories is not None
+    ):
+        raise UnsupportedPipeline(
+            "the OrdinalEncoder must encode unknown categories as NaN and group none"
+        )
     columns: list[_Column] = []
     for column, categories in zip(selected, encoder.categories_, strict=True):
         if not all(isinstance(category, str) for category in categories):
@@ -119,8 +131,9 @@ def _tree_inputs(booster: Any, columns: list[_Column]) -> tuple[TreeInput, ...]:
     encoding = sklearn_internals.own_encoding(booster)
     categorical = [column for column in columns if column[1] is not None]
     inputs = []
-    for (name, outer), inner_codes, known in zip(categorical, encoding.categories,
-                                                 encoding.known, strict=True):
+    for (name, outer), inner_codes, known in zip(
+        categorical, encoding.categories, encoding.known, strict=True
+    ):
         # The booster's code of a category is the position of the pipeline's code among
         # the codes it saw in training (NaN, for missing values, is not a category).
         position = {code: i for i, code in enumerate(inner_codes) if not is_nan(code)}

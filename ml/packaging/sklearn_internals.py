@@ -37,11 +37,25 @@ from ml.packaging.compile import UnsupportedPipeline, is_nan
 from ml.tree_fastpath import Tree
 
 PINNED_SCIKIT_LEARN = "1.9.1"
-PRIVATE_ATTRIBUTES = ("_loss", "_baseline_prediction", "_predictors", "_preprocessor",
-                      "_bin_mapper")
+PRIVATE_ATTRIBUTES = (
+    "_loss",
+    "_baseline_prediction",
+    "_predictors",
+    "_preprocessor",
+    "_bin_mapper",
+)
 """The booster's private attributes this module reads."""
-NODE_FIELDS = ("is_leaf", "value", "feature_idx", "num_threshold", "is_categorical",
-               "bitset_idx", "missing_go_to_left", "left", "right")
+NODE_FIELDS = (
+    "is_leaf",
+    "value",
+    "feature_idx",
+    "num_threshold",
+    "is_categorical",
+    "bitset_idx",
+    "missing_go_to_left",
+    "left",
+    "right",
+)
 """The fields of a ``TreePredictor``'s nodes this module reads."""
 BITSET_WORDS, BITS_PER_WORD = 8, 32
 """8 x 32 bits: the serving form's ``CATEGORY_CODES`` codes."""
@@ -80,15 +94,19 @@ def own_encoding(booster: Any) -> OwnEncoding:
     mask = [bool(m) for m in booster.is_categorical_]
     encoder = inner.named_transformers_["encoder"]
     n_categorical = sum(mask)
-    if (inner.output_indices_["encoder"] != slice(0, n_categorical)
-            or not is_nan(encoder.unknown_value)
-            or list(booster._bin_mapper.is_categorical_) != sorted(mask, reverse=True)):
+    if (
+        inner.output_indices_["encoder"] != slice(0, n_categorical)
+        or not is_nan(encoder.unknown_value)
+        or list(booster._bin_mapper.is_categorical_) != sorted(mask, reverse=True)
+    ):
         raise UnsupportedPipeline("the booster's own encoding is not the one this module knows")
     known_bitsets, bitset_of_feature = booster._bin_mapper.make_known_categories_bitsets()
     return OwnEncoding(
         categories=tuple(tuple(float(code) for code in codes) for codes in encoder.categories_),
-        known=tuple(bitset_codes(known_bitsets[bitset_of_feature[feature]])
-                    for feature in range(len(encoder.categories_))),
+        known=tuple(
+            bitset_codes(known_bitsets[bitset_of_feature[feature]])
+            for feature in range(len(encoder.categories_))
+        ),
     )
 
 
@@ -107,11 +125,12 @@ def _tree(predictor: Any) -> Tree:
         leaf = bool(node["is_leaf"])
         categorical = not leaf and bool(node["is_categorical"])
         arrays["feature"].append(None if leaf else int(node["feature_idx"]))
-        arrays["threshold"].append(
-            None if leaf or categorical else float(node["num_threshold"]))
+        arrays["threshold"].append(None if leaf or categorical else float(node["num_threshold"]))
         arrays["categories_left"].append(
             bitset_codes(predictor.raw_left_cat_bitsets[node["bitset_idx"]])
-            if categorical else None)
+            if categorical
+            else None
+        )
         arrays["missing_left"].append(None if leaf else bool(node["missing_go_to_left"]))
         arrays["left"].append(None if leaf else int(node["left"]))
         arrays["right"].append(None if leaf else int(node["right"]))
@@ -126,5 +145,6 @@ def bitset_codes(bitset: Sequence[Any]) -> frozenset[int]:
     return frozenset(
         word_index * BITS_PER_WORD + bit
         for word_index, word in enumerate(int(w) for w in bitset)
-        for bit in range(BITS_PER_WORD) if word >> bit & 1
+        for bit in range(BITS_PER_WORD)
+        if word >> bit & 1
     )

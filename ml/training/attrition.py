@@ -80,12 +80,35 @@ EVALUATION_DATASET = f"_evaluation/{TASK}/heldout.csv"
 
 # The 30 features in dataset column order (the order of the manifest and of serving).
 FEATURES = [
-    "Age", "BusinessTravel", "DailyRate", "Department", "DistanceFromHome", "Education",
-    "EducationField", "EnvironmentSatisfaction", "Gender", "HourlyRate", "JobInvolvement",
-    "JobLevel", "JobRole", "JobSatisfaction", "MaritalStatus", "MonthlyIncome", "MonthlyRate",
-    "NumCompaniesWorked", "OverTime", "PercentSalaryHike", "PerformanceRating",
-    "RelationshipSatisfaction", "StockOptionLevel", "TotalWorkingYears", "TrainingTimesLastYear",
-    "WorkLifeBalance", "YearsAtCompany", "YearsInCurrentRole", "YearsSinceLastPromotion",
+    "Age",
+    "BusinessTravel",
+    "DailyRate",
+    "Department",
+    "DistanceFromHome",
+    "Education",
+    "EducationField",
+    "EnvironmentSatisfaction",
+    "Gender",
+    "HourlyRate",
+    "JobInvolvement",
+    "JobLevel",
+    "JobRole",
+    "JobSatisfaction",
+    "MaritalStatus",
+    "MonthlyIncome",
+    "MonthlyRate",
+    "NumCompaniesWorked",
+    "OverTime",
+    "PercentSalaryHike",
+    "PerformanceRating",
+    "RelationshipSatisfaction",
+    "StockOptionLevel",
+    "TotalWorkingYears",
+    "TrainingTimesLastYear",
+    "WorkLifeBalance",
+    "YearsAtCompany",
+    "YearsInCurrentRole",
+    "YearsSinceLastPromotion",
     "YearsWithCurrManager",
 ]
 
@@ -158,10 +181,12 @@ def build_logreg(params: dict[str, Any]) -> Pipeline:
     Packaging compiles exactly this structure into a pure-Python fast path
     (``ml.packaging.compile_linear``), so keep it as it is.
     """
-    preprocess = ColumnTransformer([
-        ("numeric", StandardScaler(), NUMERIC),
-        ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
-    ])
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", StandardScaler(), NUMERIC),
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+        ]
+    )
     classifier = LogisticRegression(max_iter=5_000, **params)
     return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
 
@@ -174,12 +199,16 @@ def build_gbm(params: dict[str, Any]) -> Pipeline:
     """
     # Unknown categories become NaN, which the booster treats as missing.
     encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan)
-    preprocess = ColumnTransformer([
-        ("categorical", encoder, CATEGORICAL),
-        ("numeric", "passthrough", NUMERIC),
-    ])
+    preprocess = ColumnTransformer(
+        [
+            ("categorical", encoder, CATEGORICAL),
+            ("numeric", "passthrough", NUMERIC),
+        ]
+    )
     classifier = HistGradientBoostingClassifier(
-        categorical_features=list(range(len(CATEGORICAL))), random_state=SEED, **params,
+        categorical_features=list(range(len(CATEGORICAL))),
+        random_state=SEED,
+        **params,
     )
     return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
 
@@ -205,7 +234,8 @@ CANDIDATES = [
         build=build_logreg,
         grid=[
             {"C": c, "class_weight": weight}
-            for weight in (None, "balanced") for c in (0.03, 0.1, 0.3, 1.0)
+            for weight in (None, "balanced")
+            for c in (0.03, 0.1, 0.3, 1.0)
         ],
         compiler=compile_linear_pipeline,
     ),
@@ -217,10 +247,20 @@ CANDIDATES = [
         ),
         build=build_gbm,
         grid=[
-            {"learning_rate": 0.05, "max_iter": 200, "max_leaf_nodes": 8,
-             "min_samples_leaf": 20, "l2_regularization": 1.0},
-            {"learning_rate": 0.03, "max_iter": 300, "max_depth": 3,
-             "min_samples_leaf": 30, "l2_regularization": 1.0},
+            {
+                "learning_rate": 0.05,
+                "max_iter": 200,
+                "max_leaf_nodes": 8,
+                "min_samples_leaf": 20,
+                "l2_regularization": 1.0,
+            },
+            {
+                "learning_rate": 0.03,
+                "max_iter": 300,
+                "max_depth": 3,
+                "min_samples_leaf": 30,
+                "l2_regularization": 1.0,
+            },
         ],
         compiler=compile_tree_pipeline,
     ),
@@ -276,16 +316,26 @@ def load_dataset() -> Dataset:
     check_integer_bounds(frame)
     categories = {name: sorted(map(str, frame[name].unique())) for name in CATEGORICAL}
     train, heldout = train_test_split(
-        frame, test_size=TEST_SIZE, stratify=frame[TARGET], random_state=SEED,
+        frame,
+        test_size=TEST_SIZE,
+        stratify=frame[TARGET],
+        random_state=SEED,
     )
     logger.info(
         "Loaded %d rows (sha256 %s…): %d for training, %d held out",
-        len(frame), sha256[:12], len(train), len(heldout),
+        len(frame),
+        sha256[:12],
+        len(train),
+        len(heldout),
     )
     return Dataset(
-        train_x=train[FEATURES], train_y=train[TARGET],
-        heldout_x=heldout[FEATURES], heldout_y=heldout[TARGET],
-        sha256=sha256, rows=len(frame), categories=categories,
+        train_x=train[FEATURES],
+        train_y=train[TARGET],
+        heldout_x=heldout[FEATURES],
+        heldout_y=heldout[TARGET],
+        sha256=sha256,
+        rows=len(frame),
+        categories=categories,
     )
 
 
@@ -302,7 +352,10 @@ def positive_probability(pipeline: Pipeline, features: pd.DataFrame) -> np.ndarr
 
 
 def cross_validate(
-    candidate: Candidate, params: dict[str, Any], data: Dataset, folds: list[tuple],
+    candidate: Candidate,
+    params: dict[str, Any],
+    data: Dataset,
+    folds: list[tuple],
 ) -> CrossValidation:
     """Out-of-fold probabilities and per-fold ROC AUC of one hyper-parameter set."""
     is_positive = (data.train_y == POSITIVE_LABEL).to_numpy()
@@ -310,14 +363,18 @@ def cross_validate(
     fold_roc_auc = []
     for fit_rows, score_rows in folds:
         pipeline = candidate.build(params).fit(
-            data.train_x.iloc[fit_rows], data.train_y.iloc[fit_rows],
+            data.train_x.iloc[fit_rows],
+            data.train_y.iloc[fit_rows],
         )
         oof[score_rows] = positive_probability(pipeline, data.train_x.iloc[score_rows])
         fold_roc_auc.append(float(roc_auc_score(is_positive[score_rows], oof[score_rows])))
     result = CrossValidation(params=params, fold_roc_auc=fold_roc_auc, oof_probability=oof)
     logger.info(
         "%s %s: CV ROC AUC %.4f ± %.4f",
-        candidate.name, params, result.roc_auc_mean, result.roc_auc_std,
+        candidate.name,
+        params,
+        result.roc_auc_mean,
+        result.roc_auc_std,
     )
     return result
 
@@ -342,10 +399,18 @@ def train_candidate(candidate: Candidate, data: Dataset, folds: list[tuple]) -> 
     pipeline = candidate.build(best.params).fit(data.train_x, data.train_y)
     logger.info(
         "%s: picked %s, threshold %.4f (out-of-fold F1 %.4f), refitted in %.1f s",
-        candidate.name, best.params, threshold, oof_f1, time.perf_counter() - started,
+        candidate.name,
+        best.params,
+        threshold,
+        oof_f1,
+        time.perf_counter() - started,
     )
     return TrainedModel(
-        candidate=candidate, pipeline=pipeline, cv=best, threshold=threshold, oof_f1=oof_f1,
+        candidate=candidate,
+        pipeline=pipeline,
+        cv=best,
+        threshold=threshold,
+        oof_f1=oof_f1,
         heldout_probability=positive_probability(pipeline, data.heldout_x),
     )
 
@@ -374,7 +439,10 @@ def heldout_evaluation(model: TrainedModel, data: Dataset, metrics: dict[str, fl
     truth = data.heldout_y.to_numpy()
     predicted = predicted_labels(model.heldout_probability, model.threshold)
     precision, recall, f1, _ = precision_recall_fscore_support(
-        truth, predicted, labels=LABELS, zero_division=0,
+        truth,
+        predicted,
+        labels=LABELS,
+        zero_division=0,
     )
     per_class = {
         label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i])}
@@ -399,15 +467,24 @@ def input_schema(data: Dataset) -> TabularInput:
     for name in FEATURES:
         if name in INTEGER_BOUNDS:
             low, high = INTEGER_BOUNDS[name]
-            features.append(NumericFeature(
-                name=name, type="integer", minimum=low, maximum=high,
-                description=DESCRIPTIONS[name],
-            ))
+            features.append(
+                NumericFeature(
+                    name=name,
+                    type="integer",
+                    minimum=low,
+                    maximum=high,
+                    description=DESCRIPTIONS[name],
+                )
+            )
         else:
-            features.append(CategoricalFeature(
-                name=name, type="category", categories=data.categories[name],
-                description=DESCRIPTIONS[name],
-            ))
+            features.append(
+                CategoricalFeature(
+                    name=name,
+                    type="category",
+                    categories=data.categories[name],
+                    description=DESCRIPTIONS[name],
+                )
+            )
     return TabularInput(features=features, example=example_row(data))
 
 
@@ -420,7 +497,8 @@ def example_row(data: Dataset) -> dict[str, Any]:
 def simple_params(estimator: Any) -> dict[str, Any]:
     """The estimator's parameters that JSON can hold (drops nested objects and arrays)."""
     return {
-        name: value for name, value in estimator.get_params().items()
+        name: value
+        for name, value in estimator.get_params().items()
         if (value is None or isinstance(value, str | int | float | bool)) and value != "deprecated"
     }
 
@@ -432,8 +510,12 @@ def training_record(model: TrainedModel, data: Dataset) -> Training:
         "searched_grid": model.candidate.grid,
         "selected": model.cv.params,
         "seed": SEED,
-        "split": {"test_size": TEST_SIZE, "stratified": True, "train_rows": len(data.train_y),
-                  "heldout_rows": len(data.heldout_y)},
+        "split": {
+            "test_size": TEST_SIZE,
+            "stratified": True,
+            "train_rows": len(data.train_y),
+            "heldout_rows": len(data.heldout_y),
+        },
         "cv_folds": CV_FOLDS,
         "threshold_rule": "maximise F1 of 'Yes' on out-of-fold CV probabilities; Yes if p >= t",
     }
@@ -448,7 +530,9 @@ def training_record(model: TrainedModel, data: Dataset) -> Training:
     }
     return Training(
         data=TrainingData(source=DATA_SOURCE, sha256=data.sha256, rows=data.rows),
-        code=CODE, parameters=parameters, cross_validation=cross_validation,
+        code=CODE,
+        parameters=parameters,
+        cross_validation=cross_validation,
     )
 
 
@@ -474,26 +558,34 @@ def prove_equal(scorer: Scorer, model: TrainedModel, data: Dataset, schema: Tabu
     example with each category of the schema in turn (some are absent from the held-out rows).
     """
     heldout = data.heldout_x.to_dict("records")
-    probes = [{**schema.example, feature.name: category}
-              for feature in schema.features if isinstance(feature, CategoricalFeature)
-              for category in feature.categories]
+    probes = [
+        {**schema.example, feature.name: category}
+        for feature in schema.features
+        if isinstance(feature, CategoricalFeature)
+        for category in feature.categories
+    ]
     rows = TabularValidator(schema).validate([*heldout, *probes], field_prefix="rows")
     actual = np.array([scorer.positive_probability(row) for row in rows])
-    expected = np.concatenate([
-        model.heldout_probability, positive_probability(model.pipeline, pd.DataFrame(probes)),
-    ])
-    same_labels = np.array_equal(actual[:len(heldout)] >= model.threshold,
-                                 model.heldout_probability >= model.threshold)
+    expected = np.concatenate(
+        [
+            model.heldout_probability,
+            positive_probability(model.pipeline, pd.DataFrame(probes)),
+        ]
+    )
+    same_labels = np.array_equal(
+        actual[: len(heldout)] >= model.threshold, model.heldout_probability >= model.threshold
+    )
     difference = float(np.max(np.abs(actual - expected)))
-    if not (np.allclose(actual, expected, rtol=FASTPATH_RTOL, atol=FASTPATH_ATOL)
-            and same_labels):
+    if not (np.allclose(actual, expected, rtol=FASTPATH_RTOL, atol=FASTPATH_ATOL) and same_labels):
         raise RuntimeError(
             f"{model.candidate.name}: the compiled form differs from predict_proba on "
             f"{len(rows)} rows (max abs difference {difference:.3g}, same labels: {same_labels})"
         )
     logger.info(
         "%s: the compiled form equals predict_proba on %d rows (max abs difference %.3g)",
-        model.candidate.name, len(rows), difference,
+        model.candidate.name,
+        len(rows),
+        difference,
     )
 
 
@@ -517,11 +609,15 @@ def save_model(model: TrainedModel, data: Dataset, models_dir: Path) -> Path:
         artifact=ARTIFACT,
         sha256=sha256_file(artifact),
         compiled=CompiledModel(
-            kind=compiled_kind, artifact=COMPILED_ARTIFACT, sha256=sha256_file(compiled_artifact),
+            kind=compiled_kind,
+            artifact=COMPILED_ARTIFACT,
+            sha256=sha256_file(compiled_artifact),
         ),
         input=schema,
         output=OutputSchema(
-            labels=LABELS, positive_label=POSITIVE_LABEL, decision_threshold=model.threshold,
+            labels=LABELS,
+            positive_label=POSITIVE_LABEL,
+            decision_threshold=model.threshold,
         ),
         metrics=metrics,
         evaluations=[heldout_evaluation(model, data, metrics)],
@@ -531,8 +627,13 @@ def save_model(model: TrainedModel, data: Dataset, models_dir: Path) -> Path:
     write_manifest(manifest, model_dir)
     logger.info(
         "%s: held-out ROC AUC %.4f, F1 %.4f, precision %.4f, recall %.4f, accuracy %.4f -> %s",
-        model.candidate.name, metrics["roc_auc"], metrics["f1"], metrics["precision"],
-        metrics["recall"], metrics["accuracy"], model_dir,
+        model.candidate.name,
+        metrics["roc_auc"],
+        metrics["f1"],
+        metrics["precision"],
+        metrics["recall"],
+        metrics["accuracy"],
+        model_dir,
     )
     return model_dir
 
@@ -562,8 +663,12 @@ def train_all(models_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models-dir", type=Path, default=Path("models"),
-                        help="root of the model store (default: models)")
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=Path("models"),
+        help="root of the model store (default: models)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     started = time.perf_counter()

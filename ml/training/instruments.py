@@ -73,8 +73,12 @@ class Trained:
 
 
 def audio_input(config: TrainConfig) -> AudioInput:
-    return AudioInput(sample_rate=SAMPLE_RATE, clip_seconds=CLIP_SECONDS,
-                      formats=AUDIO_FORMATS, features=config.features.as_manifest())
+    return AudioInput(
+        sample_rate=SAMPLE_RATE,
+        clip_seconds=CLIP_SECONDS,
+        formats=AUDIO_FORMATS,
+        features=config.features.as_manifest(),
+    )
 
 
 def data_sha256(clips: ClipSet) -> str:
@@ -89,21 +93,31 @@ def data_sha256(clips: ClipSet) -> str:
 def evaluations(split: Split, predict, labels: Sequence[str]) -> list[Evaluation]:
     """Held-out pitches of the training soundfont, then the whole validation soundfont."""
     sets = [
-        (split.heldout, f"../data/instruments/{TRAIN_SOUNDFONT}",
-         f"held-out pitches (every {split.heldout_every}th semitone of each range, all "
-         f"velocities) of {SOUNDFONTS[TRAIN_SOUNDFONT].path.name}, never trained on"),
-        (split.validation, f"../data/instruments/{VALIDATION_SOUNDFONT}",
-         f"every clip of {SOUNDFONTS[VALIDATION_SOUNDFONT].path.name}: other samples of the "
-         "same instruments (generalisation across soundfonts)"),
+        (
+            split.heldout,
+            f"../data/instruments/{TRAIN_SOUNDFONT}",
+            f"held-out pitches (every {split.heldout_every}th semitone of each range, all "
+            f"velocities) of {SOUNDFONTS[TRAIN_SOUNDFONT].path.name}, never trained on",
+        ),
+        (
+            split.validation,
+            f"../data/instruments/{VALIDATION_SOUNDFONT}",
+            f"every clip of {SOUNDFONTS[VALIDATION_SOUNDFONT].path.name}: other samples of the "
+            "same instruments (generalisation across soundfonts)",
+        ),
     ]
-    return [evaluate(predict(clips), clips.targets, labels, dataset, description)
-            for clips, dataset, description in sets if len(clips.targets)]
+    return [
+        evaluate(predict(clips), clips.targets, labels, dataset, description)
+        for clips, dataset, description in sets
+        if len(clips.targets)
+    ]
 
 
 def headline(evaluations_: Sequence[Evaluation]) -> dict[str, float]:
     metrics: dict[str, float] = {}
-    for evaluation, prefix in zip(evaluations_, ("heldout_pitches", "other_soundfont"),
-                                  strict=False):
+    for evaluation, prefix in zip(
+        evaluations_, ("heldout_pitches", "other_soundfont"), strict=False
+    ):
         metrics[f"{prefix}_accuracy"] = evaluation.metrics["accuracy"]
         metrics[f"{prefix}_macro_f1"] = evaluation.metrics["macro_f1"]
     if evaluations_:
@@ -113,20 +127,34 @@ def headline(evaluations_: Sequence[Evaluation]) -> dict[str, float]:
     return metrics
 
 
-def build_manifest(trained: Trained, model_dir: Path, config: TrainConfig, split: Split,
-                   evaluations_: list[Evaluation]) -> ModelManifest:
+def build_manifest(
+    trained: Trained,
+    model_dir: Path,
+    config: TrainConfig,
+    split: Split,
+    evaluations_: list[Evaluation],
+) -> ModelManifest:
     return ModelManifest(
-        name=trained.name, version=config.version, task=TASK, framework=trained.framework,
-        description=trained.description, artifact=trained.artifact,
-        sha256=sha256_file(model_dir / trained.artifact), architecture=trained.architecture,
-        input=audio_input(config), output=OutputSchema(labels=list(split.labels)),
-        metrics=headline(evaluations_), evaluations=evaluations_,
+        name=trained.name,
+        version=config.version,
+        task=TASK,
+        framework=trained.framework,
+        description=trained.description,
+        artifact=trained.artifact,
+        sha256=sha256_file(model_dir / trained.artifact),
+        architecture=trained.architecture,
+        input=audio_input(config),
+        output=OutputSchema(labels=list(split.labels)),
+        metrics=headline(evaluations_),
+        evaluations=evaluations_,
         training=Training(
             data=TrainingData(
                 source=f"{SOUNDFONTS[TRAIN_SOUNDFONT].path} (Debian "
-                       f"{SOUNDFONTS[TRAIN_SOUNDFONT].package}) rendered by {RENDER_SCRIPT}, "
-                       f"minus held-out pitches",
-                sha256=data_sha256(split.train), rows=len(split.train.targets)),
+                f"{SOUNDFONTS[TRAIN_SOUNDFONT].package}) rendered by {RENDER_SCRIPT}, "
+                f"minus held-out pitches",
+                sha256=data_sha256(split.train),
+                rows=len(split.train.targets),
+            ),
             code="ml/training/instruments.py",
             parameters={**trained.parameters, "training_seconds": round(trained.seconds, 1)},
         ),
@@ -134,22 +162,30 @@ def build_manifest(trained: Trained, model_dir: Path, config: TrainConfig, split
     )
 
 
-def publish(trained: Trained, model_dir: Path, config: TrainConfig, split: Split,
-            evals: list[Evaluation], committed_dir: Path | None) -> ModelManifest:
+def publish(
+    trained: Trained,
+    model_dir: Path,
+    config: TrainConfig,
+    split: Split,
+    evals: list[Evaluation],
+    committed_dir: Path | None,
+) -> ModelManifest:
     """Write the manifest; add the committed set's evaluation, measured through the runtime."""
     manifest = build_manifest(trained, model_dir, config, split, evals)
     write_manifest(manifest, model_dir)
     if committed_dir is not None and (committed_dir / "labels.csv").exists():
-        extra = evaluate_committed_set(manifest, model_dir, committed_dir,
-                                       dataset=str(EVALUATION_DIR))
+        extra = evaluate_committed_set(
+            manifest, model_dir, committed_dir, dataset=str(EVALUATION_DIR)
+        )
         manifest = manifest.model_copy(update={"evaluations": [*evals, extra]})
         write_manifest(manifest, model_dir)
     logger.info("%s: %s", manifest.ref, manifest.metrics)
     return manifest
 
 
-def train_cnn_model(split: Split, config: TrainConfig, model_dir: Path
-                    ) -> tuple[Trained, list[Evaluation]]:
+def train_cnn_model(
+    split: Split, config: TrainConfig, model_dir: Path
+) -> tuple[Trained, list[Evaluation]]:
     import torch
 
     from ml.training.instruments_cnn import predict_log_mel, train_cnn
@@ -159,29 +195,36 @@ def train_cnn_model(split: Split, config: TrainConfig, model_dir: Path
     seconds = time.perf_counter() - started
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), model_dir / "model.pt")
-    evals = evaluations(split, lambda clips: predict_log_mel(model, clips, config),
-                        split.labels)
+    evals = evaluations(split, lambda clips: predict_log_mel(model, clips, config), split.labels)
     trained = Trained(
-        name=config.cnn_name, framework="torch-audio", artifact="model.pt",
+        name=config.cnn_name,
+        framework="torch-audio",
+        artifact="model.pt",
         architecture="ml.audio_cnn:InstrumentCNN",
         description="Small CNN on log-mel spectrograms (librosa), trained with augmentation "
-                    "aimed at other recordings: onset shift, time stretch, pitch and timbre "
-                    "shifts, room reverb, noise, SpecAugment masks.",
+        "aimed at other recordings: onset shift, time stretch, pitch and timbre "
+        "shifts, room reverb, noise, SpecAugment masks.",
         parameters={
             "architecture_kwargs": {"channels": list(config.channels)},
-            "epochs": config.epochs, "batch_size": config.batch_size,
-            "learning_rate": config.learning_rate, "weight_decay": config.weight_decay,
-            "optimizer": "AdamW, one-cycle schedule", "class_balance": "balanced sampling",
-            "augmentation": asdict(config.augment), "seed": config.seed,
-            "parameters": history["parameters"], "final_train_loss": history["loss"][-1],
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "learning_rate": config.learning_rate,
+            "weight_decay": config.weight_decay,
+            "optimizer": "AdamW, one-cycle schedule",
+            "class_balance": "balanced sampling",
+            "augmentation": asdict(config.augment),
+            "seed": config.seed,
+            "parameters": history["parameters"],
+            "final_train_loss": history["loss"][-1],
         },
         seconds=seconds,
     )
     return trained, evals
 
 
-def train_mfcc_model(split: Split, config: TrainConfig, model_dir: Path
-                     ) -> tuple[Trained, list[Evaluation]]:
+def train_mfcc_model(
+    split: Split, config: TrainConfig, model_dir: Path
+) -> tuple[Trained, list[Evaluation]]:
     import joblib
 
     from ml.training.instruments_mfcc import predict_mfcc, train_mfcc
@@ -191,33 +234,47 @@ def train_mfcc_model(split: Split, config: TrainConfig, model_dir: Path
     seconds = time.perf_counter() - started
     model_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(classifier, model_dir / "model.joblib")
-    evals = evaluations(split, lambda clips: predict_mfcc(classifier, clips, split.labels, config),
-                        split.labels)
+    evals = evaluations(
+        split, lambda clips: predict_mfcc(classifier, clips, split.labels, config), split.labels
+    )
     trained = Trained(
-        name=config.mfcc_name, framework="sklearn-audio", artifact="model.joblib",
+        name=config.mfcc_name,
+        framework="sklearn-audio",
+        artifact="model.joblib",
         architecture=None,
         description="Logistic regression on MFCC, delta and envelope statistics of the "
-                    "log-mel spectrogram: the simple baseline the CNN is compared with.",
-        parameters=parameters, seconds=seconds,
+        "log-mel spectrogram: the simple baseline the CNN is compared with.",
+        parameters=parameters,
+        seconds=seconds,
     )
     return trained, evals
 
 
-def run(data_dir: Path, models_dir: Path, config: TrainConfig, write_eval_set: bool = True,
-        train_mfcc: bool = True) -> dict[str, ModelManifest]:
+def run(
+    data_dir: Path,
+    models_dir: Path,
+    config: TrainConfig,
+    write_eval_set: bool = True,
+    train_mfcc: bool = True,
+) -> dict[str, ModelManifest]:
     """Load the rendered clips, train both models, write them with their manifests."""
     started = time.perf_counter()
     records = read_index(data_dir)
     labels = [label for label in LABELS if any(r.label == label for r in records)]
     split = split_records(records, labels, config.heldout_every)
     split.load(lambda recs: load_clips(data_dir, recs, labels, config.features))
-    logger.info("clips: %d train, %d held-out pitches, %d other soundfont (%.1f s)",
-                len(split.train.targets), len(split.heldout.targets),
-                len(split.validation.targets), time.perf_counter() - started)
+    logger.info(
+        "clips: %d train, %d held-out pitches, %d other soundfont (%.1f s)",
+        len(split.train.targets),
+        len(split.heldout.targets),
+        len(split.validation.targets),
+        time.perf_counter() - started,
+    )
     committed_dir = models_dir / EVALUATION_DIR
     if write_eval_set:
-        write_evaluation_set(data_dir, evaluation_set_records(split.validation.records, labels),
-                             committed_dir)
+        write_evaluation_set(
+            data_dir, evaluation_set_records(split.validation.records, labels), committed_dir
+        )
     manifests = {}
     trainers = [(config.cnn_name, train_cnn_model)]
     if train_mfcc:
@@ -242,8 +299,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     manifests = run(args.data, args.models_dir, config, train_mfcc=not args.no_mfcc)
     for manifest in manifests.values():
-        print(f"{manifest.ref}: " + ", ".join(
-            f"{key}={value:.4f}" for key, value in manifest.metrics.items()))
+        print(
+            f"{manifest.ref}: "
+            + ", ".join(f"{key}={value:.4f}" for key, value in manifest.metrics.items())
+        )
     print(f"done in {time.perf_counter() - started:.0f} s")
 
 

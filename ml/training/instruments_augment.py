@@ -38,8 +38,7 @@ class AugmentParams:
     time_mask_frames: int = 10
 
 
-def augment_power(power: np.ndarray, rng: np.random.Generator, params: AugmentParams
-                  ) -> np.ndarray:
+def augment_power(power: np.ndarray, rng: np.random.Generator, params: AugmentParams) -> np.ndarray:
     """A randomly varied copy of a (batch, n_mels, frames) mel power batch."""
     out = np.stack([_vary_time(spec, rng, params) for spec in power])
     out = _shift_mel(out, rng, params.mel_shift_bins)
@@ -49,15 +48,15 @@ def augment_power(power: np.ndarray, rng: np.random.Generator, params: AugmentPa
     return _add_noise(out, rng, params.snr_db)
 
 
-def augment_log_mel(power: np.ndarray, rng: np.random.Generator, params: AugmentParams,
-                    top_db: float) -> np.ndarray:
+def augment_log_mel(
+    power: np.ndarray, rng: np.random.Generator, params: AugmentParams, top_db: float
+) -> np.ndarray:
     """Network input for a training batch: augmented power, log-mel, then masking."""
     features = log_mel_from_power(augment_power(power, rng, params), top_db)
     return _mask(features, rng, params)
 
 
-def _vary_time(spec: np.ndarray, rng: np.random.Generator, params: AugmentParams
-               ) -> np.ndarray:
+def _vary_time(spec: np.ndarray, rng: np.random.Generator, params: AugmentParams) -> np.ndarray:
     """Stretch in time (longer or shorter notes), then move the onset either way."""
     frames = spec.shape[-1]
     factor = rng.uniform(*params.stretch)
@@ -68,12 +67,10 @@ def _vary_time(spec: np.ndarray, rng: np.random.Generator, params: AugmentParams
     stretched = spec[:, low] * (1 - frac) + spec[:, high] * frac
     shift = int(rng.integers(-params.shift_left_frames, params.shift_right_frames + 1))
     if shift > 0:  # onset later: silence before it
-        return np.concatenate([np.zeros_like(stretched[:, :shift]), stretched[:, :-shift]],
-                              axis=1)
+        return np.concatenate([np.zeros_like(stretched[:, :shift]), stretched[:, :-shift]], axis=1)
     if shift < 0:  # window starts inside the note: the attack is gone
         shift = -shift
-        return np.concatenate([stretched[:, shift:], np.zeros_like(stretched[:, :shift])],
-                              axis=1)
+        return np.concatenate([stretched[:, shift:], np.zeros_like(stretched[:, :shift])], axis=1)
     return stretched
 
 
@@ -92,8 +89,7 @@ def _shift_mel(power: np.ndarray, rng: np.random.Generator, max_bins: int) -> np
     return out
 
 
-def _random_eq(batch: int, n_mels: int, rng: np.random.Generator, max_db: float
-               ) -> np.ndarray:
+def _random_eq(batch: int, n_mels: int, rng: np.random.Generator, max_db: float) -> np.ndarray:
     """Smooth random gain curves over frequency plus a tilt: another timbre, another mic."""
     position = np.linspace(0.0, 1.0, n_mels)
     curve = np.zeros((batch, n_mels))
@@ -106,8 +102,9 @@ def _random_eq(batch: int, n_mels: int, rng: np.random.Generator, max_db: float
     return (10.0 ** (gain_db / 10.0))[:, :, np.newaxis].astype(np.float32)
 
 
-def _random_lowpass(batch: int, n_mels: int, rng: np.random.Generator,
-                    params: AugmentParams) -> np.ndarray:
+def _random_lowpass(
+    batch: int, n_mels: int, rng: np.random.Generator, params: AugmentParams
+) -> np.ndarray:
     """Darken some spectra above a random cutoff.
 
     Soft notes are darker than loud ones on real instruments and in some soundfonts, but
@@ -134,8 +131,9 @@ def _reverb(power: np.ndarray, rng: np.random.Generator, params: AugmentParams) 
     return out
 
 
-def _add_noise(power: np.ndarray, rng: np.random.Generator, snr_db: tuple[float, float]
-               ) -> np.ndarray:
+def _add_noise(
+    power: np.ndarray, rng: np.random.Generator, snr_db: tuple[float, float]
+) -> np.ndarray:
     """Coloured noise at a random SNR, with a periodogram's frame-to-frame fluctuation."""
     batch, n_mels, frames = power.shape
     level = power.mean(axis=(1, 2)) * 10.0 ** (-rng.uniform(*snr_db, size=batch) / 10.0)
@@ -147,8 +145,7 @@ def _add_noise(power: np.ndarray, rng: np.random.Generator, snr_db: tuple[float,
     return (power + noise).astype(np.float32)
 
 
-def _mask(features: np.ndarray, rng: np.random.Generator, params: AugmentParams
-          ) -> np.ndarray:
+def _mask(features: np.ndarray, rng: np.random.Generator, params: AugmentParams) -> np.ndarray:
     """SpecAugment: hide a few mel bands and time spans so no single cue decides."""
     out = features.copy()
     batch, n_mels, frames = out.shape
@@ -157,9 +154,9 @@ def _mask(features: np.ndarray, rng: np.random.Generator, params: AugmentParams
         for _ in range(params.freq_masks):
             width = int(rng.integers(0, params.freq_mask_bins + 1))
             start = int(rng.integers(0, n_mels - width + 1))
-            out[index, start:start + width, :] = fill
+            out[index, start : start + width, :] = fill
         for _ in range(params.time_masks):
             width = int(rng.integers(0, params.time_mask_frames + 1))
             start = int(rng.integers(0, frames - width + 1))
-            out[index, :, start:start + width] = fill
+            out[index, :, start : start + width] = fill
     return out

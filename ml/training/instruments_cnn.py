@@ -29,41 +29,58 @@ def balanced_order(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(len(targets), size=len(targets), replace=True, p=weights / weights.sum())
 
 
-def train_cnn(clips: ClipSet, n_classes: int, config: TrainConfig
-              ) -> tuple[InstrumentCNN, dict[str, Any]]:
+def train_cnn(
+    clips: ClipSet, n_classes: int, config: TrainConfig
+) -> tuple[InstrumentCNN, dict[str, Any]]:
     """Train from scratch with fresh augmentation every epoch; returns the model in eval mode."""
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
     model = InstrumentCNN(n_classes, n_mels=clips.power.shape[1], channels=config.channels)
     steps = max(1, -(-len(clips.targets) // config.batch_size))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate, epochs=config.epochs, steps_per_epoch=steps)
+        optimizer, max_lr=config.learning_rate, epochs=config.epochs, steps_per_epoch=steps
+    )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     history: dict[str, Any] = {"loss": [], "parameters": count_parameters(model)}
-    logger.info("CNN: %d parameters, %d clips, %d epochs", history["parameters"],
-                len(clips.targets), config.epochs)
+    logger.info(
+        "CNN: %d parameters, %d clips, %d epochs",
+        history["parameters"],
+        len(clips.targets),
+        config.epochs,
+    )
     for epoch in range(config.epochs):
         started = time.perf_counter()
         loss = _epoch(model, clips, rng, config, optimizer, schedule, loss_fn)
         history["loss"].append(round(loss, 4))
-        logger.info("epoch %d/%d: loss %.4f (%.1f s)", epoch + 1, config.epochs, loss,
-                    time.perf_counter() - started)
+        logger.info(
+            "epoch %d/%d: loss %.4f (%.1f s)",
+            epoch + 1,
+            config.epochs,
+            loss,
+            time.perf_counter() - started,
+        )
     return model.eval(), history
 
 
-def _epoch(model: InstrumentCNN, clips: ClipSet, rng: np.random.Generator,
-           config: TrainConfig, optimizer: torch.optim.Optimizer,
-           schedule: torch.optim.lr_scheduler.LRScheduler, loss_fn: nn.Module) -> float:
+def _epoch(
+    model: InstrumentCNN,
+    clips: ClipSet,
+    rng: np.random.Generator,
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    loss_fn: nn.Module,
+) -> float:
     model.train()
     order = balanced_order(clips.targets, rng)
     total = 0.0
     for start in range(0, len(order), config.batch_size):
-        batch = order[start:start + config.batch_size]
-        inputs = augment_log_mel(clips.power[batch], rng, config.augment,
-                                 config.features.top_db)
+        batch = order[start : start + config.batch_size]
+        inputs = augment_log_mel(clips.power[batch], rng, config.augment, config.features.top_db)
         logits = model(torch.from_numpy(inputs))
         loss = loss_fn(logits, torch.from_numpy(clips.targets[batch]))
         optimizer.zero_grad()
@@ -74,14 +91,16 @@ def _epoch(model: InstrumentCNN, clips: ClipSet, rng: np.random.Generator,
     return total / len(order)
 
 
-def predict_log_mel(model: nn.Module, clips: ClipSet, config: TrainConfig,
-                    batch_size: int = 256) -> np.ndarray:
+def predict_log_mel(
+    model: nn.Module, clips: ClipSet, config: TrainConfig, batch_size: int = 256
+) -> np.ndarray:
     """Predicted class of each (un-augmented) clip."""
     model.eval()
     predictions = []
     with torch.inference_mode():
         for start in range(0, len(clips.targets), batch_size):
-            inputs = log_mel_from_power(clips.power[start:start + batch_size],
-                                        config.features.top_db)
+            inputs = log_mel_from_power(
+                clips.power[start : start + batch_size], config.features.top_db
+            )
             predictions.append(model(torch.from_numpy(inputs)).argmax(dim=1).numpy())
     return np.concatenate(predictions) if predictions else np.zeros(0, np.int64)

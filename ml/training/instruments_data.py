@@ -56,17 +56,23 @@ def is_heldout(record: ClipRecord, every: int) -> bool:
     return (record.note - low) % every == 2 % every
 
 
-def split_records(records: Sequence[ClipRecord], labels: Sequence[str], heldout_every: int
-                  ) -> Split:
+def split_records(
+    records: Sequence[ClipRecord], labels: Sequence[str], heldout_every: int
+) -> Split:
     wanted = [r for r in records if r.label in labels]
-    train = [r for r in wanted if r.soundfont == TRAIN_SOUNDFONT
-             and not is_heldout(r, heldout_every)]
-    heldout = [r for r in wanted if r.soundfont == TRAIN_SOUNDFONT
-               and is_heldout(r, heldout_every)]
+    train = [
+        r for r in wanted if r.soundfont == TRAIN_SOUNDFONT and not is_heldout(r, heldout_every)
+    ]
+    heldout = [r for r in wanted if r.soundfont == TRAIN_SOUNDFONT and is_heldout(r, heldout_every)]
     validation = [r for r in wanted if r.soundfont == VALIDATION_SOUNDFONT]
     root = Path(".")
-    return Split(list(labels), heldout_every, ClipSet(root, train), ClipSet(root, heldout),
-                 ClipSet(root, validation))
+    return Split(
+        list(labels),
+        heldout_every,
+        ClipSet(root, train),
+        ClipSet(root, heldout),
+        ClipSet(root, validation),
+    )
 
 
 def read_clip(path: Path) -> np.ndarray:
@@ -77,23 +83,31 @@ def read_clip(path: Path) -> np.ndarray:
     return features.fit_length(mono, int(CLIP_SECONDS * SAMPLE_RATE))
 
 
-def load_clips(root: Path, records: Sequence[ClipRecord], labels: Sequence[str],
-               params: features.FeatureParams, chunk: int = 256) -> ClipSet:
+def load_clips(
+    root: Path,
+    records: Sequence[ClipRecord],
+    labels: Sequence[str],
+    params: features.FeatureParams,
+    chunk: int = 256,
+) -> ClipSet:
     """Read clips and compute their mel power with the serving code's own functions."""
     index = {label: i for i, label in enumerate(labels)}
     targets = np.array([index[r.label] for r in records], dtype=np.int64)
     if not records:
         return ClipSet(root, [], targets=targets)
     windows = features.peak_normalise(np.stack([read_clip(root / r.file) for r in records]))
-    power = np.concatenate([
-        features.mel_power(windows[start:start + chunk], SAMPLE_RATE, params)
-        for start in range(0, len(windows), chunk)
-    ])
+    power = np.concatenate(
+        [
+            features.mel_power(windows[start : start + chunk], SAMPLE_RATE, params)
+            for start in range(0, len(windows), chunk)
+        ]
+    )
     return ClipSet(root, list(records), power, targets)
 
 
-def evaluation_set_records(records: Sequence[ClipRecord], labels: Sequence[str]
-                           ) -> list[ClipRecord]:
+def evaluation_set_records(
+    records: Sequence[ClipRecord], labels: Sequence[str]
+) -> list[ClipRecord]:
     """Per class, mid-velocity notes at a third and two thirds up the rendered range."""
     chosen = []
     for label in labels:

@@ -23,12 +23,14 @@ logger = logging.getLogger(__name__)
 CLASSIFIER_C = 1.0
 
 
-def train_mfcc(clips: ClipSet, labels: Sequence[str], config: TrainConfig
-               ) -> tuple[Pipeline, dict[str, Any]]:
+def train_mfcc(
+    clips: ClipSet, labels: Sequence[str], config: TrainConfig
+) -> tuple[Pipeline, dict[str, Any]]:
     """Fit on the clean clips plus augmented copies (the same augmentation as the CNN's)."""
     rng = np.random.default_rng(config.seed)
-    powers = [clips.power] + [augment_power(clips.power, rng, config.augment)
-                              for _ in range(config.mfcc_copies)]
+    powers = [clips.power] + [
+        augment_power(clips.power, rng, config.augment) for _ in range(config.mfcc_copies)
+    ]
     inputs = np.concatenate([mfcc_statistics_from_power(p, config.features) for p in powers])
     # String classes, so that the runtime can match predict_proba's columns to the labels.
     targets = np.asarray(labels)[np.tile(clips.targets, len(powers))]
@@ -39,15 +41,19 @@ def train_mfcc(clips: ClipSet, labels: Sequence[str], config: TrainConfig
     classifier.fit(inputs, targets)
     logger.info("MFCC classifier: %d rows, %d features", len(inputs), inputs.shape[1])
     parameters = {
-        "classifier": "StandardScaler + LogisticRegression", "C": CLASSIFIER_C,
-        "class_weight": "balanced", "augmented_copies": config.mfcc_copies,
-        "features": int(inputs.shape[1]), "seed": config.seed,
+        "classifier": "StandardScaler + LogisticRegression",
+        "C": CLASSIFIER_C,
+        "class_weight": "balanced",
+        "augmented_copies": config.mfcc_copies,
+        "features": int(inputs.shape[1]),
+        "seed": config.seed,
     }
     return classifier, parameters
 
 
-def predict_mfcc(classifier: Pipeline, clips: ClipSet, labels: Sequence[str],
-                 config: TrainConfig) -> np.ndarray:
+def predict_mfcc(
+    classifier: Pipeline, clips: ClipSet, labels: Sequence[str], config: TrainConfig
+) -> np.ndarray:
     """Predicted class index of each (un-augmented) clip."""
     if not len(clips.targets):
         return np.zeros(0, np.int64)

@@ -144,8 +144,9 @@ def write_midi(path: Path, program: int, notes: Sequence[Note]) -> None:
     for index, note in enumerate(notes):
         start = _ticks(LEAD_SECONDS + index * SLOT_SECONDS)
         end = start + _ticks(note.duration)
-        track.append(mido.Message("note_on", note=note.note, velocity=note.velocity,
-                                  time=start - now))
+        track.append(
+            mido.Message("note_on", note=note.note, velocity=note.velocity, time=start - now)
+        )
         track.append(mido.Message("note_off", note=note.note, velocity=0, time=end - start))
         now = end
     tail = _ticks(LEAD_SECONDS + len(notes) * SLOT_SECONDS) - now
@@ -164,8 +165,20 @@ def render_midi(soundfont: Path, midi_path: Path, wav_path: Path) -> np.ndarray:
     import soundfile
 
     command = [
-        "fluidsynth", "-n", "-i", "-q", "-g", "0.5", "-r", str(SAMPLE_RATE),
-        "-F", str(wav_path), "-T", "wav", str(soundfont), str(midi_path),
+        "fluidsynth",
+        "-n",
+        "-i",
+        "-q",
+        "-g",
+        "0.5",
+        "-r",
+        str(SAMPLE_RATE),
+        "-F",
+        str(wav_path),
+        "-T",
+        "wav",
+        str(soundfont),
+        str(midi_path),
     ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     samples, rate = soundfile.read(str(wav_path), dtype="float32", always_2d=True)
@@ -180,7 +193,7 @@ def slice_clips(samples: np.ndarray, count: int) -> Iterator[np.ndarray]:
     clip_len = int(CLIP_SECONDS * SAMPLE_RATE)
     for index in range(count):
         start = int(round((LEAD_SECONDS + index * SLOT_SECONDS) * SAMPLE_RATE))
-        clip = samples[start:start + clip_len]
+        clip = samples[start : start + clip_len]
         if len(clip) < clip_len:
             clip = np.pad(clip, (0, clip_len - len(clip)))
         yield clip
@@ -212,13 +225,19 @@ def render_instrument(
         if is_silent(clip):
             continue
         name = f"{instrument.label}-n{note.note:03d}-v{note.velocity:03d}.wav"
-        soundfile.write(str(clip_dir / name), np.clip(clip, -1.0, 1.0), SAMPLE_RATE,
-                        subtype="PCM_16")
-        records.append(ClipRecord(
-            file=f"{soundfont.key}/{instrument.label}/{name}", label=instrument.label,
-            program=instrument.program, note=note.note, velocity=note.velocity,
-            soundfont=soundfont.key,
-        ))
+        soundfile.write(
+            str(clip_dir / name), np.clip(clip, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16"
+        )
+        records.append(
+            ClipRecord(
+                file=f"{soundfont.key}/{instrument.label}/{name}",
+                label=instrument.label,
+                program=instrument.program,
+                note=note.note,
+                velocity=note.velocity,
+                soundfont=soundfont.key,
+            )
+        )
     dropped = len(notes) - len(records)
     if dropped:
         logger.info("%s/%s: dropped %d silent notes", soundfont.key, instrument.label, dropped)
@@ -262,17 +281,30 @@ def write_index(out_dir: Path, records: Sequence[ClipRecord]) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["file", "label", "program", "note", "velocity", "soundfont"])
         for record in records:
-            writer.writerow([record.file, record.label, record.program, record.note,
-                             record.velocity, record.soundfont])
+            writer.writerow(
+                [
+                    record.file,
+                    record.label,
+                    record.program,
+                    record.note,
+                    record.velocity,
+                    record.soundfont,
+                ]
+            )
     return path
 
 
 def read_index(data_dir: Path) -> list[ClipRecord]:
     with (data_dir / "index.csv").open(newline="", encoding="utf-8") as handle:
         return [
-            ClipRecord(file=row["file"], label=row["label"], program=int(row["program"]),
-                       note=int(row["note"]), velocity=int(row["velocity"]),
-                       soundfont=row["soundfont"])
+            ClipRecord(
+                file=row["file"],
+                label=row["label"],
+                program=int(row["program"]),
+                note=int(row["note"]),
+                velocity=int(row["velocity"]),
+                soundfont=row["soundfont"],
+            )
             for row in csv.DictReader(handle)
         ]
 
@@ -280,8 +312,9 @@ def read_index(data_dir: Path) -> list[ClipRecord]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/instruments"))
-    parser.add_argument("--note-step", type=int, default=1,
-                        help="render every n-th semitone (1: all of them)")
+    parser.add_argument(
+        "--note-step", type=int, default=1, help="render every n-th semitone (1: all of them)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)

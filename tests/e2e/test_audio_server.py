@@ -67,8 +67,9 @@ def test_the_cnn_names_every_committed_clip(server: LiveServer) -> None:
 
 def test_the_mfcc_candidate_answers_too(server: LiveServer) -> None:
     name, _label = committed_clips()[0]
-    reply = httpx.post(f"{server.url}/predict/instrument-mfcc",
-                       files={"file": (name, (CLIPS / name).read_bytes())})
+    reply = httpx.post(
+        f"{server.url}/predict/instrument-mfcc", files={"file": (name, (CLIPS / name).read_bytes())}
+    )
     assert reply.status_code == 200 and reply.json()["model"] == "instrument-mfcc"
 
 

@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.skipif(
         not (BROWSER and DRIVER),
         reason="needs Debian's chromium and chromium-driver "
-               "(apt-get install -y chromium chromium-driver)",
+        "(apt-get install -y chromium chromium-driver)",
     ),
 ]
 
@@ -54,8 +54,10 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     store = workdir / "models"
     for name in ATTRITION:
         shutil.copytree(ROOT / "models" / name, store / name)
-    shutil.copytree(ROOT / "models" / "_evaluation" / "employee-attrition",
-                    store / "_evaluation" / "employee-attrition")
+    shutil.copytree(
+        ROOT / "models" / "_evaluation" / "employee-attrition",
+        store / "_evaluation" / "employee-attrition",
+    )
     env = {
         "ENV": "dev",
         "DATABASE_URL": f"sqlite:///{workdir / 'traces.db'}",
@@ -74,14 +76,30 @@ def dashboard(api: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
     workdir = tmp_path_factory.mktemp("browser-dashboard")
     port = free_port()
     streamlit = Path(sys.executable).with_name("streamlit")
-    command = [str(streamlit), "run", str(ROOT / "dashboard" / "app.py"),
-               "--server.port", str(port), "--server.address", "127.0.0.1",
-               "--server.headless", "true", "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none"]
+    command = [
+        str(streamlit),
+        "run",
+        str(ROOT / "dashboard" / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(workdir), "API_URL": api.url}
     url = f"http://127.0.0.1:{port}"
-    with running_process(command, cwd=workdir, env=env, log_path=workdir / "dashboard.log",
-                         is_up=lambda: answers(f"{url}/_stcore/health", "ok")):
+    with running_process(
+        command,
+        cwd=workdir,
+        env=env,
+        log_path=workdir / "dashboard.log",
+        is_up=lambda: answers(f"{url}/_stcore/health", "ok"),
+    ):
         yield url
 
 
@@ -89,8 +107,13 @@ def dashboard(api: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def browser() -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = BROWSER or ""
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+    ):
         options.add_argument(argument)
     service = webdriver.ChromeService(executable_path=DRIVER)
     driver = webdriver.Chrome(options=options, service=service)
@@ -102,8 +125,11 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 def _rendered_charts(driver: webdriver.Chrome) -> int:
     """Plotly charts whose SVG is drawn."""
-    return len(driver.find_elements(By.CSS_SELECTOR,
-                                    "[data-testid='stPlotlyChart'] .js-plotly-plot .main-svg"))
+    return len(
+        driver.find_elements(
+            By.CSS_SELECTOR, "[data-testid='stPlotlyChart'] .js-plotly-plot .main-svg"
+        )
+    )
 
 
 class _ChartsSettled:

@@ -26,8 +26,13 @@ from tests.live_server import ROOT, LiveServer, free_port, live_api
 pytestmark = pytest.mark.e2e
 
 APP = ROOT / "dashboard" / "app.py"
-PAGES = ["views/overview.py", "views/models.py", "views/compare.py", "views/predictions.py",
-         "views/try_model.py"]
+PAGES = [
+    "views/overview.py",
+    "views/models.py",
+    "views/compare.py",
+    "views/predictions.py",
+    "views/try_model.py",
+]
 ADMIN = ("admin", "admin-password-123")
 ATTRITION = ("attrition-logreg", "attrition-gbm")
 RUN_TIMEOUT = 60  # a page's first run may evaluate models
@@ -49,14 +54,21 @@ def add_tone_models(store: Path) -> None:
     Served by the mock runtime (ENV=test), so they need no artifact.
     """
     for name in TONE_MODELS:
-        write_model(store, make_manifest(
-            name, "1", task=TONE_TASK, framework="torch-audio",
-            input=audio_input(sample_rate=8000, clip_seconds=1.0, formats=["wav"]),
-            labels=["low", "mid", "high"],
-            metrics={"accuracy": 0.5},
-            evaluations=[evaluation(f"_evaluation/{TONE_TASK}", samples=3,
-                                    metrics={"accuracy": 0.5})],
-        ))
+        write_model(
+            store,
+            make_manifest(
+                name,
+                "1",
+                task=TONE_TASK,
+                framework="torch-audio",
+                input=audio_input(sample_rate=8000, clip_seconds=1.0, formats=["wav"]),
+                labels=["low", "mid", "high"],
+                metrics={"accuracy": 0.5},
+                evaluations=[
+                    evaluation(f"_evaluation/{TONE_TASK}", samples=3, metrics={"accuracy": 0.5})
+                ],
+            ),
+        )
     clips = store / "_evaluation" / TONE_TASK
     clips.mkdir(parents=True)
     rows = ["file,label"]
@@ -154,9 +166,7 @@ def log_in(app: AppTest, username: str, password: str) -> AppTest:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_says_when_the_api_is_down(
-    page: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_every_page_says_when_the_api_is_down(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("API_URL", down)
 

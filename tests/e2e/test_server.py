@@ -57,8 +57,9 @@ def test_curl_like_prediction_is_answered_traced_and_counted(server: LiveServer)
     row = stored_trace(make_engine(server.env["DATABASE_URL"]), body["request_id"])
     assert row.outcome == "ok" and row.label == body["label"]
     metrics = httpx.get(f"{server.url}/metrics").text
-    assert metric(metrics, "mldeploy_predictions_total", model="attrition-logreg",
-                  outcome="ok") >= 1
+    assert (
+        metric(metrics, "mldeploy_predictions_total", model="attrition-logreg", outcome="ok") >= 1
+    )
 
 
 def test_batch_and_bad_inputs_over_http(server: LiveServer) -> None:
@@ -87,7 +88,8 @@ def test_auth_roles_over_http(server: LiveServer) -> None:
     token = httpx.post(f"{url}/auth/token", data=ADMIN).json()["access_token"]
     admin = {"Authorization": f"Bearer {token}"}
     created = httpx.post(
-        f"{url}/users", json={"username": "e2e-viewer", "password": "viewer-pass-9"},
+        f"{url}/users",
+        json={"username": "e2e-viewer", "password": "viewer-pass-9"},
         headers=admin,
     )
     assert created.status_code == 201
@@ -104,17 +106,18 @@ def test_concurrent_first_requests_load_the_model_once(tmp_path: Path) -> None:
     store = tmp_path / "models"
     copy_model(store, "attrition-gbm")
     with live_api(tmp_path, server_env(store, tmp_path, DEFAULT_MODEL="attrition-gbm")) as live:
+
         def ask(_: int) -> int:
-            reply = httpx.post(f"{live.url}/predict", json={"features": attrition_example()},
-                               timeout=30)
+            reply = httpx.post(
+                f"{live.url}/predict", json={"features": attrition_example()}, timeout=30
+            )
             return reply.status_code
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
             statuses = list(pool.map(ask, range(16)))
         metrics = httpx.get(f"{live.url}/metrics").text
     assert statuses == [200] * 16
-    assert metric(metrics, "mldeploy_model_load_duration_seconds_count",
-                  model="attrition-gbm") == 1
+    assert metric(metrics, "mldeploy_model_load_duration_seconds_count", model="attrition-gbm") == 1
 
 
 def test_fallback_story_when_the_artifact_no_longer_matches(tmp_path: Path) -> None:
@@ -155,5 +158,7 @@ def test_counters_add_up_across_two_workers(tmp_path: Path) -> None:
         scrapes = [httpx.get(f"{live.url}/metrics").text for _ in range(6)]
     assert len(workers) == 2, "both workers should have answered"
     for text in scrapes:  # whichever worker answers the scrape, it counts all of them
-        assert metric(text, "mldeploy_predictions_total", model="attrition-logreg",
-                      outcome="ok") == sent
+        assert (
+            metric(text, "mldeploy_predictions_total", model="attrition-logreg", outcome="ok")
+            == sent
+        )

@@ -43,8 +43,9 @@ pytestmark = [
         importlib.util.find_spec("supervisor") is None,
         reason="needs supervisord (pip install -r deploy/requirements-space.txt)",
     ),
-    pytest.mark.skipif(importlib.util.find_spec("streamlit") is None,
-                       reason="needs streamlit (requirements.txt)"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("streamlit") is None, reason="needs streamlit (requirements.txt)"
+    ),
 ]
 
 
@@ -61,9 +62,18 @@ class Space:
     def supervised_pid(self, program: str) -> int:
         """The pid supervisord reports for ``program`` (0 while it is not running)."""
         result = subprocess.run(
-            [sys.executable, "-m", "supervisor.supervisorctl",
-             "-s", f"unix://{self.env['RUN_DIR']}/supervisor.sock", "pid", program],
-            capture_output=True, text=True, check=False,
+            [
+                sys.executable,
+                "-m",
+                "supervisor.supervisorctl",
+                "-s",
+                f"unix://{self.env['RUN_DIR']}/supervisor.sock",
+                "pid",
+                program,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         return int(result.stdout.strip()) if result.stdout.strip().isdigit() else 0
 
@@ -201,25 +211,33 @@ def test_dashboard_websocket_is_upgraded(space: Space) -> None:
             assert chunk, f"connection closed during the handshake: {response!r}"
             response += chunk
     status, *header_lines = response.split(b"\r\n\r\n")[0].decode().split("\r\n")
-    headers = {name.lower(): value.strip()
-               for name, value in (line.split(":", 1) for line in header_lines)}
+    headers = {
+        name.lower(): value.strip() for name, value in (line.split(":", 1) for line in header_lines)
+    }
     assert status.startswith("HTTP/1.1 101"), response
     assert headers["upgrade"].lower() == "websocket"
     expected = base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
     assert headers["sec-websocket-accept"] == expected
 
 
-@pytest.mark.parametrize(("program", "path"), [
-    ("api", "/health"),
-    ("dashboard", "/dashboard/_stcore/health"),
-])
+@pytest.mark.parametrize(
+    ("program", "path"),
+    [
+        ("api", "/health"),
+        ("dashboard", "/dashboard/_stcore/health"),
+    ],
+)
 def test_a_killed_process_is_restarted(space: Space, program: str, path: str) -> None:
     pid = space.supervised_pid(program)
     assert pid > 0, space.log()
     os.kill(pid, signal.SIGKILL)
 
-    wait_until(lambda: space.supervised_pid(program) not in (0, pid) and answers(space.url + path),
-               60, f"{program} was not restarted", space)
+    wait_until(
+        lambda: space.supervised_pid(program) not in (0, pid) and answers(space.url + path),
+        60,
+        f"{program} was not restarted",
+        space,
+    )
     assert f"exited: {program} (terminated by SIGKILL" in space.log()
 
 
@@ -237,8 +255,15 @@ def test_a_program_that_cannot_start_stops_the_space(tmp_path: Path) -> None:
     env = space_env(tmp_path, ENV="prod")
     log_path = tmp_path / "space.log"
     with log_path.open("wb") as log_file:
-        subprocess.run(["sh", str(START_SCRIPT)], cwd=tmp_path, env=env, timeout=120,
-                       stdout=log_file, stderr=subprocess.STDOUT, check=False)
+        subprocess.run(
+            ["sh", str(START_SCRIPT)],
+            cwd=tmp_path,
+            env=env,
+            timeout=120,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     log = log_path.read_text(errors="replace")
     assert "gave up: api entered FATAL state" in log, log
     assert "SECRET_KEY" in log

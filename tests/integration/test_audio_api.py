@@ -22,14 +22,18 @@ LABELS = ["violin", "flute", "piano"]
 
 def write_audio_model(store: Path) -> None:
     """An audio model's manifest (the mock runtime under ENV=test needs no artifact)."""
-    write_model(store, make_manifest(
-        "instrument-mock",
-        task="instrument-recognition",
-        framework="torch-audio",
-        input=audio_input(sample_rate=22050, clip_seconds=2.0,
-                          formats=["wav", "flac", "ogg", "mp3"]),
-        labels=LABELS,
-    ))
+    write_model(
+        store,
+        make_manifest(
+            "instrument-mock",
+            task="instrument-recognition",
+            framework="torch-audio",
+            input=audio_input(
+                sample_rate=22050, clip_seconds=2.0, formats=["wav", "flac", "ogg", "mp3"]
+            ),
+            labels=LABELS,
+        ),
+    )
 
 
 def tone(seconds: float = 1.0, rate: int = 16000, channels: int = 1, fmt: str = "WAV") -> bytes:
@@ -51,8 +55,9 @@ def audio_client(
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("WAV", "a.wav"), ("FLAC", "b.flac"), ("OGG", "c.ogg")])
-def test_upload_is_answered_and_traced_by_hash(audio_client: TestClient, fmt: str,
-                                               name: str) -> None:
+def test_upload_is_answered_and_traced_by_hash(
+    audio_client: TestClient, fmt: str, name: str
+) -> None:
     audio = tone(channels=2, fmt=fmt)
     response = audio_client.post("/predict/instrument-mock", files={"file": (name, audio)})
     assert response.status_code == 200, response.text

@@ -30,10 +30,9 @@ from ml.training.render_instruments import (
 )
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("fluidsynth") is None
-    or not all(sf.path.exists() for sf in SOUNDFONTS.values()),
+    shutil.which("fluidsynth") is None or not all(sf.path.exists() for sf in SOUNDFONTS.values()),
     reason="needs FluidSynth and both soundfonts (apt-get install fluidsynth "
-           "fluid-soundfont-gm musescore-general-soundfont-small)",
+    "fluid-soundfont-gm musescore-general-soundfont-small)",
 )
 
 LABELS = ("piano", "violin", "flute")
@@ -59,8 +58,14 @@ def test_rendering_writes_mono_two_second_clips(rendered: Path) -> None:
 
 
 def test_train_write_load_and_predict(rendered: Path, tmp_path: Path) -> None:
-    config = TrainConfig(epochs=1, batch_size=16, channels=(8, 16, 16, 32), mfcc_copies=1,
-                         heldout_every=4, version="test")
+    config = TrainConfig(
+        epochs=1,
+        batch_size=16,
+        channels=(8, 16, 16, 32),
+        mfcc_copies=1,
+        heldout_every=4,
+        version="test",
+    )
 
     manifests = run(rendered, tmp_path, config)
 

@@ -150,10 +150,13 @@ def test_admin_changes_role_disables_and_resets_a_user(
     assert client.get("/predictions", headers=viewer_headers).status_code == 401
     login = client.post("/auth/token", data={"username": "vera", "password": "viewer-pass-1"})
     assert login.status_code == 401
-    client.patch("/users/vera", json={"is_active": True, "password": "new-pass-123"},
-                 headers=admin_headers)
+    client.patch(
+        "/users/vera", json={"is_active": True, "password": "new-pass-123"}, headers=admin_headers
+    )
     assert bearer(client, "vera", "new-pass-123")
-    assert client.patch("/users/ghost", json={"role": "admin"},
-                        headers=admin_headers).status_code == 404
+    assert (
+        client.patch("/users/ghost", json={"role": "admin"}, headers=admin_headers).status_code
+        == 404
+    )
     itself = client.patch("/users/admin", json={"is_active": False}, headers=admin_headers)
     assert itself.status_code == 409

@@ -85,9 +85,9 @@ def test_concurrent_first_requests_compute_once(
     monkeypatch.setattr(api.evaluation, "evaluate_runtime", counting)
 
     async def five_at_once() -> list[ModelEvaluation]:
-        return list(await asyncio.gather(
-            *(evaluator.evaluate(registry, "attrition-gbm") for _ in range(5))
-        ))
+        return list(
+            await asyncio.gather(*(evaluator.evaluate(registry, "attrition-gbm") for _ in range(5)))
+        )
 
     results = asyncio.run(five_at_once())
 
@@ -136,15 +136,21 @@ def test_a_model_that_cannot_load_is_not_evaluated_through_its_fallback(
 
 def _write_audio_model(store: Path, labels: list[str]) -> None:
     """A mock-served audio model and a three-clip evaluation folder in ``store``."""
-    write_model(store, make_manifest(
-        "tones", "1", task="tones", framework="torch-audio",
-        input=audio_input(sample_rate=8000, clip_seconds=1.0, formats=["wav"]),
-        labels=labels,
-        evaluations=[
-            evaluation("../elsewhere/train-set", samples=9),
-            evaluation("_evaluation/tones", samples=3, metrics={"accuracy": 0.5}),
-        ],
-    ))
+    write_model(
+        store,
+        make_manifest(
+            "tones",
+            "1",
+            task="tones",
+            framework="torch-audio",
+            input=audio_input(sample_rate=8000, clip_seconds=1.0, formats=["wav"]),
+            labels=labels,
+            evaluations=[
+                evaluation("../elsewhere/train-set", samples=9),
+                evaluation("_evaluation/tones", samples=3, metrics={"accuracy": 0.5}),
+            ],
+        ),
+    )
     clips = store / "_evaluation" / "tones"
     clips.mkdir(parents=True)
     rows = ["file,label"]

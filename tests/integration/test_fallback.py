@@ -56,7 +56,9 @@ def test_hash_mismatch_is_served_by_the_fallback_model(
 ) -> None:
     tamper(attrition_store / "attrition-logreg" / "1")
     before = metric_value(
-        "mldeploy_fallbacks_total", requested_model="attrition-logreg", model="attrition-gbm",
+        "mldeploy_fallbacks_total",
+        requested_model="attrition-logreg",
+        model="attrition-gbm",
         version="1",
     )
     with real_app() as client:
@@ -74,7 +76,9 @@ def test_hash_mismatch_is_served_by_the_fallback_model(
         assert "sha256" in models["attrition-logreg"]["versions"][0]["error"]
         assert models["attrition-gbm"]["status"] == "loaded"
     after = metric_value(
-        "mldeploy_fallbacks_total", requested_model="attrition-logreg", model="attrition-gbm",
+        "mldeploy_fallbacks_total",
+        requested_model="attrition-logreg",
+        model="attrition-gbm",
         version="1",
     )
     assert after == before + 1

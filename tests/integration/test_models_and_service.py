@@ -63,8 +63,11 @@ def test_metrics_count_http_requests_by_route(client: TestClient) -> None:
     text = client.get("/metrics").text
 
     series = 'mldeploy_http_requests_total{handler="/models/{name}",method="GET",status="200"}'
-    exposed = [float(line.removeprefix(series)) for line in text.splitlines()
-               if line.startswith(series + " ")]
+    exposed = [
+        float(line.removeprefix(series))
+        for line in text.splitlines()
+        if line.startswith(series + " ")
+    ]
     assert exposed == [before + 1]
 
 

@@ -189,9 +189,7 @@ def test_a_reused_client_request_id_never_shares_or_overwrites_a_row(client: Tes
     third = client.post("/predict", json={"features": {}}, headers=headers)
     assert [r.status_code for r in (first, second, third)] == [200, 200, 422]
     with Session(client.app.state.engine) as session:  # type: ignore[attr-defined]
-        rows = session.exec(
-            select(Prediction).where(Prediction.request_id == "dup-123")
-        ).all()
+        rows = session.exec(select(Prediction).where(Prediction.request_id == "dup-123")).all()
     assert len(rows) == 3 and len({row.id for row in rows}) == 3
     ages = sorted(row.input.get("Age", 0) for row in rows)
     assert ages == [0, 24, 60]  # each row holds its own request's input

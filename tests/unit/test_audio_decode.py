@@ -29,8 +29,13 @@ def encode(samples: np.ndarray, rate: int, fmt: str, subtype: str | None = None)
 
 @pytest.mark.parametrize(
     ("fmt", "subtype", "expected"),
-    [("WAV", "PCM_16", "wav"), ("WAV", "FLOAT", "wav"), ("FLAC", None, "flac"),
-     ("OGG", "VORBIS", "ogg"), ("MP3", "MPEG_LAYER_III", "mp3")],
+    [
+        ("WAV", "PCM_16", "wav"),
+        ("WAV", "FLOAT", "wav"),
+        ("FLAC", None, "flac"),
+        ("OGG", "VORBIS", "ogg"),
+        ("MP3", "MPEG_LAYER_III", "mp3"),
+    ],
 )
 def test_decode_supported_formats(fmt: str, subtype: str | None, expected: str) -> None:
     data = encode(sine(1.0), RATE, fmt, subtype)
@@ -86,8 +91,12 @@ def test_empty_upload_is_rejected() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"hello, this is a text file", b"%PDF-1.7\n" + bytes(200), bytes(range(256)) * 4,
-     b'{"features": {"Age": 30}}'],
+    [
+        b"hello, this is a text file",
+        b"%PDF-1.7\n" + bytes(200),
+        bytes(range(256)) * 4,
+        b'{"features": {"Age": 30}}',
+    ],
 )
 def test_non_audio_is_rejected_as_unsupported(data: bytes) -> None:
     with pytest.raises(InvalidInputError) as error:
@@ -141,8 +150,11 @@ def test_non_finite_samples_are_rejected() -> None:
 
 
 def test_importing_the_decoder_imports_no_heavy_library() -> None:
-    code = ("import sys, ml.audio; "
-            "print(sorted(m for m in ('torch', 'librosa', 'soundfile') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    code = (
+        "import sys, ml.audio; "
+        "print(sorted(m for m in ('torch', 'librosa', 'soundfile') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

@@ -19,8 +19,7 @@ PARAMS = features.FeatureParams()
 FRAMES = 1 + int(CLIP * RATE) // PARAMS.hop_length
 
 
-def tone(seconds: float, rate: int = RATE, freq: float = 440.0, shape: str = "sine"
-         ) -> np.ndarray:
+def tone(seconds: float, rate: int = RATE, freq: float = 440.0, shape: str = "sine") -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     wave = np.sin(2 * np.pi * freq * t)
     if shape == "square":
@@ -31,8 +30,9 @@ def tone(seconds: float, rate: int = RATE, freq: float = 440.0, shape: str = "si
 
 
 def noise(seconds: float, rate: int = RATE, seed: int = 0) -> np.ndarray:
-    return (0.1 * np.random.default_rng(seed).standard_normal(int(seconds * rate))
-            ).astype(np.float32)
+    return (0.1 * np.random.default_rng(seed).standard_normal(int(seconds * rate))).astype(
+        np.float32
+    )
 
 
 def log_mel(samples: np.ndarray, rate: int = RATE) -> np.ndarray:
@@ -67,7 +67,7 @@ def test_short_clip_is_one_padded_window() -> None:
     windows = features.clip_windows(tone(0.5), RATE, CLIP, PARAMS)
 
     assert windows.shape == (1, int(CLIP * RATE))
-    assert not windows[0, int(0.5 * RATE):].any()
+    assert not windows[0, int(0.5 * RATE) :].any()
 
 
 def test_long_clip_is_cut_into_windows_and_quiet_ones_dropped() -> None:
@@ -118,8 +118,9 @@ def test_silence_maps_to_the_floor() -> None:
 
 def test_pitch_lands_in_the_right_mel_band() -> None:
     mel = log_mel(tone(2.0, freq=440.0))[0]
-    centres = librosa.mel_frequencies(n_mels=PARAMS.n_mels + 2, fmin=PARAMS.fmin,
-                                      fmax=PARAMS.fmax)[1:-1]
+    centres = librosa.mel_frequencies(n_mels=PARAMS.n_mels + 2, fmin=PARAMS.fmin, fmax=PARAMS.fmax)[
+        1:-1
+    ]
 
     assert abs(centres[int(np.argmax(mel.mean(axis=1)))] - 440.0) < 60.0
 
@@ -140,19 +141,15 @@ def test_features_hardly_depend_on_the_input_rate(rate: int) -> None:
     assert np.abs(reference - other).mean() < 0.005
 
 
-@pytest.mark.parametrize(
-    ("fmt", "subtype"), [("WAV", "PCM_16"), ("FLAC", None), ("OGG", "VORBIS")]
-)
+@pytest.mark.parametrize(("fmt", "subtype"), [("WAV", "PCM_16"), ("FLAC", None), ("OGG", "VORBIS")])
 def test_decoded_stereo_files_give_the_same_features(fmt: str, subtype: str | None) -> None:
     signal = tone(2.0, 44_100, shape="harmonic") / 4
     buffer = io.BytesIO()
-    soundfile.write(buffer, np.stack([signal, signal], axis=1), 44_100, format=fmt,
-                    subtype=subtype)
+    soundfile.write(buffer, np.stack([signal, signal], axis=1), 44_100, format=fmt, subtype=subtype)
 
     clip = decode_audio(buffer.getvalue(), max_seconds=10)
 
-    assert np.abs(log_mel(clip.samples, clip.sample_rate)
-                  - log_mel(signal, 44_100)).mean() < 0.05
+    assert np.abs(log_mel(clip.samples, clip.sample_rate) - log_mel(signal, 44_100)).mean() < 0.05
 
 
 def test_training_path_equals_serving_path() -> None:
@@ -160,8 +157,9 @@ def test_training_path_equals_serving_path() -> None:
     signal = noise(2.0) + tone(2.0, shape="square")
     power = features.mel_power(features.peak_normalise(signal[np.newaxis]), RATE, PARAMS)
 
-    np.testing.assert_allclose(features.log_mel_from_power(power, PARAMS.top_db),
-                               log_mel(signal), atol=1e-6)
+    np.testing.assert_allclose(
+        features.log_mel_from_power(power, PARAMS.top_db), log_mel(signal), atol=1e-6
+    )
 
 
 def test_mfcc_statistics_are_finite_and_level_free() -> None:

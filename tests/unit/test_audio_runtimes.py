@@ -96,8 +96,7 @@ def test_mfcc_matches_its_recorded_accuracy_on_the_samples(mfcc: ModelRuntime) -
 @pytest.mark.parametrize(
     ("fmt", "subtype"), [("WAV", "PCM_16"), ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")]
 )
-def test_cnn_answers_the_same_for_other_formats(cnn: ModelRuntime, fmt: str,
-                                                subtype: str) -> None:
+def test_cnn_answers_the_same_for_other_formats(cnn: ModelRuntime, fmt: str, subtype: str) -> None:
     row = sample_rows()[0]
 
     [prediction] = cnn.predict([decoded(row["file"], fmt, subtype)])
@@ -134,8 +133,9 @@ def test_batch_predictions_equal_single_ones(cnn: ModelRuntime) -> None:
 
 
 @pytest.mark.parametrize("name", ["instrument-cnn", "instrument-mfcc"])
-def test_runtimes_reject_what_is_not_audio(name: str, cnn: ModelRuntime,
-                                           mfcc: ModelRuntime) -> None:
+def test_runtimes_reject_what_is_not_audio(
+    name: str, cnn: ModelRuntime, mfcc: ModelRuntime
+) -> None:
     runtime = cnn if name == "instrument-cnn" else mfcc
 
     with pytest.raises(InvalidInputError) as error:

@@ -89,11 +89,15 @@ def test_a_restarted_api_does_not_give_negative_rates() -> None:
 def evaluation(model: str, auc: float, p50: float, predicted: list[str]) -> dict[str, Any]:
     truth = ["No", "Yes", "No", "Yes"]
     return {
-        "model": model, "version": "1", "dataset": "heldout.csv",
+        "model": model,
+        "version": "1",
+        "dataset": "heldout.csv",
         "metrics": {"roc_auc": auc, "accuracy": 0.5},
         "latency": {"p50_ms": p50, "p95_ms": 2 * p50},
-        "predictions": [{"id": str(i), "true_label": t, "predicted_label": p}
-                        for i, (t, p) in enumerate(zip(truth, predicted, strict=True))],
+        "predictions": [
+            {"id": str(i), "true_label": t, "predicted_label": p}
+            for i, (t, p) in enumerate(zip(truth, predicted, strict=True))
+        ],
     }
 
 
@@ -127,19 +131,40 @@ def test_agreement_and_who_is_right() -> None:
 
     assert matrix.loc["fast@1", "slow@1"] == pytest.approx(0.5)
     counts = dict(zip(breakdown["case"], breakdown["samples"], strict=True))
-    assert counts == {"both right": 1, "only fast@1 right": 2, "only slow@1 right": 0,
-                      "both wrong": 1}
+    assert counts == {
+        "both right": 1,
+        "only fast@1 right": 2,
+        "only slow@1 right": 0,
+        "both wrong": 1,
+    }
 
 
 def test_history_frame_names_refused_requests_by_what_they_asked() -> None:
     items = [
-        {"received_at": "2026-01-01T10:00:00Z", "request_id": "r1", "model_requested": "a",
-         "model_name": "a", "model_version": "1", "outcome": "ok", "label": "Yes",
-         "is_fallback": False, "latency_ms": 1.5, "rows": 1, "input_kind": "tabular"},
-        {"received_at": "2026-01-01T10:01:00+00:00", "request_id": "r2",
-         "model_requested": "nope", "model_name": None, "model_version": None,
-         "outcome": "not_found", "is_fallback": False, "latency_ms": None,
-         "error": "model 'nope' is not registered"},
+        {
+            "received_at": "2026-01-01T10:00:00Z",
+            "request_id": "r1",
+            "model_requested": "a",
+            "model_name": "a",
+            "model_version": "1",
+            "outcome": "ok",
+            "label": "Yes",
+            "is_fallback": False,
+            "latency_ms": 1.5,
+            "rows": 1,
+            "input_kind": "tabular",
+        },
+        {
+            "received_at": "2026-01-01T10:01:00+00:00",
+            "request_id": "r2",
+            "model_requested": "nope",
+            "model_name": None,
+            "model_version": None,
+            "outcome": "not_found",
+            "is_fallback": False,
+            "latency_ms": None,
+            "error": "model 'nope' is not registered",
+        },
     ]
 
     frame = history_frame(items)

@@ -186,9 +186,9 @@ def refusal(
 def only_row(engine: Engine, request_id: str) -> Prediction:
     """The one trace row of ``request_id``: a request is written once, whole."""
     with Session(engine) as session:
-        rows = list(session.exec(
-            select(Prediction).where(col(Prediction.request_id) == request_id)
-        ).all())
+        rows = list(
+            session.exec(select(Prediction).where(col(Prediction.request_id) == request_id)).all()
+        )
     assert len(rows) == 1, f"{len(rows)} trace rows for request {request_id}"
     return rows[0]
 
@@ -213,7 +213,11 @@ def as_output(predictions: list[ModelPrediction]) -> list[dict[str, Any]]:
 
 
 def assert_refused_row(
-    row: Prediction, outcome: Outcome, requested: str, *, model: str | None = DEFAULT,
+    row: Prediction,
+    outcome: Outcome,
+    requested: str,
+    *,
+    model: str | None = DEFAULT,
     input: Any = None,
 ) -> None:
     assert row.outcome == outcome
@@ -229,8 +233,9 @@ def assert_refused_row(
 
 
 def predictions_total(model: str, version: str, outcome: Outcome) -> float:
-    return metric_value("mldeploy_predictions_total", model=model, version=version,
-                        outcome=outcome.value)
+    return metric_value(
+        "mldeploy_predictions_total", model=model, version=version, outcome=outcome.value
+    )
 
 
 # --- 1. a valid row ----------------------------------------------------------------------
@@ -350,17 +355,16 @@ def test_no_model_named_and_no_default_is_not_found(
     error = refusal(plane, predict_request, ModelNotFound)
 
     assert error.outcome is Outcome.NOT_FOUND and "DEFAULT_MODEL" in error.message
-    assert_refused_row(only_row(engine, predict_request.request_id), Outcome.NOT_FOUND, "",
-                       model=None)
+    assert_refused_row(
+        only_row(engine, predict_request.request_id), Outcome.NOT_FOUND, "", model=None
+    )
 
 
 # --- 3. model references -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("ref", ["no-such-model", f"{DEFAULT}@9"])
-def test_unknown_model_is_not_found_and_traced(
-    plane: DataPlane, engine: Engine, ref: str
-) -> None:
+def test_unknown_model_is_not_found_and_traced(plane: DataPlane, engine: Engine, ref: str) -> None:
     predict_request = features_request(ref, attrition_example())
 
     error = refusal(plane, predict_request, ModelNotFound)
@@ -380,8 +384,9 @@ def test_malformed_reference_is_an_invalid_request(plane: DataPlane, engine: Eng
 
     assert error.outcome is Outcome.INVALID_INPUT
     assert set(error.problems) == {"model"} and "a@@b" in error.problems["model"]
-    assert_refused_row(only_row(engine, predict_request.request_id), Outcome.INVALID_INPUT,
-                       "a@@b", model=None)
+    assert_refused_row(
+        only_row(engine, predict_request.request_id), Outcome.INVALID_INPUT, "a@@b", model=None
+    )
 
 
 def test_reference_with_nul_is_traced_without_it(plane: DataPlane, engine: Engine) -> None:
@@ -408,9 +413,7 @@ def test_overlong_reference_is_traced_cut_to_the_column(plane: DataPlane, engine
 # --- 4. invalid input --------------------------------------------------------------------
 
 
-def test_invalid_features_are_refused_naming_each_field(
-    plane: DataPlane, engine: Engine
-) -> None:
+def test_invalid_features_are_refused_naming_each_field(plane: DataPlane, engine: Engine) -> None:
     features = {**attrition_example(), "Age": 150, "BusinessTravel": "Sometimes"}
     del features["DailyRate"]
     predict_request = features_request(DEFAULT, features)
@@ -435,8 +438,9 @@ def test_invalid_batch_rows_are_named_by_index(plane: DataPlane, engine: Engine)
     error = refusal(plane, predict_request, InvalidRequest)
 
     assert set(error.problems) == {"instances[1].Age"}
-    assert_refused_row(only_row(engine, predict_request.request_id), Outcome.INVALID_INPUT,
-                       DEFAULT, input=rows)
+    assert_refused_row(
+        only_row(engine, predict_request.request_id), Outcome.INVALID_INPUT, DEFAULT, input=rows
+    )
 
 
 def test_a_body_that_is_not_json_is_traced_as_raw_text(plane: DataPlane, engine: Engine) -> None:
@@ -445,8 +449,12 @@ def test_a_body_that_is_not_json_is_traced_as_raw_text(plane: DataPlane, engine:
     error = refusal(plane, predict_request, InvalidRequest)
 
     assert set(error.problems) == {"body"}
-    assert_refused_row(only_row(engine, predict_request.request_id), Outcome.INVALID_INPUT,
-                       DEFAULT, input={"raw": '{"features": {"Age": '})
+    assert_refused_row(
+        only_row(engine, predict_request.request_id),
+        Outcome.INVALID_INPUT,
+        DEFAULT,
+        input={"raw": '{"features": {"Age": '},
+    )
 
 
 def padded_features(size_bytes: int) -> dict[str, Any]:
@@ -457,8 +465,9 @@ def padded_features(size_bytes: int) -> dict[str, Any]:
     return features
 
 
-@pytest.mark.parametrize("size_bytes", [MAX_REFUSED_INPUT_BYTES, MAX_REFUSED_INPUT_BYTES + 1,
-                                        20_000])
+@pytest.mark.parametrize(
+    "size_bytes", [MAX_REFUSED_INPUT_BYTES, MAX_REFUSED_INPUT_BYTES + 1, 20_000]
+)
 def test_refused_input_is_stored_whole_up_to_4kb_then_capped(
     plane: DataPlane, engine: Engine, size_bytes: int
 ) -> None:
@@ -508,8 +517,12 @@ def test_a_batch_over_the_limit_is_payload_too_large(plane: DataPlane, engine: E
 
     assert "MAX_BATCH_ROWS" in error.message
     # Refused before it parsed: the trace keeps the body as text.
-    assert_refused_row(only_row(engine, predict_request.request_id), Outcome.INVALID_INPUT,
-                       DEFAULT, input={"raw": body.decode()})
+    assert_refused_row(
+        only_row(engine, predict_request.request_id),
+        Outcome.INVALID_INPUT,
+        DEFAULT,
+        input={"raw": body.decode()},
+    )
 
 
 def test_a_large_refused_body_that_never_parsed_costs_a_small_row(
@@ -533,8 +546,7 @@ def test_a_body_that_is_not_json_media_is_unsupported(plane: DataPlane, engine: 
     error = refusal(plane, predict_request, UnsupportedMedia)
 
     assert "text/plain" in error.message
-    assert_refused_row(only_row(engine, predict_request.request_id), Outcome.INVALID_INPUT,
-                       DEFAULT)
+    assert_refused_row(only_row(engine, predict_request.request_id), Outcome.INVALID_INPUT, DEFAULT)
 
 
 def test_an_unexpected_source_failure_is_an_internal_error(
@@ -663,8 +675,12 @@ def test_not_ready_and_not_answered_when_the_database_is_unreachable(
 
 
 def test_predictions_are_counted_by_model_version_and_outcome(plane: DataPlane) -> None:
-    counted = [(DEFAULT, "1", Outcome.OK), (DEFAULT, "1", Outcome.INVALID_INPUT),
-               ("unknown", "", Outcome.NOT_FOUND), (DEFAULT, "1", Outcome.NOT_FOUND)]
+    counted = [
+        (DEFAULT, "1", Outcome.OK),
+        (DEFAULT, "1", Outcome.INVALID_INPUT),
+        ("unknown", "", Outcome.NOT_FOUND),
+        (DEFAULT, "1", Outcome.NOT_FOUND),
+    ]
     before = {key: predictions_total(*key) for key in counted}
     rows_before = metric_value("mldeploy_predicted_rows_total", model=DEFAULT, version="1")
 

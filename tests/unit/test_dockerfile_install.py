@@ -16,8 +16,9 @@ CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 
 def instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
-    lines = [line for line in DOCKERFILE.read_text().splitlines()
-             if not line.lstrip().startswith("#")]
+    lines = [
+        line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")
+    ]
     text = re.sub(r"\\\n", " ", "\n".join(lines))
     parsed = []
     for line in text.splitlines():
@@ -28,8 +29,11 @@ def instructions() -> list[tuple[str, str]]:
 
 
 def index_of(keyword: str, arguments: str) -> int:
-    return next(position for position, (k, args) in enumerate(instructions())
-                if k == keyword and args == arguments)
+    return next(
+        position
+        for position, (k, args) in enumerate(instructions())
+        if k == keyword and args == arguments
+    )
 
 
 def pip_installs(run_arguments: str) -> list[list[str]]:
@@ -56,21 +60,28 @@ def install_step() -> tuple[int, list[list[str]]]:
 
 def script_commands(script: Path) -> list[list[str]]:
     text = re.sub(r"\\\n", " ", script.read_text())
-    return [shlex.split(line, comments=True) for line in text.splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        shlex.split(line, comments=True)
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def installed_requirement_files() -> list[str]:
     files = []
     for words in install_step()[1]:
-        files += [words[i + 1] for i, word in enumerate(words[:-1])
-                  if word in ("-r", "--requirement")]
+        files += [
+            words[i + 1] for i, word in enumerate(words[:-1]) if word in ("-r", "--requirement")
+        ]
     return files
 
 
 def requirement_lines(path: Path) -> list[str]:
-    return [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()
-            if line.split("#", 1)[0].strip()]
+    return [
+        line.split("#", 1)[0].strip()
+        for line in path.read_text().splitlines()
+        if line.split("#", 1)[0].strip()
+    ]
 
 
 def test_the_install_step_reads_requirements_txt_and_the_space_extras() -> None:
@@ -80,8 +91,13 @@ def test_the_install_step_reads_requirements_txt_and_the_space_extras() -> None:
 @pytest.mark.parametrize("name", installed_requirement_files())
 def test_installed_requirements_files_exist_and_are_copied_before_the_install(name: str) -> None:
     assert (ROOT / name).is_file(), f"the Dockerfile installs {name}, which does not exist"
-    copied = [source for keyword, args in instructions()[:install_step()[0]] if keyword == "COPY"
-              for source in shlex.split(args)[:-1] if not source.startswith("--")]
+    copied = [
+        source
+        for keyword, args in instructions()[: install_step()[0]]
+        if keyword == "COPY"
+        for source in shlex.split(args)[:-1]
+        if not source.startswith("--")
+    ]
     assert name in copied, f"{name} is not in the image when the install step runs"
 
 
@@ -93,8 +109,9 @@ def test_image_requirements_are_pinned(name: str) -> None:
 
 
 def test_torch_is_the_cpu_build_at_the_pinned_version() -> None:
-    pins = [line for line in requirement_lines(ROOT / "requirements.txt")
-            if line.startswith("torch==")]
+    pins = [
+        line for line in requirement_lines(ROOT / "requirements.txt") if line.startswith("torch==")
+    ]
     assert len(pins) == 1, "requirements.txt must pin torch once: the install step reads it there"
     first_install = install_step()[1][0]
     assert "--index-url" in first_install, "torch must come from the CPU index, before the rest"

@@ -22,26 +22,30 @@ def binary_case() -> tuple[list[str], list[str], np.ndarray]:
 
 
 def test_binary_report_matches_scikit_learn(
-    binary_case: tuple[list[str], list[str], np.ndarray]
+    binary_case: tuple[list[str], list[str], np.ndarray],
 ) -> None:
     truth, predicted, scores = binary_case
 
-    report = classification_report(truth, predicted, LABELS, positive_label="Yes",
-                                   positive_scores=scores.tolist())
+    report = classification_report(
+        truth, predicted, LABELS, positive_label="Yes", positive_scores=scores.tolist()
+    )
 
     assert report.confusion_matrix == sk.confusion_matrix(truth, predicted, labels=LABELS).tolist()
     assert report.metrics["accuracy"] == pytest.approx(sk.accuracy_score(truth, predicted))
     assert report.metrics["f1"] == pytest.approx(sk.f1_score(truth, predicted, pos_label="Yes"))
     assert report.metrics["macro_f1"] == pytest.approx(
-        sk.f1_score(truth, predicted, average="macro"))
+        sk.f1_score(truth, predicted, average="macro")
+    )
     assert report.metrics["roc_auc"] == pytest.approx(
-        sk.roc_auc_score(np.array(truth) == "Yes", scores), abs=1e-12)
+        sk.roc_auc_score(np.array(truth) == "Yes", scores), abs=1e-12
+    )
     assert report.per_class["No"].recall == pytest.approx(
-        sk.recall_score(truth, predicted, pos_label="No"))
+        sk.recall_score(truth, predicted, pos_label="No")
+    )
 
 
 def test_roc_points_are_scikit_learns_without_dropping_any(
-    binary_case: tuple[list[str], list[str], np.ndarray]
+    binary_case: tuple[list[str], list[str], np.ndarray],
 ) -> None:
     truth, _, scores = binary_case
     is_positive = np.array(truth) == "Yes"

@@ -59,27 +59,42 @@ SCHEMA = TabularInput(
 
 def synthetic_frame(rows: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "size": rng.integers(0, 100, rows),
-        "color": rng.choice(["blue", "green", "red"], rows),
-        "weight": rng.normal(50.0, 20.0, rows),
-        "shape": rng.choice(["round", "square"], rows),
-    })
+    frame = pd.DataFrame(
+        {
+            "size": rng.integers(0, 100, rows),
+            "color": rng.choice(["blue", "green", "red"], rows),
+            "weight": rng.normal(50.0, 20.0, rows),
+            "shape": rng.choice(["round", "square"], rows),
+        }
+    )
     score = 0.04 * frame["size"] - 0.02 * frame["weight"] + (frame["color"] == "red") * 1.5
     target = np.where(score + rng.normal(0, 1, rows) > 1.0, "yes", "no")
     return frame, target
 
 
 def linear_pipeline(
-    scaler: object | None = None, encoder: object | None = None, **classifier_params: object,
+    scaler: object | None = None,
+    encoder: object | None = None,
+    **classifier_params: object,
 ) -> Pipeline:
-    return Pipeline([
-        ("preprocess", ColumnTransformer([
-            ("numeric", scaler if scaler is not None else StandardScaler(), NUMERIC),
-            ("categorical", encoder or OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
-        ])),
-        ("classifier", LogisticRegression(**classifier_params)),
-    ])
+    return Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        ("numeric", scaler if scaler is not None else StandardScaler(), NUMERIC),
+                        (
+                            "categorical",
+                            encoder or OneHotEncoder(handle_unknown="ignore"),
+                            CATEGORICAL,
+                        ),
+                    ]
+                ),
+            ),
+            ("classifier", LogisticRegression(**classifier_params)),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +136,8 @@ def heldout() -> pd.DataFrame:
 
 
 def test_committed_logreg_compiles(
-    logreg_pipeline: Pipeline, logreg_manifest: ModelManifest,
+    logreg_pipeline: Pipeline,
+    logreg_manifest: ModelManifest,
 ) -> None:
     scorer = compile_linear_pipeline(logreg_pipeline, logreg_manifest.input)
 
@@ -132,7 +148,9 @@ def test_committed_logreg_compiles(
 
 
 def test_committed_json_is_the_compiled_pipeline(
-    logreg_pipeline: Pipeline, logreg_manifest: ModelManifest, committed_scorer: LinearScorer,
+    logreg_pipeline: Pipeline,
+    logreg_manifest: ModelManifest,
+    committed_scorer: LinearScorer,
 ) -> None:
     scorer = compile_linear_pipeline(logreg_pipeline, logreg_manifest.input)
     assert scorer is not None
@@ -147,17 +165,24 @@ def test_committed_json_is_the_compiled_pipeline(
 
 @pytest.mark.parametrize("source", ["compiled here", "committed JSON"])
 def test_fast_path_equals_predict_proba_on_all_heldout_rows(
-    logreg_pipeline: Pipeline, logreg_manifest: ModelManifest, heldout: pd.DataFrame,
-    committed_scorer: LinearScorer, source: str,
+    logreg_pipeline: Pipeline,
+    logreg_manifest: ModelManifest,
+    heldout: pd.DataFrame,
+    committed_scorer: LinearScorer,
+    source: str,
 ) -> None:
-    scorer = (compile_linear_pipeline(logreg_pipeline, logreg_manifest.input)
-              if source == "compiled here" else committed_scorer)
+    scorer = (
+        compile_linear_pipeline(logreg_pipeline, logreg_manifest.input)
+        if source == "compiled here"
+        else committed_scorer
+    )
     assert scorer is not None
     features = heldout.drop(columns=["Attrition"])
     # The reference is fed the CSV as read; the fast path the rows as the API validates them.
     reference = logreg_pipeline.predict_proba(features)
     rows = TabularValidator(logreg_manifest.input).validate(
-        features.to_dict("records"), field_prefix="instances",
+        features.to_dict("records"),
+        field_prefix="instances",
     )
 
     fast_yes = np.array([scorer.positive_probability(row) for row in rows])
@@ -181,10 +206,12 @@ def test_committed_gbm_has_no_fast_path() -> None:
 # --- small pipelines fitted here ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("params", [{}, {"C": 0.01}, {"class_weight": "balanced"},
-                                    {"fit_intercept": False}])
+@pytest.mark.parametrize(
+    "params", [{}, {"C": 0.01}, {"class_weight": "balanced"}, {"fit_intercept": False}]
+)
 def test_synthetic_pipeline_equals_predict_proba(
-    synthetic_data: tuple[pd.DataFrame, np.ndarray], params: dict,
+    synthetic_data: tuple[pd.DataFrame, np.ndarray],
+    params: dict,
 ) -> None:
     pipeline = fitted(linear_pipeline(**params), synthetic_data)
     scorer = compile_linear_pipeline(pipeline, SCHEMA)
@@ -207,9 +234,14 @@ def test_json_round_trip_is_exact(synthetic_data: tuple[pd.DataFrame, np.ndarray
     assert again == scorer
     assert again.to_dict() == scorer.to_dict()
     assert [again.decision_function(row) for row in rows] == [
-        scorer.decision_function(row) for row in rows]
-    assert again.features == {"size": "number", "weight": "number",
-                              "color": "category", "shape": "category"}
+        scorer.decision_function(row) for row in rows
+    ]
+    assert again.features == {
+        "size": "number",
+        "weight": "number",
+        "color": "category",
+        "shape": "category",
+    }
 
 
 MALFORMED = {
@@ -220,14 +252,16 @@ MALFORMED = {
     "boolean offset": lambda form: form["numeric"][0].update(offset=True),
     "numeric terms not a list": lambda form: form.update(numeric={}),
     "category weight as text": lambda form: form["categorical"][0]["contributions"].update(
-        red="0.5"),
+        red="0.5"
+    ),
     "empty object": lambda form: form.clear(),
 }
 
 
 @pytest.mark.parametrize("damage", MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_forms_are_refused(
-    synthetic_data: tuple[pd.DataFrame, np.ndarray], damage: Any,
+    synthetic_data: tuple[pd.DataFrame, np.ndarray],
+    damage: Any,
 ) -> None:
     scorer = compile_linear_pipeline(fitted(linear_pipeline(), synthetic_data), SCHEMA)
     assert scorer is not None
@@ -257,13 +291,13 @@ def test_extreme_inputs_do_not_overflow(synthetic_data: tuple[pd.DataFrame, np.n
     pipeline = fitted(linear_pipeline(), synthetic_data)
     scorer = compile_linear_pipeline(pipeline, SCHEMA)
     assert scorer is not None
-    rows = [{"size": 0, "color": "blue", "weight": weight, "shape": "round"}
-            for weight in (-1e6, 1e6)]
+    rows = [
+        {"size": 0, "color": "blue", "weight": weight, "shape": "round"} for weight in (-1e6, 1e6)
+    ]
 
     fast = [scorer.positive_probability(row) for row in rows]
 
-    assert np.allclose(fast, pipeline.predict_proba(pd.DataFrame(rows))[:, 1], rtol=RTOL,
-                       atol=ATOL)
+    assert np.allclose(fast, pipeline.predict_proba(pd.DataFrame(rows))[:, 1], rtol=RTOL, atol=ATOL)
 
 
 def test_logistic_is_stable_and_matches_expit() -> None:
@@ -295,44 +329,74 @@ UNSUPPORTED = {
     "scaler without centring": lambda: linear_pipeline(scaler=StandardScaler(with_mean=False)),
     "scaler without scaling": lambda: linear_pipeline(scaler=StandardScaler(with_std=False)),
     "encoder dropping a category": lambda: linear_pipeline(
-        encoder=OneHotEncoder(handle_unknown="ignore", drop="first")),
+        encoder=OneHotEncoder(handle_unknown="ignore", drop="first")
+    ),
     "encoder refusing unknowns": lambda: linear_pipeline(encoder=OneHotEncoder()),
-    "encoder grouping infrequent": lambda: linear_pipeline(encoder=OneHotEncoder(
-        handle_unknown="infrequent_if_exist", min_frequency=0.4)),
-    "encoder capping categories": lambda: linear_pipeline(encoder=OneHotEncoder(
-        handle_unknown="ignore", max_categories=2)),
+    "encoder grouping infrequent": lambda: linear_pipeline(
+        encoder=OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=0.4)
+    ),
+    "encoder capping categories": lambda: linear_pipeline(
+        encoder=OneHotEncoder(handle_unknown="ignore", max_categories=2)
+    ),
     "float32 encoder": lambda: linear_pipeline(
-        encoder=OneHotEncoder(handle_unknown="ignore", dtype=np.float32)),
-    "tree classifier": lambda: Pipeline([
-        ("preprocess", linear_pipeline().steps[0][1]), ("classifier", DecisionTreeClassifier()),
-    ]),
-    "logistic regression subclass": lambda: Pipeline([
-        ("preprocess", linear_pipeline().steps[0][1]),
-        ("classifier", LogisticRegressionSubclass()),
-    ]),
-    "passthrough remainder": lambda: Pipeline([
-        ("preprocess", ColumnTransformer(
-            [("numeric", StandardScaler(), ["size"]),
-             ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL)],
-            remainder="passthrough")),
-        ("classifier", LogisticRegression()),
-    ]),
-    "weighted transformers": lambda: Pipeline([
-        ("preprocess", ColumnTransformer(
-            [("numeric", StandardScaler(), NUMERIC),
-             ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL)],
-            transformer_weights={"numeric": 2.0, "categorical": 1.0})),
-        ("classifier", LogisticRegression()),
-    ]),
-    "three steps": lambda: Pipeline([
-        *linear_pipeline().steps[:1], ("identity", "passthrough"), *linear_pipeline().steps[1:],
-    ]),
+        encoder=OneHotEncoder(handle_unknown="ignore", dtype=np.float32)
+    ),
+    "tree classifier": lambda: Pipeline(
+        [
+            ("preprocess", linear_pipeline().steps[0][1]),
+            ("classifier", DecisionTreeClassifier()),
+        ]
+    ),
+    "logistic regression subclass": lambda: Pipeline(
+        [
+            ("preprocess", linear_pipeline().steps[0][1]),
+            ("classifier", LogisticRegressionSubclass()),
+        ]
+    ),
+    "passthrough remainder": lambda: Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        ("numeric", StandardScaler(), ["size"]),
+                        ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+                    ],
+                    remainder="passthrough",
+                ),
+            ),
+            ("classifier", LogisticRegression()),
+        ]
+    ),
+    "weighted transformers": lambda: Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        ("numeric", StandardScaler(), NUMERIC),
+                        ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+                    ],
+                    transformer_weights={"numeric": 2.0, "categorical": 1.0},
+                ),
+            ),
+            ("classifier", LogisticRegression()),
+        ]
+    ),
+    "three steps": lambda: Pipeline(
+        [
+            *linear_pipeline().steps[:1],
+            ("identity", "passthrough"),
+            *linear_pipeline().steps[1:],
+        ]
+    ),
 }
 
 
 @pytest.mark.parametrize("build", UNSUPPORTED.values(), ids=UNSUPPORTED.keys())
 def test_unsupported_pipelines_are_refused(
-    synthetic_data: tuple[pd.DataFrame, np.ndarray], build: object,
+    synthetic_data: tuple[pd.DataFrame, np.ndarray],
+    build: object,
 ) -> None:
     pipeline = fitted(build(), synthetic_data)
 

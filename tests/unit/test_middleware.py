@@ -24,8 +24,9 @@ async def echo_length(request: Request) -> PlainTextResponse:
 
 
 def app() -> Starlette:
-    application = Starlette(routes=[Route("/crash", crash), Route("/echo", echo_length,
-                                                                  methods=["POST"])])
+    application = Starlette(
+        routes=[Route("/crash", crash), Route("/echo", echo_length, methods=["POST"])]
+    )
     application.add_middleware(BodySizeLimitMiddleware, max_bytes=10)
     application.add_middleware(RequestIdMiddleware)
     return application

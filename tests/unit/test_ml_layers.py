@@ -38,8 +38,9 @@ def imported_names(path: Path) -> set[str]:
 
 def ml_import_graph() -> dict[str, set[str]]:
     modules = {module_name(path): path for path in ML.rglob("*.py")}
-    return {name: (imported_names(path) & modules.keys()) - {name}
-            for name, path in modules.items()}
+    return {
+        name: (imported_names(path) & modules.keys()) - {name} for name, path in modules.items()
+    }
 
 
 def in_layer(module: str, layer: str) -> bool:
@@ -49,9 +50,12 @@ def in_layer(module: str, layer: str) -> bool:
 def test_serving_modules_never_name_training_or_packaging() -> None:
     graph = ml_import_graph()
 
-    wrong = {module: sorted(name for name in graph[module]
-                            if any(in_layer(name, layer) for layer in OFFLINE))
-             for module in SERVING}
+    wrong = {
+        module: sorted(
+            name for name in graph[module] if any(in_layer(name, layer) for layer in OFFLINE)
+        )
+        for module in SERVING
+    }
 
     assert {module: names for module, names in wrong.items() if names} == {}
 
@@ -59,8 +63,11 @@ def test_serving_modules_never_name_training_or_packaging() -> None:
 def test_packaging_does_not_import_training() -> None:
     graph = ml_import_graph()
 
-    wrong = {module: sorted(n for n in names if in_layer(n, "ml.training"))
-             for module, names in graph.items() if in_layer(module, "ml.packaging")}
+    wrong = {
+        module: sorted(n for n in names if in_layer(n, "ml.training"))
+        for module, names in graph.items()
+        if in_layer(module, "ml.packaging")
+    }
 
     assert {module: names for module, names in wrong.items() if names} == {}
 
@@ -114,8 +121,10 @@ print(json.dumps(found))
 def test_importing_each_serving_module_imports_no_training_packaging_or_sklearn() -> None:
     # One fresh interpreter imports them in turn, the torch modules last, so that torch is
     # not yet there while the others are checked for it.
-    plan = [(module, [*OFFLINE, "sklearn", *([] if module in TORCH_SERVING else ["torch"])])
-            for module in sorted(SERVING, key=lambda module: module in TORCH_SERVING)]
+    plan = [
+        (module, [*OFFLINE, "sklearn", *([] if module in TORCH_SERVING else ["torch"])])
+        for module in sorted(SERVING, key=lambda module: module in TORCH_SERVING)
+    ]
 
     found = run_python(_PROGRAM, json.dumps(plan))
 

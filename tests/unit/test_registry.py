@@ -102,8 +102,12 @@ class Served:
 async def serve(registry: ModelRegistry, ref: str | None) -> Served:
     """One request for ``ref``: the model that serves it, pinned for the block only."""
     async with registry.serving(registry.resolve(ref)) as serving:
-        return Served(serving.manifest.ref, serving.requested.ref, serving.is_fallback,
-                      serving.fallback_reason)
+        return Served(
+            serving.manifest.ref,
+            serving.requested.ref,
+            serving.is_fallback,
+            serving.fallback_reason,
+        )
 
 
 # --- catalogue -------------------------------------------------------------------------
@@ -130,8 +134,10 @@ def test_find_gives_the_latest_or_the_named_version(store: Path) -> None:
     [
         (ModelRef("nope"), "model 'nope' is not registered"),
         (ModelRef("nope", "1"), "model 'nope' is not registered"),
-        (ModelRef("attrition-logreg", "9"),
-         r"model 'attrition-logreg' has no version '9' \(versions: 1, 2\)"),
+        (
+            ModelRef("attrition-logreg", "9"),
+            r"model 'attrition-logreg' has no version '9' \(versions: 1, 2\)",
+        ),
     ],
 )
 def test_find_rejects_unknown_name_or_version(store: Path, ref: ModelRef, message: str) -> None:
@@ -192,10 +198,14 @@ def test_is_default_compares_the_default_models_name(store: Path) -> None:
 
 
 def test_facade_shows_its_configuration(store: Path) -> None:
-    registry = build(store, mock_runtimes, default="attrition-gbm",
-                     fallbacks=["attrition-gbm"], max_loaded=3)
+    registry = build(
+        store, mock_runtimes, default="attrition-gbm", fallbacks=["attrition-gbm"], max_loaded=3
+    )
     assert (registry.default, registry.fallbacks, registry.max_loaded, registry.root) == (
-        "attrition-gbm", ["attrition-gbm"], 3, store
+        "attrition-gbm",
+        ["attrition-gbm"],
+        3,
+        store,
     )
     assert registry.fallback_policy.fallbacks == ["attrition-gbm"]
     assert registry.loader.max_loaded == 3
@@ -216,11 +226,15 @@ def test_candidates_are_older_versions_then_the_tasks_fallbacks(store: Path) -> 
     )
     requested = catalogue.find(ModelRef("attrition-logreg", "3"))
     assert [entry.ref for entry in policy.candidates(requested)] == [
-        "attrition-logreg@2", "attrition-logreg@1", "attrition-gbm@2", "attrition-gbm@1"
+        "attrition-logreg@2",
+        "attrition-logreg@1",
+        "attrition-gbm@2",
+        "attrition-gbm@1",
     ]
     oldest = catalogue.find(ModelRef("attrition-logreg", "1"))
     assert [entry.ref for entry in policy.candidates(oldest)] == [
-        "attrition-gbm@2", "attrition-gbm@1"
+        "attrition-gbm@2",
+        "attrition-gbm@1",
     ]
 
 
@@ -286,8 +300,14 @@ def test_runtime_failure_walks_the_chain_without_going_round(store: Path) -> Non
         async with registry.serving(registry.resolve("attrition-logreg")) as serving:
             for reason in ["boom", "boom again"]:
                 await serving.fall_back(reason)
-                steps.append(Served(serving.manifest.ref, serving.requested.ref,
-                                    serving.is_fallback, serving.fallback_reason))
+                steps.append(
+                    Served(
+                        serving.manifest.ref,
+                        serving.requested.ref,
+                        serving.is_fallback,
+                        serving.fallback_reason,
+                    )
+                )
             with pytest.raises(ModelUnavailableError):
                 await serving.fall_back("all broken")
         return steps

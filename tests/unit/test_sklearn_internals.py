@@ -38,20 +38,38 @@ def pinned_scikit_learn() -> str:
 def booster() -> HistGradientBoostingClassifier:
     """A booster with native categorical splits, as the attrition training fits one."""
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({
-        "color": rng.choice(["blue", "green", "red"], 300),
-        "size": rng.integers(0, 100, 300),
-    })
+    frame = pd.DataFrame(
+        {
+            "color": rng.choice(["blue", "green", "red"], 300),
+            "size": rng.integers(0, 100, 300),
+        }
+    )
     target = np.where((frame["color"] == "red") ^ (frame["size"] > 50), "yes", "no")
-    pipeline = Pipeline([
-        ("preprocess", ColumnTransformer([
-            ("categorical", OrdinalEncoder(handle_unknown="use_encoded_value",
-                                           unknown_value=np.nan), ["color"]),
-            ("numeric", "passthrough", ["size"]),
-        ])),
-        ("classifier", HistGradientBoostingClassifier(
-            categorical_features=[0], max_iter=10, random_state=0)),
-    ])
+    pipeline = Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        (
+                            "categorical",
+                            OrdinalEncoder(
+                                handle_unknown="use_encoded_value", unknown_value=np.nan
+                            ),
+                            ["color"],
+                        ),
+                        ("numeric", "passthrough", ["size"]),
+                    ]
+                ),
+            ),
+            (
+                "classifier",
+                HistGradientBoostingClassifier(
+                    categorical_features=[0], max_iter=10, random_state=0
+                ),
+            ),
+        ]
+    )
     with threadpool_limits(limits=1):
         pipeline.fit(frame, target)
     return pipeline.named_steps["classifier"]
@@ -78,8 +96,7 @@ def test_the_private_attributes_exist_with_their_expected_types(booster: Any) ->
     for predictor in predictors:
         assert set(sklearn_internals.NODE_FIELDS) <= set(predictor.nodes.dtype.names)
         bitsets = predictor.raw_left_cat_bitsets
-        assert bitsets.dtype == np.uint32 and bitsets.shape[1:] == (
-            sklearn_internals.BITSET_WORDS,)
+        assert bitsets.dtype == np.uint32 and bitsets.shape[1:] == (sklearn_internals.BITSET_WORDS,)
     known, of_feature = booster._bin_mapper.make_known_categories_bitsets()
     assert known.dtype == np.uint32 and known.shape == (1, sklearn_internals.BITSET_WORDS)
     assert list(of_feature) == [0, 0]
@@ -98,9 +115,12 @@ def test_the_readers_give_plain_python_values(booster: Any) -> None:
     assert encoding.known == (frozenset({0, 1, 2}),)
     trees = sklearn_internals.fitted_trees(booster)
     assert len(trees) == booster.n_iter_ and all(type(tree) is Tree for tree in trees)
-    splits = [(feature, left) for tree in trees
-              for feature, left in zip(tree.feature, tree.categories_left, strict=True)
-              if feature is not None]
+    splits = [
+        (feature, left)
+        for tree in trees
+        for feature, left in zip(tree.feature, tree.categories_left, strict=True)
+        if feature is not None
+    ]
     assert {feature for feature, _ in splits} == {0, 1}  # both kinds of split are read
     assert all((left is not None) == (feature == 0) for feature, left in splits)
 

@@ -49,36 +49,61 @@ SCHEMA = TabularInput(
 
 def synthetic_data(rows: int = 200, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "size": rng.integers(0, 100, rows),
-        "color": rng.choice(["blue", "green", "red"], rows),
-        "weight": rng.normal(50.0, 20.0, rows),
-    })
+    frame = pd.DataFrame(
+        {
+            "size": rng.integers(0, 100, rows),
+            "color": rng.choice(["blue", "green", "red"], rows),
+            "weight": rng.normal(50.0, 20.0, rows),
+        }
+    )
     score = 0.04 * frame["size"] - 0.02 * frame["weight"] + (frame["color"] == "red") * 1.5
     return frame, np.where(score + rng.normal(0, 1, rows) > 1.0, "yes", "no")
 
 
 def fitted_pipeline(scaler: object) -> Pipeline:
-    pipeline = Pipeline([
-        ("preprocess", ColumnTransformer([
-            ("numeric", scaler, ["size", "weight"]),
-            ("categorical", OneHotEncoder(handle_unknown="ignore"), ["color"]),
-        ])),
-        ("classifier", LogisticRegression()),
-    ])
+    pipeline = Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        ("numeric", scaler, ["size", "weight"]),
+                        ("categorical", OneHotEncoder(handle_unknown="ignore"), ["color"]),
+                    ]
+                ),
+            ),
+            ("classifier", LogisticRegression()),
+        ]
+    )
     return pipeline.fit(*synthetic_data())
 
 
 def fitted_booster() -> Pipeline:
-    pipeline = Pipeline([
-        ("preprocess", ColumnTransformer([
-            ("categorical", OrdinalEncoder(handle_unknown="use_encoded_value",
-                                           unknown_value=np.nan), ["color"]),
-            ("numeric", "passthrough", ["size", "weight"]),
-        ])),
-        ("classifier", HistGradientBoostingClassifier(
-            categorical_features=[0], max_iter=30, random_state=0)),
-    ])
+    pipeline = Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        (
+                            "categorical",
+                            OrdinalEncoder(
+                                handle_unknown="use_encoded_value", unknown_value=np.nan
+                            ),
+                            ["color"],
+                        ),
+                        ("numeric", "passthrough", ["size", "weight"]),
+                    ]
+                ),
+            ),
+            (
+                "classifier",
+                HistGradientBoostingClassifier(
+                    categorical_features=[0], max_iter=30, random_state=0
+                ),
+            ),
+        ]
+    )
     with threadpool_limits(limits=1):  # OpenMP spin-waits make small fits slow on busy CPUs
         return pipeline.fit(*synthetic_data())
 
@@ -91,16 +116,26 @@ def compiled_form(pipeline: object, schema: TabularInput = SCHEMA) -> str:
 
 
 def save_model(
-    tmp_path: Path, pipeline: object, labels: list[str] | None = None,
-    threshold: float | None = 0.5, schema: TabularInput | AudioInput = SCHEMA,
+    tmp_path: Path,
+    pipeline: object,
+    labels: list[str] | None = None,
+    threshold: float | None = 0.5,
+    schema: TabularInput | AudioInput = SCHEMA,
     compiled: bool = False,
 ) -> StoredModel:
     """Write the artifact (and its compiled form) and its manifest as the training scripts do."""
     return write_model(
         tmp_path,
-        make_manifest("toy", "1", task="toy-task", framework="sklearn", input=schema,
-                      labels=labels or ["no", "yes"], positive_label="yes",
-                      decision_threshold=threshold),
+        make_manifest(
+            "toy",
+            "1",
+            task="toy-task",
+            framework="sklearn",
+            input=schema,
+            labels=labels or ["no", "yes"],
+            positive_label="yes",
+            decision_threshold=threshold,
+        ),
         artifact=pipeline,
         compiled=compiled_form(pipeline) if compiled else None,
     )
@@ -139,13 +174,15 @@ def committed(model: str, compiled: bool = True) -> SklearnRuntime:
 
 def heldout_rows(runtime: SklearnRuntime, heldout: pd.DataFrame) -> list[dict[str, object]]:
     return TabularValidator(runtime.schema).validate(
-        heldout.drop(columns=["Attrition"]).to_dict("records"), field_prefix="instances",
+        heldout.drop(columns=["Attrition"]).to_dict("records"),
+        field_prefix="instances",
     )
 
 
 @pytest.mark.parametrize("model", COMMITTED)
 def test_committed_model_reproduces_its_heldout_evaluation(
-    heldout: pd.DataFrame, model: str,
+    heldout: pd.DataFrame,
+    model: str,
 ) -> None:
     runtime = committed(model)
 
@@ -174,7 +211,8 @@ def test_committed_compiled_form_equals_the_pipeline(heldout: pd.DataFrame, mode
 
 @pytest.mark.parametrize("model", COMMITTED)
 def test_compiled_and_pipeline_runtimes_predict_the_same(
-    heldout: pd.DataFrame, model: str,
+    heldout: pd.DataFrame,
+    model: str,
 ) -> None:
     from_json, from_pipeline = committed(model), committed(model, compiled=False)
     rows = heldout_rows(from_json, heldout)
@@ -186,8 +224,12 @@ def test_compiled_and_pipeline_runtimes_predict_the_same(
     assert [p.label for p in fast] == [p.label for p in reference]
     for ours, theirs in zip(fast, reference, strict=True):
         assert list(ours.probabilities) == list(theirs.probabilities) == ["No", "Yes"]
-        assert np.allclose(list(ours.probabilities.values()),
-                           list(theirs.probabilities.values()), rtol=1e-9, atol=1e-12)
+        assert np.allclose(
+            list(ours.probabilities.values()),
+            list(theirs.probabilities.values()),
+            rtol=1e-9,
+            atol=1e-12,
+        )
 
 
 def test_serving_compiled_models_imports_no_training_library() -> None:
@@ -231,7 +273,8 @@ def test_prediction_shape(model: str) -> None:
 
 @pytest.mark.parametrize("scaler", [StandardScaler(), MinMaxScaler()], ids=["linear", "other"])
 def test_pipelines_without_compiled_form_use_predict_proba_on_one_batch(
-    tmp_path: Path, scaler: object,
+    tmp_path: Path,
+    scaler: object,
 ) -> None:
     # The runtime never compiles: even the linear shape packaging knows is served by the
     # pipeline when its manifest carries no compiled form.
@@ -251,8 +294,7 @@ def test_pipelines_without_compiled_form_use_predict_proba_on_one_batch(
 
 
 def test_manifest_label_order_is_kept(tmp_path: Path) -> None:
-    runtime = loaded(*save_model(tmp_path, fitted_pipeline(StandardScaler()),
-                                 labels=["yes", "no"]))
+    runtime = loaded(*save_model(tmp_path, fitted_pipeline(StandardScaler()), labels=["yes", "no"]))
 
     (prediction,) = runtime.predict([SCHEMA.example])
 
@@ -261,8 +303,7 @@ def test_manifest_label_order_is_kept(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("threshold", "label"), [(0.0, "yes"), (1.0, "no")])
 def test_threshold_decides_the_label(tmp_path: Path, threshold: float, label: str) -> None:
-    runtime = loaded(*save_model(tmp_path, fitted_pipeline(StandardScaler()),
-                                 threshold=threshold))
+    runtime = loaded(*save_model(tmp_path, fitted_pipeline(StandardScaler()), threshold=threshold))
 
     assert [p.label for p in runtime.predict([SCHEMA.example] * 3)] == [label] * 3
 
@@ -279,8 +320,9 @@ def test_without_threshold_the_likeliest_label_wins(tmp_path: Path) -> None:
 
 
 def test_labels_that_disagree_with_the_artifact_are_refused(tmp_path: Path) -> None:
-    manifest, model_dir = save_model(tmp_path, fitted_pipeline(StandardScaler()),
-                                     labels=["maybe", "yes"])
+    manifest, model_dir = save_model(
+        tmp_path, fitted_pipeline(StandardScaler()), labels=["maybe", "yes"]
+    )
     runtime = SklearnRuntime(manifest, model_dir)
 
     with pytest.raises(ModelRuntimeError, match="manifest promises"):
@@ -329,8 +371,9 @@ def test_corrupt_artifact_fails_to_load(tmp_path: Path) -> None:
 # --- compiled forms written here ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("build", [lambda: fitted_pipeline(StandardScaler()), fitted_booster],
-                         ids=["linear", "tree"])
+@pytest.mark.parametrize(
+    "build", [lambda: fitted_pipeline(StandardScaler()), fitted_booster], ids=["linear", "tree"]
+)
 def test_compiled_model_predicts_as_its_pipeline(tmp_path: Path, build: object) -> None:
     pipeline = build()
     manifest, model_dir = save_model(tmp_path, pipeline, compiled=True)
@@ -343,13 +386,18 @@ def test_compiled_model_predicts_as_its_pipeline(tmp_path: Path, build: object) 
 
     assert runtime.runs_inline and runtime.uses_fast_path
     expected = pipeline.predict_proba(frame)
-    assert np.allclose([[p.probabilities["no"], p.probabilities["yes"]] for p in predictions],
-                       expected, rtol=1e-9, atol=1e-12)
+    assert np.allclose(
+        [[p.probabilities["no"], p.probabilities["yes"]] for p in predictions],
+        expected,
+        rtol=1e-9,
+        atol=1e-12,
+    )
     assert [p.label for p in predictions] == np.where(expected[:, 1] >= 0.5, "yes", "no").tolist()
 
 
 def test_large_tree_ensemble_runs_in_the_thread_pool(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     manifest, model_dir = save_model(tmp_path, fitted_booster(), compiled=True)
     inline = loaded(manifest, model_dir)
@@ -362,8 +410,9 @@ def test_large_tree_ensemble_runs_in_the_thread_pool(
 
 
 def test_compiled_form_with_other_labels_is_refused(tmp_path: Path) -> None:
-    manifest, model_dir = save_model(tmp_path, fitted_booster(), labels=["maybe", "yes"],
-                                     compiled=True)
+    manifest, model_dir = save_model(
+        tmp_path, fitted_booster(), labels=["maybe", "yes"], compiled=True
+    )
     runtime = SklearnRuntime(manifest, model_dir)
 
     with pytest.raises(ModelRuntimeError, match="manifest promises"):
@@ -373,12 +422,16 @@ def test_compiled_form_with_other_labels_is_refused(tmp_path: Path) -> None:
 
 def test_compiled_form_reading_other_features_is_refused(tmp_path: Path) -> None:
     color_as_number = TabularInput(
-        features=[SCHEMA.features[0], NumericFeature(name="color", type="number"),
-                  SCHEMA.features[2]],
+        features=[
+            SCHEMA.features[0],
+            NumericFeature(name="color", type="number"),
+            SCHEMA.features[2],
+        ],
         example={"size": 10, "color": 1.0, "weight": 2.5},
     )
-    manifest, model_dir = save_model(tmp_path, fitted_pipeline(StandardScaler()),
-                                     schema=color_as_number, compiled=True)
+    manifest, model_dir = save_model(
+        tmp_path, fitted_pipeline(StandardScaler()), schema=color_as_number, compiled=True
+    )
 
     with pytest.raises(ModelRuntimeError, match="compiled form reads 'color' as a category"):
         SklearnRuntime(manifest, model_dir).load()
@@ -387,9 +440,11 @@ def test_compiled_form_reading_other_features_is_refused(tmp_path: Path) -> None
 def test_broken_compiled_forms_fail_to_load(tmp_path: Path) -> None:
     manifest, model_dir = save_model(tmp_path, fitted_pipeline(StandardScaler()), compiled=True)
     assert manifest.compiled is not None
-    other_kind = manifest.model_copy(update={
-        "compiled": manifest.compiled.model_copy(update={"kind": "tree-ensemble"}),
-    })
+    other_kind = manifest.model_copy(
+        update={
+            "compiled": manifest.compiled.model_copy(update={"kind": "tree-ensemble"}),
+        }
+    )
 
     with pytest.raises(ModelRuntimeError, match="failed to load"):
         SklearnRuntime(other_kind, model_dir).load()

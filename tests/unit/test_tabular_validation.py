@@ -17,15 +17,21 @@ SCHEMA = TabularInput(
     features=[
         NumericFeature(name="Age", type="integer", minimum=18, maximum=100),
         CategoricalFeature(
-            name="BusinessTravel", type="category",
+            name="BusinessTravel",
+            type="category",
             categories=["Non-Travel", "Travel_Frequently", "Travel_Rarely"],
         ),
         NumericFeature(name="Score", type="number", minimum=0, maximum=1.5),
         NumericFeature(name="Balance", type="number"),
         NumericFeature(name="Children", type="integer", minimum=0),
     ],
-    example={"Age": 30, "BusinessTravel": "Non-Travel", "Score": 0.5, "Balance": -3.25,
-             "Children": 2},
+    example={
+        "Age": 30,
+        "BusinessTravel": "Non-Travel",
+        "Score": 0.5,
+        "Balance": -3.25,
+        "Children": 2,
+    },
 )
 
 
@@ -135,8 +141,7 @@ def test_integral_float_out_of_range(validator: TabularValidator) -> None:
 def test_unknown_category(validator: TabularValidator) -> None:
     assert problems_of(validator, [valid_row(BusinessTravel="Often")]) == {
         "BusinessTravel": (
-            "unknown category 'Often'; expected one of Non-Travel, Travel_Frequently, "
-            "Travel_Rarely"
+            "unknown category 'Often'; expected one of Non-Travel, Travel_Frequently, Travel_Rarely"
         ),
     }
 

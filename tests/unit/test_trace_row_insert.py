@@ -14,8 +14,10 @@ from db.tables import Outcome, Prediction
 from db.traces import TraceRow, _converter, make_trace_writer
 
 SAMPLES: dict[str, list[Any]] = {
-    "received_at": [datetime(2026, 12, 1, 8, 17, 7, 123456, tzinfo=UTC),
-                    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)],
+    "received_at": [
+        datetime(2026, 12, 1, 8, 17, 7, 123456, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    ],
     "completed_at": [datetime(2026, 12, 1, 8, 17, 7, 999999, tzinfo=UTC), None],
     "input": [{"Age": 30, "Name": "é\u0000x", "nested": [1, 2.5, None]}, None, [1, 2]],
     "output": [[{"label": "No", "probabilities": {"No": 0.9, "Yes": 0.1}}], None],
@@ -41,9 +43,22 @@ def test_a_written_row_reads_back_through_the_orm(database_url: str) -> None:
     writer = make_trace_writer(engine)
     writer.start()
     received = datetime(2026, 12, 1, 8, 17, 7, 123456, tzinfo=UTC)
-    row = TraceRow("t1", "r1", "v2", received, received, "attrition-logreg", "tabular",
-                   {"Age": 30}, Outcome.OK, model_name="attrition-logreg", model_version="1",
-                   output=[{"label": "No"}], label="No", latency_ms=0.5)
+    row = TraceRow(
+        "t1",
+        "r1",
+        "v2",
+        received,
+        received,
+        "attrition-logreg",
+        "tabular",
+        {"Age": 30},
+        Outcome.OK,
+        model_name="attrition-logreg",
+        model_version="1",
+        output=[{"label": "No"}],
+        label="No",
+        latency_ms=0.5,
+    )
 
     async def record() -> None:
         await writer.record(row)

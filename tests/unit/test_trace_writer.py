@@ -87,6 +87,7 @@ def count_commits(engine: Engine) -> Callable[[], int]:
     with the transaction that inserted it (``xmin``).
     """
     if engine.dialect.name != "sqlite":
+
         def distinct_transactions() -> int:
             with engine.connect() as connection:
                 query = text("SELECT count(DISTINCT xmin::text) FROM prediction")
@@ -220,9 +221,11 @@ def test_record_one_bad_row_fails_only_its_own_request(
         # A failed INSERT whose statement stayed open kept SQLite's write lock, and the rows
         # after it failed with "database is locked" after the busy timeout: a short one here,
         # so that a regression fails in a second, not 30.
-        event.listen(engine, "connect", lambda dbapi_connection, _record: (
-            dbapi_connection.execute("PRAGMA busy_timeout=1000")
-        ))
+        event.listen(
+            engine,
+            "connect",
+            lambda dbapi_connection, _record: dbapi_connection.execute("PRAGMA busy_timeout=1000"),
+        )
     writer = writer_class(engine)
     writer.start()
 
@@ -260,9 +263,9 @@ def test_record_keeps_one_connection_and_reconnects_after_it_breaks(
 ) -> None:
     checkouts = count_checkouts(engine)
     connections: list[Any] = []
-    event.listen(engine, "connect", lambda dbapi_connection, _record: connections.append(
-        dbapi_connection
-    ))
+    event.listen(
+        engine, "connect", lambda dbapi_connection, _record: connections.append(dbapi_connection)
+    )
     writer = writer_class(engine)
     writer.start()
 
@@ -278,5 +281,9 @@ def test_record_keeps_one_connection_and_reconnects_after_it_breaks(
     writer.close()
     assert len(checkouts) == 2, "a new connection after the broken one, then kept"
     assert [row.id for row in rows(engine)] == [
-        "after", "after-again", "before-0", "before-1", "before-2"
+        "after",
+        "after-again",
+        "before-0",
+        "before-1",
+        "before-2",
     ]

@@ -48,8 +48,9 @@ SCHEMA = TabularInput(
     features=[
         NumericFeature(name="size", type="integer", minimum=0, maximum=100),
         # "purple" is valid input that training never saw: the booster treats it as missing.
-        CategoricalFeature(name="color", type="category",
-                           categories=["blue", "green", "purple", "red"]),
+        CategoricalFeature(
+            name="color", type="category", categories=["blue", "green", "purple", "red"]
+        ),
         NumericFeature(name="weight", type="number"),
         CategoricalFeature(name="shape", type="category", categories=["round", "square"]),
     ],
@@ -82,7 +83,9 @@ def committed_scorer(gbm_manifest: ModelManifest) -> TreeEnsembleScorer:
 
 
 def test_committed_json_is_the_compiled_pipeline(
-    gbm_manifest: ModelManifest, gbm_pipeline: Pipeline, committed_scorer: TreeEnsembleScorer,
+    gbm_manifest: ModelManifest,
+    gbm_pipeline: Pipeline,
+    committed_scorer: TreeEnsembleScorer,
 ) -> None:
     scorer = compile_tree_pipeline(gbm_pipeline, gbm_manifest.input)
     assert gbm_manifest.compiled is not None
@@ -100,13 +103,16 @@ def test_committed_json_is_the_compiled_pipeline(
 
 
 def test_committed_json_equals_predict_proba_on_all_heldout_rows(
-    gbm_manifest: ModelManifest, gbm_pipeline: Pipeline, committed_scorer: TreeEnsembleScorer,
+    gbm_manifest: ModelManifest,
+    gbm_pipeline: Pipeline,
+    committed_scorer: TreeEnsembleScorer,
 ) -> None:
     features = pd.read_csv(HELDOUT_CSV).drop(columns=["Attrition"])
     # The reference is fed the CSV as read; the fast path the rows as the API validates them.
     reference = gbm_pipeline.predict_proba(features)
     rows = TabularValidator(gbm_manifest.input).validate(
-        features.to_dict("records"), field_prefix="instances",
+        features.to_dict("records"),
+        field_prefix="instances",
     )
 
     fast_yes = np.array([committed_scorer.positive_probability(row) for row in rows])
@@ -130,17 +136,25 @@ def one_thread() -> Iterator[None]:
 
 
 def synthetic_frame(
-    rows: int, seed: int = 0, nan_share: float = 0.0,
+    rows: int,
+    seed: int = 0,
+    nan_share: float = 0.0,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "size": rng.integers(0, 100, rows),
-        "color": rng.choice(["blue", "green", "red"], rows),
-        "weight": rng.normal(50.0, 20.0, rows),
-        "shape": rng.choice(["round", "square"], rows),
-    })
-    score = (0.04 * frame["size"] - 0.02 * frame["weight"] + (frame["color"] == "red") * 1.5
-             - (frame["shape"] == "square") * 0.8)
+    frame = pd.DataFrame(
+        {
+            "size": rng.integers(0, 100, rows),
+            "color": rng.choice(["blue", "green", "red"], rows),
+            "weight": rng.normal(50.0, 20.0, rows),
+            "shape": rng.choice(["round", "square"], rows),
+        }
+    )
+    score = (
+        0.04 * frame["size"]
+        - 0.02 * frame["weight"]
+        + (frame["color"] == "red") * 1.5
+        - (frame["shape"] == "square") * 0.8
+    )
     target = np.where(score + rng.normal(0, 1, rows) > 1.0, "yes", "no")
     if nan_share:
         frame.loc[rng.random(rows) < nan_share, "weight"] = np.nan
@@ -148,7 +162,10 @@ def synthetic_frame(
 
 
 def booster_pipeline(
-    *, numbers_first: bool = False, encoder: object | None = None, native: bool = True,
+    *,
+    numbers_first: bool = False,
+    encoder: object | None = None,
+    native: bool = True,
     **params: Any,
 ) -> Pipeline:
     ordinal = encoder or OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan)
@@ -171,8 +188,9 @@ def probe_frame() -> pd.DataFrame:
     return frame
 
 
-def assert_equal_to_pipeline(scorer: TreeEnsembleScorer, pipeline: Pipeline,
-                             frame: pd.DataFrame) -> None:
+def assert_equal_to_pipeline(
+    scorer: TreeEnsembleScorer, pipeline: Pipeline, frame: pd.DataFrame
+) -> None:
     rows = frame.to_dict("records")
     raw = [scorer.raw_prediction(row) for row in rows]
     fast = [scorer.positive_probability(row) for row in rows]
@@ -181,12 +199,16 @@ def assert_equal_to_pipeline(scorer: TreeEnsembleScorer, pipeline: Pipeline,
     assert np.allclose(fast, pipeline.predict_proba(frame)[:, 1], rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.parametrize("params", [
-    {},
-    {"max_depth": 2, "learning_rate": 0.3},
-    {"max_leaf_nodes": 4, "min_samples_leaf": 5},
-    {"l2_regularization": 5.0, "class_weight": "balanced"},
-], ids=["default", "shallow", "few-leaves", "regularised-balanced"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"max_depth": 2, "learning_rate": 0.3},
+        {"max_leaf_nodes": 4, "min_samples_leaf": 5},
+        {"l2_regularization": 5.0, "class_weight": "balanced"},
+    ],
+    ids=["default", "shallow", "few-leaves", "regularised-balanced"],
+)
 def test_synthetic_pipeline_equals_predict_proba(params: dict[str, Any]) -> None:
     pipeline = booster_pipeline(**params).fit(*synthetic_frame(600))
     scorer = compile_tree_pipeline(pipeline, SCHEMA)
@@ -209,9 +231,14 @@ def test_unknown_categories_are_treated_as_missing_as_in_the_booster() -> None:
     pipeline = booster_pipeline(max_depth=2).fit(*synthetic_frame(600))
     scorer = compile_tree_pipeline(pipeline, SCHEMA)
     assert scorer is not None
-    frame = pd.DataFrame({"size": [5, 50, 95] * 3, "weight": [10.0, 50.0, 90.0] * 3,
-                          "color": ["purple"] * 3 + ["violet"] * 3 + ["red"] * 3,
-                          "shape": ["round", "square", "round"] * 3})
+    frame = pd.DataFrame(
+        {
+            "size": [5, 50, 95] * 3,
+            "weight": [10.0, 50.0, 90.0] * 3,
+            "color": ["purple"] * 3 + ["violet"] * 3 + ["red"] * 3,
+            "shape": ["round", "square", "round"] * 3,
+        }
+    )
 
     assert_equal_to_pipeline(scorer, pipeline, frame)
 
@@ -221,8 +248,14 @@ def test_a_number_equal_to_a_threshold_goes_left_as_in_the_booster() -> None:
     scorer = compile_tree_pipeline(pipeline, SCHEMA)
     assert scorer is not None
     weight = [i.feature for i in scorer.inputs].index("weight")
-    thresholds = sorted({tree.threshold[node] for tree in scorer.trees
-                         for node, feature in enumerate(tree.feature) if feature == weight})
+    thresholds = sorted(
+        {
+            tree.threshold[node]
+            for tree in scorer.trees
+            for node, feature in enumerate(tree.feature)
+            if feature == weight
+        }
+    )
     frame = pd.DataFrame({"size": 50, "color": "red", "weight": thresholds, "shape": "round"})
 
     assert len(thresholds) > 10
@@ -248,8 +281,12 @@ def test_json_round_trip_is_exact() -> None:
 
     assert again == scorer
     assert again.to_dict() == scorer.to_dict()
-    assert again.features == {"color": "category", "shape": "category",
-                              "size": "number", "weight": "number"}
+    assert again.features == {
+        "color": "category",
+        "shape": "category",
+        "size": "number",
+        "weight": "number",
+    }
 
 
 # --- shapes that are refused ---------------------------------------------------------------------
@@ -265,28 +302,49 @@ def three_class_target(frame: pd.DataFrame, target: np.ndarray) -> np.ndarray:
 
 UNSUPPORTED = {
     "one-hot categories": lambda: booster_pipeline(
-        encoder=OneHotEncoder(handle_unknown="ignore", sparse_output=False), native=False),
+        encoder=OneHotEncoder(handle_unknown="ignore", sparse_output=False), native=False
+    ),
     "encoder refusing unknowns": lambda: booster_pipeline(encoder=OrdinalEncoder()),
     "codes used as numbers": lambda: booster_pipeline(native=False),
-    "scaled numbers": lambda: Pipeline([
-        ("preprocess", ColumnTransformer([
-            ("categorical", OrdinalEncoder(handle_unknown="use_encoded_value",
-                                           unknown_value=np.nan), CATEGORICAL),
-            ("numeric", StandardScaler(), NUMERIC),
-        ])),
-        ("classifier", HistGradientBoostingClassifier(categorical_features=[0, 1], max_iter=5)),
-    ]),
-    "booster subclass": lambda: Pipeline([
-        booster_pipeline().steps[0],
-        ("classifier", BoosterSubclass(categorical_features=[0, 1], max_iter=5)),
-    ]),
-    "regressor": lambda: Pipeline([
-        booster_pipeline().steps[0],
-        ("classifier", HistGradientBoostingRegressor(categorical_features=[0, 1], max_iter=5)),
-    ]),
-    "three steps": lambda: Pipeline([
-        *booster_pipeline().steps[:1], ("identity", "passthrough"), *booster_pipeline().steps[1:],
-    ]),
+    "scaled numbers": lambda: Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        (
+                            "categorical",
+                            OrdinalEncoder(
+                                handle_unknown="use_encoded_value", unknown_value=np.nan
+                            ),
+                            CATEGORICAL,
+                        ),
+                        ("numeric", StandardScaler(), NUMERIC),
+                    ]
+                ),
+            ),
+            ("classifier", HistGradientBoostingClassifier(categorical_features=[0, 1], max_iter=5)),
+        ]
+    ),
+    "booster subclass": lambda: Pipeline(
+        [
+            booster_pipeline().steps[0],
+            ("classifier", BoosterSubclass(categorical_features=[0, 1], max_iter=5)),
+        ]
+    ),
+    "regressor": lambda: Pipeline(
+        [
+            booster_pipeline().steps[0],
+            ("classifier", HistGradientBoostingRegressor(categorical_features=[0, 1], max_iter=5)),
+        ]
+    ),
+    "three steps": lambda: Pipeline(
+        [
+            *booster_pipeline().steps[:1],
+            ("identity", "passthrough"),
+            *booster_pipeline().steps[1:],
+        ]
+    ),
 }
 
 
@@ -310,8 +368,11 @@ def test_multiclass_booster_is_refused() -> None:
 def test_unfitted_pipeline_other_objects_and_other_schemas_are_refused() -> None:
     fitted = booster_pipeline().fit(*synthetic_frame(300))
     color_as_number = TabularInput(
-        features=[SCHEMA.features[0], NumericFeature(name="color", type="number"),
-                  *SCHEMA.features[2:]],
+        features=[
+            SCHEMA.features[0],
+            NumericFeature(name="color", type="number"),
+            *SCHEMA.features[2:],
+        ],
         example=SCHEMA.example,
     )
 
@@ -365,9 +426,11 @@ MALFORMED = {
     "other format": lambda form: form.update(format=2),
     "non-finite baseline": lambda form: form.update(baseline=float("nan")),
     "boolean threshold": lambda form: first_split(form, False)[0]["threshold"].__setitem__(
-        first_split(form, False)[1], True),
-    "code out of range": lambda form: next(
-        i for i in form["inputs"] if "categories" in i)["known"].append(256),
+        first_split(form, False)[1], True
+    ),
+    "code out of range": lambda form: next(i for i in form["inputs"] if "categories" in i)[
+        "known"
+    ].append(256),
     "missing trees": lambda form: form.pop("trees"),
     "child before its parent": break_cycle,
     "arrays of different lengths": break_lengths,
