@@ -296,7 +296,9 @@ def _quick_request(body: bytes) -> InferenceRequest | None:
     """
     try:
         document = _QUICK_DECODER.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
+        # msgspec recurses per level and hits Python's limit (RecursionError, not a
+        # DecodeError) below orjson's 1,024 levels: the full checks then answer 400.
         return None
     inputs: list[Tensor] = []
     names: set[str] = set()
