@@ -7,8 +7,8 @@ TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 REQUIREMENTS := requirements.txt requirements-dev.txt requirements-train.txt
-# The suite fails below this coverage, in percent: 92 in the last CI run, less a few points.
-COVERAGE_FLOOR ?= 88
+# The suite fails below this coverage, in percent: 89 measured (make test, 2026-12-01), less three.
+COVERAGE_FLOOR ?= 86
 
 .DEFAULT_GOAL := help
 .PHONY: help install migrate run api test suite lint typecheck format format-check data train \
