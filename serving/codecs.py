@@ -8,14 +8,17 @@ OIP inputs. Adding an input kind (image, text) is one new class in ``CODEC_BY_KI
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 
-from ml.audio import decode_audio
+from ml.audio import AudioTooLargeError, decode_audio, max_decoded_samples
 from ml.manifest import AudioInput, InputSchema, TabularInput
 from ml.runtime import ModelRuntime
 from serving.errors import InvalidRequest, PayloadTooLarge, UnsupportedMedia
@@ -26,6 +29,8 @@ _TABULAR_HINT = 'send {"features": {...}} for one row or {"instances": [{...}, .
 _MAX_RECORDED_TENSORS = 256
 AUDIO_TENSOR = "file"
 """The name of an audio model's one OIP input, as the native routes name the upload."""
+MAX_CONCURRENT_DECODES = 2
+"""Audio decodes at once per process: each may hold a clip of the decoded-sample budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +155,64 @@ class TabularCodec(InputCodec):
         return validator.validate(payload.instances, "instances" if payload.is_batch else "")
 
 
+_T = TypeVar("_T")
+
+
+class _DecodeSlots:
+    """At most ``size`` decodes at once; the others wait on the event loop, not in a thread.
+
+    One semaphore per event loop: the codecs are module-wide, shared by every app of the
+    process (tests start many, each on its own loop), and an ``asyncio.Semaphore`` belongs
+    to the first loop that waits on it.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._by_loop = weakref.WeakKeyDictionary()
+
+    async def run(self, function: Callable[[], _T]) -> _T:
+        """``function()`` in a thread once a slot is free; the slot is held until it returns.
+
+        Until the thread returns, not until the caller stops waiting: a request cancelled
+        mid-decode must not let another decode start beside the one still running.
+        """
+        slots = self._semaphore()
+        await slots.acquire()
+        try:
+            running = asyncio.ensure_future(asyncio.to_thread(function))
+        except BaseException:
+            slots.release()
+            raise
+        running.add_done_callback(lambda done: _release(slots, done))
+        return await asyncio.shield(running)
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        slots = self._by_loop.get(loop)
+        if slots is None:
+            slots = self._by_loop[loop] = asyncio.Semaphore(self.size)
+        return slots
+
+
+def _release(slots: asyncio.Semaphore, done: asyncio.Future[Any]) -> None:
+    slots.release()
+    if not done.cancelled():
+        done.exception()  # retrieved: a caller that was cancelled will never read it
+
+
 class AudioCodec(InputCodec):
-    """One audio file: a multipart upload, or the bytes of one OIP ``BYTES`` tensor."""
+    """One audio file: a multipart upload, or the bytes of one OIP ``BYTES`` tensor.
+
+    A compressed upload can decode to far more than its size (a 97 KB FLAC of silence to
+    370 MB): ``decode_audio`` refuses from the header what exceeds the decoded-sample budget,
+    and at most ``max_concurrent_decodes`` run at once, so a burst holds a few clips at most.
+    """
 
     kind = "audio"
+
+    def __init__(self, max_concurrent_decodes: int = MAX_CONCURRENT_DECODES) -> None:
+        self._slots = _DecodeSlots(max_concurrent_decodes)
 
     async def from_body(
         self, body: Body, schema: InputSchema, limits: Limits, record: InputRecord
@@ -196,9 +255,18 @@ class AudioCodec(InputCodec):
             "filename": upload.filename[:255],
         }
         record.value = trace
-        clip = await asyncio.to_thread(
-            decode_audio, upload.data, limits.max_audio_seconds, schema.formats
+        max_samples = max_decoded_samples(limits.max_audio_seconds, schema.sample_rate)
+        decode = functools.partial(
+            decode_audio,
+            upload.data,
+            limits.max_audio_seconds,
+            schema.formats,
+            max_samples=max_samples,
         )
+        try:
+            clip = await self._slots.run(decode)
+        except AudioTooLargeError as error:
+            raise PayloadTooLarge.from_problems("input too large", error.problems) from error
         trace.update(format=clip.format, duration_seconds=round(clip.duration_seconds, 4))
         extras = {"duration_seconds": trace["duration_seconds"], "sample_rate": schema.sample_rate}
         return Payload(self.kind, [clip], trace, extras=extras)

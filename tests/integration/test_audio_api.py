@@ -81,7 +81,7 @@ def test_upload_is_answered_and_traced_by_hash(
         ({"file": ("empty.wav", b"")}, 422, "empty"),
         ({"file": ("notes.txt", b"just some text, not audio at all")}, 415, "not audio"),
         ({"file": ("bad.wav", b"RIFF\x24\x00\x00\x00WAVEfmt garbage")}, 422, "corrupt"),
-        ({"file": ("long.wav", tone(seconds=6))}, 422, "longer than the 5 s"),
+        ({"file": ("long.wav", tone(seconds=6))}, 413, "longer than the 5 s"),
         ({"upload": ("a.wav", tone())}, 422, "field named 'file'"),
     ],
 )
