@@ -6,11 +6,14 @@ Body: ``{"error": "<message>", "detail": [{"field": ..., "problem": ...}], "requ
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -79,11 +82,61 @@ class InvalidRequestError(ApiError):
         return cls(f"{message}: {summarise(problems)}", detail=detail)
 
 
+class TooManyRequestsError(ApiError):
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
 class ServiceUnavailableError(ApiError):
     status_code = 503
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+# The database errors that mean "unreachable or overloaded" (refused or dropped connection,
+# pool exhausted, SQLite locked), not a bug: a 503 the client may retry.
+DATABASE_OUTAGE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+)
+_OUTAGE_LOG_INTERVAL_SECONDS = 10.0
+
+
+class RateLimitedLog:
+    """One warning line every ``interval`` seconds at most, saying how many were left out.
+
+    During an outage every request fails alike: a traceback each would drown the log.
+    """
+
+    def __init__(
+        self, log: logging.Logger, interval: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._log, self._interval, self._clock = log, interval, clock
+        self._last: float | None = None
+        self._left_out = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = self._clock()
+        if self._last is not None and now - self._last < self._interval:
+            self._left_out += 1
+            return
+        self._log.warning(message + " (%d like it left out)", *args, self._left_out)
+        self._last, self._left_out = now, 0
+
+
+_outage_log = RateLimitedLog(logger, _OUTAGE_LOG_INTERVAL_SECONDS)
+
+
+def database_outage(error: Exception) -> ServiceUnavailableError:
+    """The 503 answering a database failure; logged as one short line, rate-limited."""
+    cause = getattr(error, "orig", None) or error
+    first_line = (str(cause).splitlines() or [""])[0]
+    _outage_log.warning("Database unavailable: %s: %s", type(cause).__name__, first_line)
+    return ServiceUnavailableError("the database is unavailable: retry shortly")
 
 
 # The native routes' status for each data-plane error (most specific first).
@@ -156,6 +209,10 @@ async def _handle_domain_error(request: Request, error: Exception) -> Response:
     return error_response(request, as_api_error(error))
 
 
+async def _handle_database_outage(request: Request, error: Exception) -> Response:
+    return error_response(request, database_outage(error))
+
+
 async def _handle_validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     problems = {
@@ -180,5 +237,7 @@ def register_error_handlers(app: FastAPI) -> None:
         ServingError,
     ):
         app.add_exception_handler(error_type, _handle_domain_error)
+    for outage_type in DATABASE_OUTAGE_ERRORS:
+        app.add_exception_handler(outage_type, _handle_database_outage)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_error)

@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     """Signs the JWTs; required outside ENV=dev|test."""
     access_token_minutes: int = Field(default=60, ge=1)
+    login_failures_per_user: int = Field(default=5, ge=1)
+    """Failed logins a username may have in LOGIN_WINDOW_SECONDS; the next get 429 (the
+    right password too, until the window lets one go). Counted per worker process."""
+    login_failures_per_client: int = Field(default=20, ge=1)
+    """Failed logins a client address may have in LOGIN_WINDOW_SECONDS, whatever the names."""
+    login_window_seconds: float = Field(default=60.0, gt=0)
+    """The sliding window of both login limits."""
+    password_hash_threads: int = Field(default=1, ge=1)
+    """Threads that hash and check passwords (argon2, slow on purpose), apart from the thread
+    pool the other requests use, so that a login flood cannot slow predictions down."""
+    password_hash_queue: int = Field(default=8, ge=0)
+    """Logins that may wait for those threads; beyond, 503 at once."""
     admin_username: str | None = None
     admin_password: SecretStr | None = None
     """With ADMIN_USERNAME: this admin is created (or its password reset) at start."""

@@ -82,6 +82,9 @@ class User(SQLModel, table=True):
     hashed_password: str = Field(max_length=255)
     role: str = Field(default=Role.VIEWER, max_length=16)
     is_active: bool = True
+    token_version: int = 0
+    """Carried by each token; a password change or a disabling bumps it, so that every token
+    issued before is refused."""
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

@@ -1,4 +1,7 @@
-"""Users of the API: stored with a password hash (hashing itself is the caller's job)."""
+"""Users of the API: stored with a password hash (hashing itself is the caller's job).
+
+Names are case-insensitive: stored in lowercase, and looked up by their lowercase form.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,22 @@ class UserExistsError(Exception):
     """A user with this name already exists."""
 
 
+def normalise_username(username: str) -> str:
+    """The stored form of a name: ``Admin`` and ``admin`` are one user."""
+    return username.lower()
+
+
 def get_user(session: Session, username: str) -> User | None:
-    return session.exec(select(User).where(col(User.username) == username)).first()
+    """The user of this name, whatever its case.
+
+    Two users that differ only by case, made before names were case-insensitive, are kept
+    (the migration logs them): each is still found by its exact name.
+    """
+    names = {username, normalise_username(username)}
+    users = session.exec(select(User).where(col(User.username).in_(names))).all()
+    if not users:
+        return None
+    return next((user for user in users if user.username == username), users[0])
 
 
 def list_users(session: Session) -> list[User]:
@@ -21,13 +38,14 @@ def list_users(session: Session) -> list[User]:
 
 
 def create_user(session: Session, username: str, hashed_password: str, role: Role) -> User:
-    user = User(username=username, hashed_password=hashed_password, role=role)
+    name = normalise_username(username)
+    user = User(username=name, hashed_password=hashed_password, role=role)
     session.add(user)
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise UserExistsError(f"user '{username}' already exists") from None
+        raise UserExistsError(f"user '{name}' already exists") from None
     session.refresh(user)
     return user
 
@@ -40,13 +58,15 @@ def update_user(
     role: Role | None = None,
     is_active: bool | None = None,
 ) -> User:
-    """Change what is given; a disabled user can no longer log in or use a token."""
+    """Change what is given; a new password or a disabling revokes the user's tokens."""
     if hashed_password is not None:
         user.hashed_password = hashed_password
     if role is not None:
         user.role = role
     if is_active is not None:
         user.is_active = is_active
+    if hashed_password is not None or is_active is False:
+        user.token_version += 1
     session.add(user)
     session.commit()
     session.refresh(user)

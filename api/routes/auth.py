@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, SettingsDep
 from api.errors import ConflictError, NotFoundError, UnauthorizedError
 from api.schemas import ErrorResponse, TokenResponse, UserCreate, UserPublic, UserUpdate
-from api.security import AdminUser, CurrentUser, authenticate, create_access_token, hash_password
+from api.security import (
+    AdminUser,
+    CurrentUser,
+    LoginGuardDep,
+    client_address,
+    create_access_token,
+    hash_password,
+    log_in,
+)
 from db.tables import Role, User
 from db.users import UserExistsError, create_user, get_user, list_users, update_user
 
@@ -21,16 +28,24 @@ router = APIRouter(tags=["auth"])
 @router.post(
     "/auth/token",
     response_model=TokenResponse,
-    responses={401: {"model": ErrorResponse, "description": "Wrong username or password"}},
+    responses={
+        401: {"model": ErrorResponse, "description": "Wrong username or password"},
+        429: {"model": ErrorResponse, "description": "Too many failed logins (see Retry-After)"},
+        503: {"model": ErrorResponse, "description": "Too many logins at once, or no database"},
+    },
 )
 async def issue_token(
+    request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,
     settings: SettingsDep,
+    guard: LoginGuardDep,
 ) -> TokenResponse:
-    """Log in (form fields ``username`` and ``password``) and get a bearer token."""
-    # Password hashing is deliberately slow: keep it off the event loop.
-    user = await run_in_threadpool(authenticate, session, form.username, form.password)
+    """Log in (form fields ``username``, case-insensitive, and ``password``); get a token.
+
+    Failed logins are limited per username and per client address (429 with Retry-After).
+    """
+    user = await log_in(guard, session, form.username, form.password, client_address(request))
     if user is None:
         raise UnauthorizedError("wrong username or password")
     token = create_access_token(user, settings.jwt_secret, settings.access_token_minutes)
@@ -51,13 +66,16 @@ def users(session: SessionDep, _admin: AdminUser) -> list[UserPublic]:
     return [_public(user) for user in list_users(session)]
 
 
-# Sync routes: FastAPI runs them in its thread pool, off the event loop, since password
-# hashing is deliberately slow and the commits block.
+# Sync routes: FastAPI runs them in its thread pool, off the event loop, since the commits
+# block; they hash passwords on the guard's hasher, as logins do.
 @router.post("/users", response_model=UserPublic, status_code=201, tags=["users"])
-def add_user(body: UserCreate, session: SessionDep, _admin: AdminUser) -> UserPublic:
-    """Create a viewer or an admin (admin)."""
+def add_user(
+    body: UserCreate, session: SessionDep, guard: LoginGuardDep, _admin: AdminUser
+) -> UserPublic:
+    """Create a viewer or an admin (admin); names are stored in lowercase."""
+    hashed = guard.hasher.run_blocking(hash_password, body.password)
     try:
-        user = create_user(session, body.username, hash_password(body.password), Role(body.role))
+        user = create_user(session, body.username, hashed, Role(body.role))
     except UserExistsError as error:
         raise ConflictError(str(error)) from error
     return _public(user)
@@ -70,15 +88,19 @@ def add_user(body: UserCreate, session: SessionDep, _admin: AdminUser) -> UserPu
     responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
 )
 def change_user(
-    username: str, body: UserUpdate, session: SessionDep, admin: AdminUser
+    username: str, body: UserUpdate, session: SessionDep, guard: LoginGuardDep, admin: AdminUser
 ) -> UserPublic:
-    """Change a user's password or role, or disable it (admin); its tokens stop working."""
+    """Change a user's password or role, or disable it (admin).
+
+    A new password or a disabling revokes the user's tokens (a role change does not: each
+    request reads the role from the database).
+    """
     user = get_user(session, username)
     if user is None:
         raise NotFoundError(f"no user named '{username}'")
     if user.username == admin.username and (body.is_active is False or body.role == Role.VIEWER):
         raise ConflictError("an admin cannot disable or demote itself")
-    hashed = hash_password(body.password) if body.password else None
+    hashed = guard.hasher.run_blocking(hash_password, body.password) if body.password else None
     role = Role(body.role) if body.role else None
     return _public(
         update_user(session, user, hashed_password=hashed, role=role, is_active=body.is_active)
