@@ -56,9 +56,11 @@ class ModelVersionInfo(BaseModel):
     version: str
     status: str
     error: str | None
-    task: str
-    framework: str
-    created_at: datetime
+    task: str | None = Field(description="null when the version's manifest cannot be read")
+    framework: str | None = Field(description="null when the version's manifest cannot be read")
+    created_at: datetime | None = Field(
+        description="null when the version's manifest cannot be read"
+    )
     loaded_at: datetime | None
     load_seconds: float | None
     metrics: dict[str, float]
@@ -81,10 +83,22 @@ class ModelDetail(ModelSummary):
     manifest: dict[str, Any]
 
 
+class UnreadableVersion(BaseModel):
+    """A model version in the store whose manifest could not be read: it cannot serve."""
+
+    model: str
+    version: str
+    path: str
+    error: str
+
+
 class ModelsResponse(BaseModel):
     default_model: str | None
     fallback_models: list[str]
     models: list[ModelSummary]
+    """Models with at least one readable version (a failed-to-read one is listed as failed)."""
+    unreadable: list[UnreadableVersion]
+    """Every version whose manifest could not be read, models with no readable version too."""
     problems: list[str]
 
 

@@ -26,8 +26,8 @@ from registry.errors import (
 from registry.events import RegistryListener, SilentListener
 from registry.fallback import FallbackPolicy
 from registry.loader import ModelLoader, RuntimeFactory
-from registry.refs import parse_model_ref
-from registry.store import StoredModel, scan_store
+from registry.refs import ModelRef, parse_model_ref, version_sort_key
+from registry.store import StoredModel, UnreadableManifest, scan_store
 
 logger = logging.getLogger(__name__)
 
@@ -128,13 +128,14 @@ class ModelRegistry:
         max_loaded: int | None = None,
         listener: RegistryListener | None = None,
         problems: Sequence[str] = (),
+        unreadable: Sequence[UnreadableManifest] = (),
         root: Path | None = None,
     ) -> None:
         self.root = root
         self.default = default
         self.listener: RegistryListener = listener or SilentListener()
         self.loader = ModelLoader(runtime_factory, self.listener, max_loaded)
-        self._set_catalogue(Catalogue(models), fallbacks, problems)
+        self._set_catalogue(Catalogue(models), fallbacks, problems, unreadable)
         self._check_configured_refs()
 
     @classmethod
@@ -159,6 +160,7 @@ class ModelRegistry:
             max_loaded=max_loaded,
             listener=listener,
             problems=scan.problems,
+            unreadable=scan.unreadable,
             root=root,
         )
 
@@ -178,15 +180,29 @@ class ModelRegistry:
         if entry is not None:
             return entry
         if ref is None:
-            if self.default is None:
-                raise ModelNotFoundError("no model named and no DEFAULT_MODEL configured")
-            entry = self.catalogue.find(parse_model_ref(self.default))
+            entry = self._default_entry()
         else:
-            entry = self.catalogue.find(parse_model_ref(ref))
+            entry = self._find(parse_model_ref(ref), ref)
         # Remembered for the next request, in a bounded table: references are client text.
         if len(self._resolved) < _MAX_REMEMBERED_REFS:
             self._resolved[ref] = entry
         return entry
+
+    def default_problem(self) -> str | None:
+        """Why a request that names no model cannot be served, or None; for readiness.
+
+        A DEFAULT_MODEL that names no readable model is the service misconfigured: every
+        such request would fail, so orchestrators must see it before sending traffic.
+        """
+        if self.default is None:
+            return None  # requests must name their model: nothing is broken
+        try:
+            self.resolve(None)
+        except ModelUnavailableError as error:
+            return str(error)
+        except RegistryError as error:  # not registered: a typo in DEFAULT_MODEL, say
+            return f"the default model {self.default} cannot serve: {error}; fix DEFAULT_MODEL"
+        return None
 
     def is_default(self, name: str) -> bool:
         return self.default is not None and parse_model_ref(self.default).name == name
@@ -211,19 +227,63 @@ class ModelRegistry:
             raise ModelLoadError("this registry was not built from a model store folder")
         self.loader.unload_all()
         scan = scan_store(self.root)
-        self._set_catalogue(Catalogue(scan.models), self.fallbacks, scan.problems)
+        self._set_catalogue(Catalogue(scan.models), self.fallbacks, scan.problems, scan.unreadable)
         logger.info("Rescanned %s: %d model versions", self.root, len(scan.models))
 
     def entries(self) -> Iterator[ModelEntry]:
         return self.catalogue.entries()
 
     def _set_catalogue(
-        self, catalogue: Catalogue, fallbacks: Sequence[str], problems: Sequence[str]
+        self,
+        catalogue: Catalogue,
+        fallbacks: Sequence[str],
+        problems: Sequence[str],
+        unreadable: Sequence[UnreadableManifest],
     ) -> None:
         self.catalogue = catalogue
         self.fallback_policy = FallbackPolicy(catalogue, fallbacks)
         self._resolved: dict[str | None, ModelEntry] = {}
         self.problems, self.scanned_at = list(problems), datetime.now(UTC)
+        self.unreadable = sorted(
+            unreadable, key=lambda item: (item.name, version_sort_key(item.version))
+        )
+        """The model versions whose manifest could not be read, oldest first per model."""
+
+    def _default_entry(self) -> ModelEntry:
+        if self.default is None:
+            raise ModelNotFoundError("no model named and no DEFAULT_MODEL configured")
+        label = f"the default model {self.default}"
+        return self._find(parse_model_ref(self.default), label, "name a model or fix its manifest")
+
+    def _find(self, ref: ModelRef, label: str, advice: str | None = None) -> ModelEntry:
+        """The entry ``ref`` names; one whose manifest is unreadable is unavailable, not unknown."""
+        try:
+            return self.catalogue.find(ref)
+        except ModelNotFoundError:
+            unreadable = self._unreadable_for(ref)
+            if unreadable is None:
+                raise
+            if advice is None:
+                advice = "fix its manifest" + self._serving_versions(ref)
+            raise ModelUnavailableError(
+                f"{label} cannot be read: {unreadable.error}; {advice}"
+            ) from None
+
+    def _unreadable_for(self, ref: ModelRef) -> UnreadableManifest | None:
+        """The unreadable manifest ``ref`` names: without a version, the model's newest."""
+        found = [
+            item
+            for item in self.unreadable
+            if item.name == ref.name and ref.version in (None, item.version)
+        ]
+        return found[-1] if found else None
+
+    def _serving_versions(self, ref: ModelRef) -> str:
+        try:
+            versions = self.catalogue.versions(ref.name)
+        except ModelNotFoundError:
+            return ""
+        return f" (versions that can serve: {', '.join(e.manifest.version for e in versions)})"
 
     def _check_configured_refs(self) -> None:
         for ref in [self.default, *self.fallbacks]:

@@ -21,12 +21,28 @@ class StoredModel:
     model_dir: Path
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableManifest:
+    """A model version the scan skipped: its folders name it, its manifest could not be read.
+
+    Kept by name and version so that a request for it, or for a default model that has
+    nothing else, can say why it cannot be served instead of calling the model unknown.
+    """
+
+    name: str
+    version: str
+    path: Path
+    error: str
+
+
 @dataclass(slots=True)
 class StoreScan:
     """What a scan found: the usable manifests and a line for every one it skipped."""
 
     models: list[StoredModel] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    unreadable: list[UnreadableManifest] = field(default_factory=list)
+    """The skipped manifests, by the model version their folders name."""
 
 
 def scan_store(root: Path) -> StoreScan:
@@ -46,19 +62,24 @@ def scan_store(root: Path) -> StoreScan:
 
 
 def _read_one(path: Path, scan: StoreScan) -> None:
+    version_dir, name_dir = path.parent.name, path.parent.parent.name
     try:
         manifest = read_manifest(path)
     except (OSError, ValueError, ValidationError) as error:
         logger.exception("Skipping unreadable manifest %s", path)
-        scan.problems.append(f"{path}: {_describe(error)}")
+        _skip(scan, UnreadableManifest(name_dir, version_dir, path, _describe(error)))
         return
-    version_dir, name_dir = path.parent.name, path.parent.parent.name
     if (manifest.name, manifest.version) != (name_dir, version_dir):
-        problem = f"{path}: manifest says {manifest.ref} but lies in {name_dir}/{version_dir}"
-        logger.error("Skipping manifest: %s", problem)
-        scan.problems.append(problem)
+        error_text = f"manifest says {manifest.ref} but lies in {name_dir}/{version_dir}"
+        logger.error("Skipping manifest: %s: %s", path, error_text)
+        _skip(scan, UnreadableManifest(name_dir, version_dir, path, error_text))
         return
     scan.models.append(StoredModel(manifest, path.parent))
+
+
+def _skip(scan: StoreScan, unreadable: UnreadableManifest) -> None:
+    scan.unreadable.append(unreadable)
+    scan.problems.append(f"{unreadable.path}: {unreadable.error}")
 
 
 def _describe(error: Exception) -> str:

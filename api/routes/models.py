@@ -14,11 +14,14 @@ from api.schemas import (
     ModelsResponse,
     ModelSummary,
     ModelVersionInfo,
+    UnreadableVersion,
 )
 from api.security import AdminUser
-from registry.catalogue import ModelEntry
+from registry.catalogue import ModelEntry, ModelStatus
 from registry.errors import ModelLoadError, ModelNotFoundError, RegistryError
+from registry.refs import version_sort_key
 from registry.registry import ModelRegistry
+from registry.store import UnreadableManifest
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -36,6 +39,12 @@ def list_models(registry: RegistryDep) -> ModelsResponse:
         default_model=registry.default,
         fallback_models=registry.fallbacks,
         models=[_summary(registry, name) for name in registry.catalogue.names()],
+        unreadable=[
+            UnreadableVersion(
+                model=item.name, version=item.version, path=str(item.path), error=item.error
+            )
+            for item in registry.unreadable
+        ],
         problems=registry.problems,
     )
 
@@ -107,7 +116,30 @@ def _summary(registry: ModelRegistry, name: str) -> ModelSummary:
         labels=latest.output.labels,
         description=latest.description,
         metrics=latest.metrics,
-        versions=[_version_info(entry) for entry in versions],
+        versions=_versions_info(registry, name, versions),
+    )
+
+
+def _versions_info(
+    registry: ModelRegistry, name: str, entries: list[ModelEntry]
+) -> list[ModelVersionInfo]:
+    """Every version in order, those whose manifest cannot be read shown as failed."""
+    infos = [_version_info(entry) for entry in entries]
+    infos += [_unreadable_info(item) for item in registry.unreadable if item.name == name]
+    return sorted(infos, key=lambda info: version_sort_key(info.version))
+
+
+def _unreadable_info(item: UnreadableManifest) -> ModelVersionInfo:
+    return ModelVersionInfo(
+        version=item.version,
+        status=ModelStatus.FAILED,
+        error=f"manifest cannot be read: {item.error}",
+        task=None,
+        framework=None,
+        created_at=None,
+        loaded_at=None,
+        load_seconds=None,
+        metrics={},
     )
 
 

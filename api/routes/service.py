@@ -42,11 +42,20 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="Readiness: database reachable and registry scanned")
+@router.get(
+    "/ready", summary="Readiness: database reachable, registry scanned, default model readable"
+)
 async def ready(data_plane: DataPlaneDep, registry: RegistryDep) -> dict[str, Any]:
-    """503 until the trace database answers (within two seconds) and the store is scanned."""
+    """503 until the trace database answers (within two seconds) and the store is scanned.
+
+    503 too while DEFAULT_MODEL names no readable model: every request that names no model
+    would fail, so an orchestrator must not send traffic (the answer names the problem).
+    """
     if not await data_plane.is_ready():
         raise ServiceUnavailableError("not ready: the trace database is not reachable")
+    problem = registry.default_problem()
+    if problem is not None:
+        raise ServiceUnavailableError(f"not ready: {problem}")
     return {
         "status": "ready",
         "database": "ok",
