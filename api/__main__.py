@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import ctypes
+import logging
+import multiprocessing
 import os
 import secrets
+import shutil
+import signal
+import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 import uvicorn
+from pydantic import ValidationError
 
 from api.logs import configure_logging
-from api.settings import Settings
+from api.settings import Settings, settings_errors
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings()
     configure_logging(settings.log_level)
     # Must be set before an ML library starts its thread pool: one thread per prediction
     # serves concurrent requests best; OpenMP's spinning threads oversubscribe small machines.
@@ -22,12 +37,32 @@ def main() -> None:
         # Without SECRET_KEY (dev, test): one random key for all workers, so that a token
         # issued by one worker is accepted by the others. Tokens end with the process.
         os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
+    metrics_dir = None
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Must be set before any worker imports prometheus_client: each worker then
         # writes its samples here and /metrics adds them up.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mldeploy-metrics-")
+        metrics_dir = tempfile.mkdtemp(prefix="mldeploy-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        serve(settings)
+    finally:
+        if metrics_dir:
+            # The samples are this run's alone: a folder per start would pile up in /tmp.
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def load_settings() -> Settings:
+    """The settings, or exit with one line per problem (no traceback, no value: secrets)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "\n".join(f"  {line}" for line in settings_errors(error))
+        sys.exit(f"python -m api: invalid settings:\n{problems}")
+
+
+def serve(settings: Settings) -> None:
     uvicorn.run(
-        "api.main:create_served_app",
+        "api.__main__:create_worker_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -40,6 +75,36 @@ def main() -> None:
         access_log=False,
         proxy_headers=True,
     )
+
+
+def create_worker_app() -> FastAPI:
+    """The factory uvicorn calls in each server process (each worker when WORKERS > 1)."""
+    die_with_parent()
+    # Imported here: the supervising process serves nothing and needs none of it.
+    from api.main import create_served_app
+
+    return create_served_app()
+
+
+def die_with_parent() -> None:
+    """In a worker uvicorn spawned: get SIGTERM when the supervising process dies.
+
+    A supervisor killed by SIGKILL cannot stop its workers; they lived on, holding the port,
+    and the next start failed with "Address already in use". Linux only (a no-op
+    elsewhere), and only in a worker: with WORKERS=1 this process is the server itself.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or sys.platform != "linux":
+        return
+    # NOTE: the signal comes when the parent's *thread* that spawned us ends; uvicorn
+    # spawns (and respawns) its workers from its main thread.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        logger.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+        return
+    if os.getppid() != parent.pid:
+        # The parent died before prctl: no signal will come, and nobody supervises us.
+        raise SystemExit(f"worker {os.getpid()}: parent {parent.pid} is gone; exiting")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "replace-me"}
 _MIN_SECRET_CHARS = 32
+# "aaaa…" or a short word repeated is as long as a real key and as easy to guess.
+_MIN_SECRET_DISTINCT_CHARS = 10
+_MIN_ADMIN_PASSWORD_CHARS = 12
 # ENV=dev|test without SECRET_KEY: a key nobody knows, so nobody can forge a token; tokens
 # then last as long as the process (`python -m api` shares one with its workers).
 _PROCESS_SECRET_KEY = secrets.token_urlsafe(48)
@@ -19,7 +22,9 @@ _PROCESS_SECRET_KEY = secrets.token_urlsafe(48)
 class Settings(BaseSettings):
     """Service configuration; init kwargs > environment > ``.env`` > defaults."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # hide_input_in_errors: a ValidationError (and so a traceback) would otherwise show
+    # the values it was given, ADMIN_PASSWORD and SECRET_KEY among them.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     env: Literal["dev", "test", "prod"] = "dev"
     """dev and test allow a built-in secret key; test swaps every runtime for a mock."""
@@ -92,17 +97,17 @@ class Settings(BaseSettings):
         return url
 
     @model_validator(mode="after")
-    def _require_real_secret_in_prod(self) -> Settings:
-        secret = self.secret_key.get_secret_value() if self.secret_key else ""
-        if self.env == "prod" and (
-            secret.strip().lower() in _PLACEHOLDER_SECRETS or len(secret) < _MIN_SECRET_CHARS
-        ):
-            raise ValueError(
-                f"SECRET_KEY must be a real secret of at least {_MIN_SECRET_CHARS} characters "
-                "when ENV=prod"
-            )
+    def _require_strong_secrets_in_prod(self) -> Settings:
+        problems: list[str | None] = []
+        if self.env == "prod":
+            problems += [_secret_key_problem(self.secret_key)]
+            problems += [_admin_password_problem(self.admin_password)]
         if self.admin_username and not self.admin_password:
-            raise ValueError("ADMIN_USERNAME is set but ADMIN_PASSWORD is not")
+            problems += ["ADMIN_USERNAME is set but ADMIN_PASSWORD is not"]
+        found = [problem for problem in problems if problem]
+        if found:
+            # Every problem at once: a deployment should not need one failed start per fix.
+            raise ValueError("; ".join(found))
         return self
 
     @property
@@ -120,6 +125,40 @@ class Settings(BaseSettings):
     @property
     def uses_mock_runtimes(self) -> bool:
         return self.env == "test"
+
+
+def _secret_key_problem(secret_key: SecretStr | None) -> str | None:
+    secret = secret_key.get_secret_value() if secret_key else ""
+    if (
+        secret.strip().lower() in _PLACEHOLDER_SECRETS
+        or len(secret) < _MIN_SECRET_CHARS
+        or len(set(secret)) < _MIN_SECRET_DISTINCT_CHARS
+    ):
+        return (
+            f"SECRET_KEY must be a random secret of at least {_MIN_SECRET_CHARS} characters, "
+            f"{_MIN_SECRET_DISTINCT_CHARS} of them different, when ENV=prod (make one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    return None
+
+
+def _admin_password_problem(password: SecretStr | None) -> str | None:
+    if password is not None and len(password.get_secret_value()) < _MIN_ADMIN_PASSWORD_CHARS:
+        return (
+            f"ADMIN_PASSWORD must have at least {_MIN_ADMIN_PASSWORD_CHARS} characters "
+            "when ENV=prod"
+        )
+    return None
+
+
+def settings_errors(error: ValidationError) -> list[str]:
+    """One line per problem, naming the variable and never its value (it may be a secret)."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False, include_context=False):
+        variable = ".".join(str(part) for part in problem["loc"]).upper()
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{variable}: {message}" if variable else message)
+    return lines
 
 
 def _split_list(text: str) -> list[str]:

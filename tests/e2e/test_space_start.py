@@ -254,7 +254,10 @@ def test_a_program_that_cannot_start_stops_the_space(tmp_path: Path) -> None:
     # end (and show why) rather than run on without its API.
     env = space_env(tmp_path, ENV="prod")
     log_path = tmp_path / "space.log"
-    with log_path.open("wb") as log_file:
+    # Append mode: supervisord writes its programs' output through its own /dev/stdout
+    # (O_APPEND), and its own lines through this descriptor; with "wb" each of its lines
+    # overwrote at its own offset what a program had just appended (a short error was lost).
+    with log_path.open("ab") as log_file:
         subprocess.run(
             ["sh", str(START_SCRIPT)],
             cwd=tmp_path,

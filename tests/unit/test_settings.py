@@ -7,6 +7,9 @@ from pydantic import ValidationError
 
 from api.settings import Settings
 
+REPEATED_SECRET = "kR7#qL2v" * 5  # 40 characters, but only 8 distinct ones
+RANDOM_SECRET = "Xq3-vN8_tLw1ZbR6yHc0PkMa9sJeUd4G"  # 32 characters, 32 distinct
+
 
 def settings(**values: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -33,7 +36,7 @@ def test_prod_refuses_missing_short_or_placeholder_secret(secret: str | None) ->
 def test_without_a_secret_dev_signs_with_a_key_nobody_knows() -> None:
     dev = settings(env="dev").jwt_secret
     assert len(dev) >= 32 and dev == settings(env="test").jwt_secret  # one per process
-    assert settings(env="prod", secret_key="s3cr3t-" * 6).jwt_secret == "s3cr3t-" * 6
+    assert settings(env="prod", secret_key=RANDOM_SECRET).jwt_secret == RANDOM_SECRET
 
 
 def test_empty_values_from_env_example_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,3 +63,53 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_env_test_means_mock_runtimes() -> None:
     assert settings(env="test").uses_mock_runtimes
     assert not settings(env="dev").uses_mock_runtimes
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["a" * 64, "ab" * 32, REPEATED_SECRET],
+)
+def test_prod_refuses_a_secret_key_of_few_distinct_characters(secret: str) -> None:
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        settings(env="prod", secret_key=secret)
+
+
+def test_prod_accepts_a_random_secret_key() -> None:
+    assert settings(env="prod", secret_key=RANDOM_SECRET).jwt_secret == RANDOM_SECRET
+
+
+@pytest.mark.parametrize("password", ["a", "admin", "elevenchars"])
+def test_prod_refuses_a_short_admin_password(password: str) -> None:
+    with pytest.raises(ValidationError, match="ADMIN_PASSWORD"):
+        settings(
+            env="prod", secret_key=RANDOM_SECRET, admin_username="root", admin_password=password
+        )
+
+
+def test_prod_accepts_an_admin_password_of_twelve_characters() -> None:
+    loaded = settings(
+        env="prod", secret_key=RANDOM_SECRET, admin_username="root", admin_password="twelve-chars"
+    )
+    assert loaded.admin_password is not None
+    assert loaded.admin_password.get_secret_value() == "twelve-chars"
+
+
+def test_dev_keeps_accepting_a_short_admin_password() -> None:
+    assert settings(env="dev", admin_username="root", admin_password="a").admin_password
+
+
+@pytest.mark.parametrize("bad_port", [None, "PORT-TAIL"])
+def test_a_settings_error_shows_no_input_value(
+    monkeypatch: pytest.MonkeyPatch, bad_port: str | None
+) -> None:
+    # The prod check's error used to print the whole input, secrets included.
+    monkeypatch.setenv("ENV", "prod")
+    monkeypatch.setenv("SECRET_KEY", "short-SECRET-TAIL")
+    monkeypatch.setenv("ADMIN_USERNAME", "root")
+    monkeypatch.setenv("ADMIN_PASSWORD", "PASSWORD-TAIL")
+    if bad_port:
+        monkeypatch.setenv("PORT", bad_port)
+    with pytest.raises(ValidationError, match="SECRET_KEY|port") as caught:
+        settings()
+    text = str(caught.value) + repr(caught.value)
+    assert "TAIL" not in text, text
