@@ -102,6 +102,7 @@ def create_app(
             registry,
             writer,
             Limits(settings.max_batch_rows, settings.max_audio_seconds),
+            commit_timeout=settings.trace_commit_timeout_seconds,
         )
         app.state.evaluator = ModelEvaluator(settings.max_audio_seconds)
         if settings.preloaded_models:

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 _TABLE = Prediction.__table__  # type: ignore[attr-defined]
 _MAX_BATCH = 1024
+_LOOP_BUSY_TIMEOUT_MS = 2000
 
 
 @dataclass(slots=True)
@@ -126,7 +127,7 @@ class TraceWriter(ABC):
         # One connection kept open: checking one out of the pool for every batch costs more
         # than the INSERT. A connection that failed is dropped and the next batch reconnects.
         if self._connection is None:
-            self._connection = self._engine.raw_connection()
+            self._connection = self._connect()
         connection = self._connection
         try:
             cursor = connection.cursor()
@@ -143,6 +144,9 @@ class TraceWriter(ABC):
             self._connection = None
             connection.invalidate()
             raise
+
+    def _connect(self) -> PoolProxiedConnection:
+        return self._engine.raw_connection()
 
     def _disconnect(self) -> None:
         if self._connection is not None:
@@ -197,6 +201,15 @@ class LoopTraceWriter(TraceWriter):
 
     def start(self) -> None:
         """Nothing to start: the first row schedules the first commit."""
+
+    def _connect(self) -> PoolProxiedConnection:
+        connection = super()._connect()
+        # This commit runs on the event loop: waiting 30 s for another process's write lock
+        # would stall every request. A commit takes microseconds; past this, fail the batch.
+        cursor = connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={_LOOP_BUSY_TIMEOUT_MS}")
+        cursor.close()
+        return connection
 
     def close(self) -> None:
         self._flush()

@@ -38,6 +38,7 @@ _MAX_REF_CHARS = 128
 _MAX_ERROR_CHARS = 4000
 _INLINE_MAX_ROWS = 16
 _READY_TIMEOUT_SECONDS = 1.5
+DEFAULT_COMMIT_TIMEOUT_SECONDS = 5.0
 # A refused input is stored whole up to this size; past it, its size, hash and a prefix.
 _MAX_REFUSED_INPUT_BYTES = 4096
 _REFUSED_PREFIX_CHARS = 1000
@@ -88,9 +89,13 @@ class DataPlane:
         writer: TraceWriter,
         limits: Limits,
         meter: PredictionMeter | None = None,
+        *,
+        commit_timeout: float = DEFAULT_COMMIT_TIMEOUT_SECONDS,
     ) -> None:
         self.registry, self.writer, self.limits = registry, writer, limits
         self.meter = meter or PredictionMeter()
+        self.commit_timeout = commit_timeout
+        """How long a request waits for its row's commit before it is answered 503."""
 
     async def is_ready(self) -> bool:
         """True when a prediction's trace can be recorded: the database answers in time."""
@@ -168,9 +173,11 @@ class DataPlane:
             latency_ms=latency_ms,
         )
         try:
-            await self.writer.record(row)
+            await self._committed(row)
         except TraceWriteError as error:
-            logger.error("Request %s answered but not recorded: %s", call.request.request_id, error)
+            logger.error(
+                "Request %s predicted but not recorded: %s", call.request.request_id, error
+            )
             self.meter.refused(manifest.name, manifest.version, Outcome.UNAVAILABLE)
             raise as_serving_error(error) from error
         self.meter.answered(manifest.name, manifest.version, len(predictions), latency_ms / 1000)
@@ -206,7 +213,7 @@ class DataPlane:
             latency_ms=call.elapsed_ms(),
         )
         try:
-            await self.writer.record(row)
+            await self._committed(row)
         except TraceWriteError:
             logger.error(
                 "Request %s failed and its trace could not be written", call.request.request_id
@@ -217,6 +224,20 @@ class DataPlane:
             serving_error.outcome,
         )
         return serving_error
+
+    async def _committed(self, row: TraceRow) -> None:
+        """Wait for ``row``'s commit; ``TraceWriteError`` if it fails or takes too long.
+
+        A frozen database must not hold requests for as long as it is frozen. A row that
+        commits after its request gave up is in the database all the same; the request was
+        answered 503, so nothing unrecorded was acknowledged.
+        """
+        try:
+            await asyncio.wait_for(self.writer.record(row), self.commit_timeout)
+        except TimeoutError:
+            raise TraceWriteError(
+                f"the trace database did not commit within {self.commit_timeout:g} s"
+            ) from None
 
 
 async def _run(runtime: ModelRuntime, instances: list[Any]) -> list[Prediction]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from sqlmodel import Session, col, select
 from db.engine import make_engine
 from db.migrate import upgrade_to_head
 from db.tables import Outcome, Prediction
-from db.traces import TraceWriter, make_trace_writer
+from db.traces import TraceRow, TraceWriter, make_trace_writer
 from ml.manifest import InputSchema, sha256_file
 from ml.runtime import Prediction as ModelPrediction
 from registry.factories import framework_runtimes
@@ -713,3 +714,27 @@ print(json.dumps(web))
 
 def test_the_serving_package_imports_no_web_framework() -> None:
     assert run_python(_IMPORTS_NO_WEB_FRAMEWORK) == []
+
+
+class _NeverCommits(TraceWriter):
+    """A writer whose database never answers: every row stays queued."""
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def close(self) -> None:
+        """Nothing to flush: nothing ever commits."""
+
+    def record(self, row: TraceRow) -> asyncio.Future[None]:
+        return asyncio.get_running_loop().create_future()
+
+
+def test_a_commit_that_never_comes_is_a_503_in_time(attrition_store: Path, tmp_path: Path) -> None:
+    registry = ModelRegistry.from_dir(attrition_store, framework_runtimes("cpu"), default=DEFAULT)
+    writer = _NeverCommits(make_engine(f"sqlite:///{tmp_path / 'unused.db'}"))
+    plane = DataPlane(registry, writer, LIMITS, commit_timeout=0.2)
+    started = time.monotonic()
+    error = refusal(plane, features_request(DEFAULT, attrition_example()), NotRecorded)
+    assert time.monotonic() - started < 2.0
+    assert "could not be recorded" in error.message
+    registry.loader.unload_all()
