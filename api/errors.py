@@ -21,6 +21,7 @@ from db.traces import TraceWriteError
 from ml.errors import InvalidInputError
 from registry.errors import InvalidModelRefError, ModelNotFoundError, ModelUnavailableError
 from serving.errors import (
+    BodyTimeout,
     InvalidRequest,
     ModelNotFound,
     NoModelAvailable,
@@ -142,6 +143,7 @@ def database_outage(error: Exception) -> ServiceUnavailableError:
 # The native routes' status for each data-plane error (most specific first).
 NATIVE_STATUS: tuple[tuple[type[ServingError], int], ...] = (
     (PayloadTooLarge, 413),
+    (BodyTimeout, 408),
     (UnsupportedMedia, 415),
     (InvalidRequest, 422),
     (ModelNotFound, 404),

@@ -42,11 +42,13 @@ class FastRoute:
 class ServingApp(FastAPI):
     """FastAPI, with the predict routes dispatched before its own router and middleware."""
 
-    def __init__(self, *, max_body_bytes: int, **kwargs: Any) -> None:
+    def __init__(self, *, max_body_bytes: int, body_read_timeout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fast_routes: list[FastRoute] = []
         self._fast_stack: ASGIApp = HttpMetricsMiddleware(
-            RequestIdMiddleware(BodySizeLimitMiddleware(_call_endpoint, max_body_bytes))
+            RequestIdMiddleware(
+                BodySizeLimitMiddleware(_call_endpoint, max_body_bytes, body_read_timeout)
+            )
         )
 
     def add_fast_route(self, route: FastRoute) -> None:

@@ -118,6 +118,7 @@ def create_app(
 
     app = ServingApp(
         max_body_bytes=settings.max_body_bytes,
+        body_read_timeout=settings.body_read_timeout_seconds,
         title=SERVICE_NAME,
         version=__version__,
         description=_DESCRIPTION,
@@ -126,7 +127,11 @@ def create_app(
     app.state.settings = settings
     app.state.started_monotonic = time.monotonic()
     register_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        read_timeout=settings.body_read_timeout_seconds,
+    )
     app.add_middleware(RequestIdMiddleware)  # every response gets its id, a crash a JSON 500
     app.add_middleware(HttpMetricsMiddleware)  # outermost: it counts those 500s too
     for route in [*rest_predict.ROUTES, *v2_infer.ROUTES]:

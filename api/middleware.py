@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -73,11 +74,14 @@ async def _send_internal_error(send: Send, request_id: str) -> None:
 
 
 class BodySizeLimitMiddleware:
-    """Stops reading a request body past ``max_bytes``; the reader gets a 413 error."""
+    """Bounds a request body: past ``max_bytes`` the reader gets a 413 error, and a body that
+    stops arriving for ``read_timeout`` seconds a 408 (a client that trickles its body would
+    otherwise hold the request, and its connection, for ever)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,15 +89,24 @@ class BodySizeLimitMiddleware:
             return
         declared = _declared_length(scope)
         received = 0
+        complete = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, complete
             if declared is not None and declared > self.max_bytes:
                 raise self._too_large(declared)
-            message = await receive()
+            if complete:  # after the body: a wait for the disconnect, which may be long
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout)
+            except TimeoutError:
+                raise HTTPException(
+                    408, f"the request body stopped arriving for {self.read_timeout:g} s"
+                ) from None
             received += len(message.get("body", b""))
             if received > self.max_bytes:
                 raise self._too_large(received)
+            complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited_receive, send)

@@ -10,7 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope
 
 from serving.codecs import Body, Upload
-from serving.errors import InvalidRequest, PayloadTooLarge, ServingError
+from serving.errors import BodyTimeout, InvalidRequest, PayloadTooLarge, ServingError
 
 _DISCONNECTED = "the client closed the connection before the whole body arrived"
 
@@ -75,4 +75,6 @@ def media_type_of(content_type: str | None) -> str:
 def as_wire_error(error: HTTPException) -> ServingError:
     if error.status_code == 413:
         return PayloadTooLarge(str(error.detail))
+    if error.status_code == 408:
+        return BodyTimeout(str(error.detail))
     return InvalidRequest(str(error.detail))

@@ -50,6 +50,10 @@ class PayloadTooLarge(InvalidRequest):
     """The body, the batch or the clip exceeds a configured limit."""
 
 
+class BodyTimeout(InvalidRequest):
+    """The request body stopped arriving before it was complete."""
+
+
 class ModelNotFound(ServingError):
     """No registered model (or version) has this name."""
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -52,3 +55,54 @@ def test_bodies_over_the_limit_are_refused_by_declared_or_actual_size() -> None:
 
     streamed = client.post("/echo", content=chunks())  # no Content-Length: counted as read
     assert streamed.status_code == 413
+
+
+def test_a_body_that_stops_arriving_is_refused_in_time() -> None:
+    async def echo(scope: dict[str, object], receive: object, send: object) -> None:
+        request = Request(scope, receive)  # type: ignore[arg-type]
+        try:
+            body = await request.body()
+        except HTTPException as error:
+            await PlainTextResponse(error.detail, error.status_code)(scope, receive, send)  # type: ignore[arg-type]
+            return
+        await PlainTextResponse(f"{len(body)} bytes")(scope, receive, send)  # type: ignore[arg-type]
+
+    app = BodySizeLimitMiddleware(echo, max_bytes=1000, read_timeout=0.2)  # type: ignore[arg-type]
+    chunks = [{"type": "http.request", "body": b"0123456789", "more_body": True}]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        if chunks:
+            return chunks.pop()
+        await asyncio.Event().wait()  # the rest of the body never comes
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}
+    started = time.monotonic()
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert time.monotonic() - started < 2.0
+    assert sent[0]["status"] == 408
+    assert b"stopped arriving for 0.2 s" in sent[1]["body"]  # type: ignore[operator]
+
+
+def test_after_the_whole_body_a_wait_for_the_disconnect_has_no_deadline() -> None:
+    async def wait_for_disconnect(scope: object, receive: object, send: object) -> None:
+        assert (await receive())["type"] == "http.request"  # type: ignore[operator]
+        assert (await receive())["type"] == "http.disconnect"  # type: ignore[operator]
+
+    app = BodySizeLimitMiddleware(wait_for_disconnect, max_bytes=1000, read_timeout=0.05)  # type: ignore[arg-type]
+    messages = [{"type": "http.disconnect"}, {"type": "http.request", "body": b"{}"}]
+
+    async def receive() -> dict[str, object]:
+        message = messages.pop()
+        if message["type"] == "http.disconnect":
+            await asyncio.sleep(0.2)  # a long-lived response: longer than the read timeout
+        return message
+
+    async def send(message: object) -> None:
+        raise AssertionError("nothing is sent")
+
+    asyncio.run(app({"type": "http", "headers": []}, receive, send))  # type: ignore[arg-type]
