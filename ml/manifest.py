@@ -154,6 +154,12 @@ class ModelManifest(_Strict):
     evaluations: list[Evaluation] = Field(default_factory=list)
     training: Training
     created_at: datetime
+    manifest_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """The sha256 of every other field (see ``manifest_digest``), written by ``write_manifest``.
+
+    Checked before a model loads, like an artifact's sha256: a manifest changed since it was
+    written (one digit of ``decision_threshold``) is refused, and so is one without it.
+    """
 
     @property
     def ref(self) -> str:
@@ -176,13 +182,53 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def canonical_manifest_json(manifest: ModelManifest) -> bytes:
+    """The bytes ``manifest_sha256`` is the sha256 of: the manifest's content, canonically.
+
+    Every field but ``manifest_sha256`` itself, as JSON with sorted keys, no whitespace
+    between tokens, UTF-8, floats as Python writes them (the shortest text that reads back
+    the same number); fields left at their default are left out (``exclude_defaults``), so
+    that a field added to the schema later, with a default, keeps every digest already
+    written valid. Two manifests with the same content have the same digest whatever the
+    order or the spacing of their files.
+    """
+    content = manifest.model_dump(mode="json", exclude={"manifest_sha256"}, exclude_defaults=True)
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def manifest_digest(manifest: ModelManifest) -> str:
+    """The ``manifest_sha256`` that ``manifest``'s content calls for (its own one excluded)."""
+    return hashlib.sha256(canonical_manifest_json(manifest)).hexdigest()
+
+
+def sealed(manifest: ModelManifest) -> ModelManifest:
+    """``manifest`` as ``write_manifest`` writes it: as a reader parses it, with its digest.
+
+    The digest is computed over the manifest read back from its JSON, not over the object
+    in memory (``model_copy`` does not validate: a tuple, a numpy number...), so that what
+    is checked at load is what was sealed.
+    """
+    as_read = _parse(manifest.model_dump_json())
+    return as_read.model_copy(update={"manifest_sha256": manifest_digest(as_read)})
+
+
 def read_manifest(path: Path) -> ModelManifest:
-    """Parse and validate one ``manifest.json``."""
-    return ModelManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    """Parse and validate one ``manifest.json`` (its digest is checked at load, not here)."""
+    return _parse(path.read_text(encoding="utf-8"))
 
 
 def write_manifest(manifest: ModelManifest, model_dir: Path) -> Path:
-    """Write ``manifest.json`` into ``model_dir`` (used by the training scripts)."""
+    """Write ``manifest.json`` into ``model_dir``, sealed with its digest (see ``sealed``).
+
+    Every packaging path (the training scripts, ``python -m registry seal``, the tests'
+    factories) writes through here; a ``manifest_sha256`` already in ``manifest`` is replaced.
+    """
     path = model_dir / MANIFEST_FILENAME
-    path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    path.write_text(sealed(manifest).model_dump_json(indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def _parse(text: str) -> ModelManifest:
+    return ModelManifest.model_validate(json.loads(text))

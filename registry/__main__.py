@@ -1,4 +1,4 @@
-"""``python -m registry list|show NAME|validate``: inspect and check the model store."""
+"""``python -m registry list|show NAME|validate|seal``: inspect and check the model store."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from ml.manifest import manifest_digest, write_manifest
 from registry.errors import InvalidModelRefError, ModelLoadError
 from registry.hashing import verify_artifact
-from registry.refs import parse_model_ref, version_sort_key
+from registry.refs import ModelRef, parse_model_ref, version_sort_key
 from registry.store import StoredModel, StoreScan, scan_store
 
 
@@ -26,13 +27,28 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("list", help="one line per model version")
     show = commands.add_parser("show", help="the manifest of a model's latest (or given) version")
     show.add_argument("ref", help="name or name@version")
-    commands.add_parser("validate", help="check every manifest and artifact hash")
+    commands.add_parser("validate", help="check every manifest digest and artifact hash")
+    seal = commands.add_parser(
+        "seal",
+        help="write the manifest digest (manifest_sha256) of versions that have none",
+        description="Write manifest_sha256 into the manifests that have none (written before "
+        "manifests carried one). A digest that no longer matches is left alone unless "
+        "--reseal names the version: only for a change you made and checked yourself.",
+    )
+    seal.add_argument("refs", nargs="*", help="name or name@version (default: every version)")
+    seal.add_argument(
+        "--reseal",
+        action="store_true",
+        help="also replace a digest that no longer matches, for the versions named",
+    )
     args = parser.parse_args(argv)
     scan = scan_store(args.models_dir)
     if args.command == "list":
         return _list(scan)
     if args.command == "show":
         return _show(scan, args.ref)
+    if args.command == "seal":
+        return _seal(scan, args.refs, reseal=args.reseal)
     return _validate(scan)
 
 
@@ -77,6 +93,50 @@ def _validate(scan: StoreScan) -> int:
         print(f"FAILED: {problem}")
     print(f"{len(scan.models)} model versions checked, {len(problems)} problems")
     return 1 if problems else 0
+
+
+def _seal(scan: StoreScan, refs: list[str], *, reseal: bool) -> int:
+    if reseal and not refs:
+        print("--reseal needs the versions it vouches for: name them", file=sys.stderr)
+        return 2
+    try:
+        wanted = [parse_model_ref(ref) for ref in refs]
+    except InvalidModelRefError as error:
+        print(error, file=sys.stderr)
+        return 2
+    versions = [(s.manifest.name, s.manifest.version) for s in scan.models]
+    versions += [(u.name, u.version) for u in scan.unreadable]
+    if missing := [str(ref) for ref in wanted if not any(_chosen(v, [ref]) for v in versions)]:
+        print(f"no model {', '.join(missing)} in the store", file=sys.stderr)
+        return 1
+    problems = 0
+    for stored in _sorted(scan.models):
+        manifest = stored.manifest
+        if not _chosen((manifest.name, manifest.version), wanted):
+            continue
+        if manifest.manifest_sha256 == manifest_digest(manifest):
+            print(f"{manifest.ref}: already sealed")
+        elif manifest.manifest_sha256 is None or reseal:
+            write_manifest(manifest, stored.model_dir)
+            print(f"{manifest.ref}: {'sealed' if manifest.manifest_sha256 is None else 'resealed'}")
+        else:
+            problems += 1
+            print(
+                f"{manifest.ref}: FAILED: its content no longer matches its manifest_sha256; "
+                f"left as it is (if the change is yours: seal --reseal {manifest.ref})"
+            )
+    for unreadable in scan.unreadable:
+        if _chosen((unreadable.name, unreadable.version), wanted):
+            problems += 1
+            print(f"{unreadable.name}@{unreadable.version}: FAILED: cannot be read, so not sealed")
+    return 1 if problems else 0
+
+
+def _chosen(version: tuple[str, str], wanted: list[ModelRef]) -> bool:
+    """Whether ``(name, version)`` is one of ``wanted`` (all of them when none is)."""
+    return not wanted or any(
+        ref.name == version[0] and ref.version in (None, version[1]) for ref in wanted
+    )
 
 
 def _artifact_problem(stored: StoredModel) -> str | None:

@@ -21,5 +21,9 @@ class ArtifactHashMismatchError(ModelLoadError):
     """The artifact on disk is not the one its manifest describes; it is never unpickled."""
 
 
+class ManifestDigestError(ModelLoadError):
+    """The manifest has no ``manifest_sha256``, or its content no longer matches it."""
+
+
 class ModelUnavailableError(RegistryError):
     """The model asked for failed and no fallback could serve instead."""

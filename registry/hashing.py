@@ -1,13 +1,40 @@
-"""Artifact integrity: the file on disk must be the one its manifest describes."""
+"""Integrity: the manifest is the one that was packaged, the files on disk the ones it describes."""
 
 from pathlib import Path
 
-from ml.manifest import ModelManifest, sha256_file
-from registry.errors import ArtifactHashMismatchError, ModelLoadError
+from ml.manifest import ModelManifest, manifest_digest, sha256_file
+from registry.errors import ArtifactHashMismatchError, ManifestDigestError, ModelLoadError
+
+
+def verify_manifest(manifest: ModelManifest) -> None:
+    """Raise ``ManifestDigestError`` unless ``manifest_sha256`` matches the manifest's content.
+
+    A manifest without a digest is refused too: the training scripts, the tests' factories
+    and ``python -m registry seal`` all write one, and accepting none would let anyone who
+    drops the field change the rest unnoticed.
+    """
+    recorded = manifest.manifest_sha256
+    if recorded is None:
+        raise ManifestDigestError(
+            f"manifest of {manifest.ref} has no digest (manifest_sha256): repackage it or run "
+            f"`python -m registry seal {manifest.ref}`; refusing to load it"
+        )
+    actual = manifest_digest(manifest)
+    if actual != recorded:
+        raise ManifestDigestError(
+            f"manifest of {manifest.ref} was changed since it was written: its content has "
+            f"sha256 {actual[:12]}…, its manifest_sha256 says {recorded[:12]}…; refusing to "
+            f"load it (repackage it, or if the change is deliberate run "
+            f"`python -m registry seal --reseal {manifest.ref}`)"
+        )
 
 
 def verify_artifact(manifest: ModelManifest, model_dir: Path) -> None:
-    """Raise ``ModelLoadError`` unless every artifact exists and matches its sha256."""
+    """Raise ``ModelLoadError`` unless the manifest and every artifact match their sha256.
+
+    The manifest first: the artifact hashes it records are only worth what it is.
+    """
+    verify_manifest(manifest)
     for artifact, expected in manifest.artifact_files():
         path = model_dir / artifact
         if not path.is_file():

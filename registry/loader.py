@@ -17,7 +17,7 @@ from ml.runtime import ModelRuntime
 from registry.catalogue import ModelEntry, ModelStatus
 from registry.errors import ModelLoadError
 from registry.events import RegistryListener
-from registry.hashing import verify_artifact
+from registry.hashing import verify_artifact, verify_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,9 @@ class ModelLoader:
     def _load_runtime(self, entry: ModelEntry) -> ModelRuntime:
         started = time.perf_counter()
         try:
+            # Every runtime, the mocks of ENV=test included, and before any is built from it:
+            # a changed manifest is caught in the tests too.
+            verify_manifest(entry.manifest)
             runtime = self._runtime_factory(entry.manifest, entry.model_dir)
             if runtime.needs_artifact:
                 # NOTE: checked before unpickling: an unverified pickle can run any code.

@@ -9,12 +9,17 @@ does not care about; keyword arguments override what it does care about::
 ``store/<name>/<version>/manifest.json``, beside its artifact (whose sha256 it records), and
 ``rewrite_manifest(model_dir, ...)`` changes fields of a manifest already in a store (a copy of
 a committed model, say). All three go through pydantic, so a test cannot write a manifest the
-training scripts could not.
+training scripts could not, and seal what they make with its digest (``manifest_sha256``), as
+``write_manifest`` does: the registry refuses a manifest without a valid one.
+
+``tamper_manifest(model_dir)`` is the exception on purpose: it edits one digit in the file's
+text, as a hand would, and leaves the digest as it was.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +39,7 @@ from ml.manifest import (
     Training,
     TrainingData,
     read_manifest,
+    sealed,
     sha256_file,
     write_manifest,
 )
@@ -125,6 +131,8 @@ def make_manifest(
     - ``sha256`` of an artifact that is not written (``write_model`` sets the real one).
     - any other field of ``ModelManifest`` (``description``, ``architecture``, ``training``,
       ``created_at``) as a keyword.
+
+    The manifest is sealed: its ``manifest_sha256`` is the digest of the rest, as written.
     """
     schema = (
         input
@@ -148,7 +156,7 @@ def make_manifest(
         "created_at": CREATED_AT,
         **fields,
     }
-    return ModelManifest(
+    manifest = ModelManifest(
         name=name,
         version=version,
         task=task if task is not None else name,
@@ -164,6 +172,7 @@ def make_manifest(
         evaluations=list(evaluations),
         **values,
     )
+    return sealed(manifest)
 
 
 class StoredModel(NamedTuple):
@@ -220,10 +229,30 @@ def write_model(
 
 
 def rewrite_manifest(model_dir: Path, **changes: Any) -> ModelManifest:
-    """Change fields of the manifest in ``model_dir`` (validated again) and write it back."""
+    """Change fields of the manifest in ``model_dir`` (validated again), write it back, sealed.
+
+    Returns the manifest as written, with its new digest.
+    """
     manifest = _updated(read_manifest(model_dir / MANIFEST_FILENAME), changes)
-    write_manifest(manifest, model_dir)
-    return manifest
+    return read_manifest(write_manifest(manifest, model_dir))
+
+
+def tamper_manifest(model_dir: Path, field: str = "decision_threshold") -> tuple[float, float]:
+    """Change the first decimal of the number ``field`` in ``model_dir``'s manifest file.
+
+    The text is edited in place and the digest left as it was: the manifest a careless edit
+    leaves. Returns the number before and after.
+    """
+    path = model_dir / MANIFEST_FILENAME
+    text = path.read_text(encoding="utf-8")
+    match = re.search(rf'"{re.escape(field)}": (-?\d+\.\d+)', text)
+    if match is None:
+        raise ValueError(f"no decimal number {field!r} in {path}")
+    old = match[1]
+    point = old.index(".") + 1
+    new = f"{old[:point]}{(int(old[point]) + 1) % 10}{old[point + 1 :]}"
+    path.write_text(text[: match.start(1)] + new + text[match.end(1) :], encoding="utf-8")
+    return float(old), float(new)
 
 
 def _updated(manifest: ModelManifest, changes: Mapping[str, Any]) -> ModelManifest:

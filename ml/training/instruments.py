@@ -28,6 +28,7 @@ from ml.manifest import (
     OutputSchema,
     Training,
     TrainingData,
+    read_manifest,
     sha256_file,
     write_manifest,
 )
@@ -170,15 +171,19 @@ def publish(
     evals: list[Evaluation],
     committed_dir: Path | None,
 ) -> ModelManifest:
-    """Write the manifest; add the committed set's evaluation, measured through the runtime."""
+    """Write the manifest; add the committed set's evaluation, measured through the runtime.
+
+    The manifest returned is the one written, read back: sealed with its digest.
+    """
     manifest = build_manifest(trained, model_dir, config, split, evals)
-    write_manifest(manifest, model_dir)
+    path = write_manifest(manifest, model_dir)
     if committed_dir is not None and (committed_dir / "labels.csv").exists():
         extra = evaluate_committed_set(
             manifest, model_dir, committed_dir, dataset=str(EVALUATION_DIR)
         )
         manifest = manifest.model_copy(update={"evaluations": [*evals, extra]})
-        write_manifest(manifest, model_dir)
+        path = write_manifest(manifest, model_dir)
+    manifest = read_manifest(path)
     logger.info("%s: %s", manifest.ref, manifest.metrics)
     return manifest
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.settings import Settings
 from ml.manifest import sha256_file
-from tests.factories import rewrite_manifest
+from tests.factories import rewrite_manifest, tamper_manifest
 from tests.helpers import attrition_example, copy_model, metric_value, trace_of
 
 
@@ -82,6 +82,25 @@ def test_hash_mismatch_is_served_by_the_fallback_model(
         version="1",
     )
     assert after == before + 1
+
+
+@pytest.mark.parametrize("env", ["dev", "test"])
+def test_a_tampered_manifest_is_served_by_the_fallback_model(
+    attrition_store: Path, make_settings: Callable[..., Settings], env: str
+) -> None:
+    """One digit of logreg's decision_threshold changed, no artifact touched: the mocks too."""
+    tamper_manifest(attrition_store / "attrition-logreg" / "1")
+    with TestClient(create_app(make_settings(env=env))) as client:
+        response = client.post("/predict", json={"features": attrition_example()})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["model"], body["fallback"]) == ("attrition-gbm", True)
+        assert "manifest_sha256" in body["fallback_reason"]
+        assert "refusing to load" in body["fallback_reason"]
+        assert "manifest_sha256" in (trace_of(client, body["request_id"]).fallback_reason or "")
+        models = {m["name"]: m for m in client.get("/models").json()["models"]}
+        assert models["attrition-logreg"]["status"] == "failed"
+        assert "manifest_sha256" in models["attrition-logreg"]["versions"][0]["error"]
 
 
 def test_broken_new_version_is_served_by_the_previous_one(

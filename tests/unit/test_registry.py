@@ -30,6 +30,7 @@ from registry.fallback import FallbackPolicy
 from registry.refs import ModelRef
 from registry.registry import ModelRegistry
 from registry.store import scan_store
+from tests.factories import rewrite_manifest
 from tests.helpers import copy_model
 
 
@@ -74,10 +75,7 @@ def store(tmp_path: Path) -> Path:
     copy_model(root, "attrition-logreg")
     copy_model(root, "attrition-logreg", as_version="2")
     copy_model(root, "attrition-gbm")
-    other = copy_model(root, "attrition-gbm", as_name="churn-gbm")
-    manifest = json.loads((other / "manifest.json").read_text())
-    manifest["task"] = "customer-churn"
-    (other / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_manifest(copy_model(root, "attrition-gbm", as_name="churn-gbm"), task="customer-churn")
     return root
 
 
@@ -501,10 +499,7 @@ def test_hash_mismatch_refuses_to_unpickle(store: Path) -> None:
 
 
 def test_unknown_framework_fails_to_load(store: Path) -> None:
-    path = store / "attrition-gbm" / "1" / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["framework"] = "tensorflow"
-    path.write_text(json.dumps(manifest))
+    rewrite_manifest(store / "attrition-gbm" / "1", framework="tensorflow")
     registry = build(store, framework_runtimes("cpu"))
     with pytest.raises(ModelLoadError, match="unknown framework 'tensorflow'"):
         registry.loader.load(registry.resolve("attrition-gbm"))
