@@ -193,7 +193,8 @@ class DataPlane:
         )
 
     async def _refuse(self, call: _Call, error: Exception) -> ServingError:
-        """A request that got no prediction: traced in one row, then raised."""
+        """A request that got no prediction: traced in one row, then raised (a 503 if the row
+        cannot be written)."""
         serving_error = as_serving_error(error)
         # The model the request was addressed to, so refusals can be counted per model.
         manifest = call.entry.manifest if call.entry else None
@@ -214,10 +215,13 @@ class DataPlane:
         )
         try:
             await self._committed(row)
-        except TraceWriteError:
+        except TraceWriteError as write_error:
+            # Its refusal would be an answer without a row: the client gets the 503 instead,
+            # and its retry, once the database is back, the refusal with its row.
             logger.error(
-                "Request %s failed and its trace could not be written", call.request.request_id
+                "Request %s refused and its trace could not be written", call.request.request_id
             )
+            serving_error = as_serving_error(write_error)
         self.meter.refused(
             manifest.name if manifest else "unknown",
             manifest.version if manifest else "",

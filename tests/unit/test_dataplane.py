@@ -640,8 +640,8 @@ def test_a_prediction_whose_trace_cannot_be_written_is_not_answered(
     assert error.outcome is Outcome.UNAVAILABLE and "recorded" in error.message
     assert predictions_total(DEFAULT, "1", Outcome.OK) == ok_before
     assert predictions_total(DEFAULT, "1", Outcome.UNAVAILABLE) == unavailable_before + 1
-    # A refusal whose trace cannot be written is still refused for its own reason.
-    refusal(plane, features_request("no-such-model", attrition_example()), ModelNotFound)
+    # A refusal whose trace cannot be written is no answer without a row either: a 503.
+    refusal(plane, features_request("no-such-model", attrition_example()), NotRecorded)
 
 
 def test_ready_while_the_database_answers(plane: DataPlane) -> None:
