@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from db.traces import TraceWriteError
 from ml.errors import InvalidInputError
@@ -225,7 +226,37 @@ async def _handle_validation_error(request: Request, error: Exception) -> Respon
 
 async def _handle_http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
-    return error_response(request, _from_http_exception(error))
+    api_error = _from_http_exception(error)
+    allowed = allowed_methods(request) if error.status_code == 405 else None
+    if allowed:
+        api_error.headers = {**(api_error.headers or {}), "Allow": allowed}
+    return error_response(request, api_error)
+
+
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` of a 405: the documented methods of the path's most specific template.
+
+    Starlette names those of the first route whose path matches, whatever its method: GET
+    alone for ``/users`` (GET and POST), and GET for ``/models/reload`` (POST), matched first
+    by ``/models/{name}`` (GET). Empty when no documented path matches.
+    """
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    matching: list[tuple[int, list[str]]] = []
+    for template, path_item in request.app.openapi().get("paths", {}).items():
+        regex, _, convertors = compile_path(template)
+        if regex.match(path):
+            methods = [method.upper() for method in path_item if method in _HTTP_METHODS]
+            matching.append((len(convertors), methods))
+    fewest = min((parameters for parameters, _ in matching), default=0)
+    allowed = {
+        method for parameters, methods in matching if parameters == fewest for method in methods
+    }
+    return ", ".join(sorted(allowed))
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
 def register_error_handlers(app: FastAPI) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -9,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import v2_infer
+from api.errors import V2_PREFIX
 from api.schemas import (
     ErrorResponse,
     PredictionResponse,
@@ -20,6 +22,7 @@ from api.schemas import (
 from ml.audio import SUPPORTED_FORMATS
 from ml.manifest import TabularInput
 from registry.registry import ModelRegistry
+from serving.codecs import codec_for
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -34,6 +37,7 @@ def install_openapi(app: FastAPI) -> None:
                 routes=app.routes,
             )
             registry: ModelRegistry | None = getattr(app.state, "registry", None)
+            _document_framework_errors(schema)
             _document_fast_routes(schema, registry)
             app.openapi_schema = schema
         return app.openapi_schema
@@ -79,7 +83,12 @@ def _document_fast_routes(schema: dict[str, Any], registry: ModelRegistry | None
     }
     v2_body = {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": f"{_COMPONENTS}V2InferenceRequest"}}},
+        "content": {
+            "application/json": {
+                "schema": {"$ref": f"{_COMPONENTS}V2InferenceRequest"},
+                "examples": _v2_examples(registry),
+            }
+        },
     }
     for path in v2_infer.INFER_PATHS:
         names = re.findall(r"\{(\w+)\}", path)
@@ -93,6 +102,42 @@ def _document_fast_routes(schema: dict[str, Any], registry: ModelRegistry | None
                 "open inference protocol",
             )
         }
+
+
+def _document_framework_errors(schema: dict[str, Any]) -> None:
+    """The errors of FastAPI's routes that FastAPI, Starlette and our middleware answer.
+
+    FastAPI documents a 422 on every route with parameters, with its own body
+    (``HTTPValidationError``: ``loc``, ``msg``, ``type``); ``api.errors`` answers an
+    ``ErrorResponse`` instead, and under ``/v2`` a 400 ``V2Error``. A route with a body also
+    answers 400 (a body that cannot be parsed), 408 (a body that stops arriving) and 413 (a
+    body over MAX_BODY_BYTES).
+    """
+    fastapi_body = {"$ref": f"{_COMPONENTS}HTTPValidationError"}
+    for path, path_item in schema.get("paths", {}).items():
+        for operation in path_item.values():
+            responses = operation.get("responses", {})
+            documented = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if documented.get("schema") == fastapi_body:
+                del responses["422"]
+                if path.startswith(V2_PREFIX):
+                    responses.setdefault("400", _error("Malformed request", "V2Error"))
+                else:
+                    responses["422"] = _error("Invalid request: every bad field is named")
+            if "requestBody" in operation and not path.startswith(V2_PREFIX):
+                for status, description in _BODY_ERRORS.items():
+                    responses.setdefault(status, _error(description))
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        if f'"{_COMPONENTS}{name}"' not in json.dumps(schema):
+            components.pop(name, None)
+
+
+_BODY_ERRORS = {
+    "400": "The body cannot be parsed",
+    "408": "The request body stopped arriving (BODY_READ_TIMEOUT_SECONDS)",
+    "413": "Request body too large (MAX_BODY_BYTES)",
+}
 
 
 _COMPONENTS = "#/components/schemas/"
@@ -119,6 +164,7 @@ def _error(description: str, model: str = "ErrorResponse") -> dict[str, Any]:
 _NATIVE_RESPONSES = {
     "200": _error("The prediction", "PredictionResponse"),
     "404": _error("Unknown model"),
+    "408": _error("The request body stopped arriving (BODY_READ_TIMEOUT_SECONDS)"),
     "413": _error("Body, file or batch too large"),
     "415": _error("JSON sent to an audio model or the reverse"),
     "422": _error("Invalid input: every bad field is named"),
@@ -188,6 +234,29 @@ def _tabular_examples(registry: ModelRegistry | None) -> dict[str, Any]:
             examples[f"{entry.manifest.name}-batch"] = {
                 "summary": f"A batch of two rows for {ref}",
                 "value": {"instances": [schema.example, schema.example]},
+            }
+    return examples
+
+
+def _v2_examples(registry: ModelRegistry | None) -> dict[str, Any]:
+    """An inference request of one row a tabular model: one tensor a feature, as the model's
+    ``GET /v2/models/{m}`` metadata lists them."""
+    examples: dict[str, Any] = {}
+    for entry in registry.entries() if registry else []:
+        schema = entry.manifest.input
+        if isinstance(schema, TabularInput) and schema.example:
+            inputs = [
+                {
+                    "name": spec.name,
+                    "datatype": spec.datatype,
+                    "shape": [1],
+                    "data": [schema.example[spec.name]],
+                }
+                for spec in codec_for(schema).tensor_specs(schema)
+            ]
+            examples[f"{entry.manifest.name}-row"] = {
+                "summary": f"One row for {entry.manifest.name}",
+                "value": {"id": "example-1", "inputs": inputs},
             }
     return examples
 

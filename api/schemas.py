@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` with a time zone: every timestamp is stored in UTC, and SQLite keeps none."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+"""A datetime answered with its time zone (RFC 3339 ``date-time``), UTC when it had none."""
 
 
 class ErrorDetail(BaseModel):
@@ -19,6 +29,51 @@ class ErrorResponse(BaseModel):
     error: str
     detail: list[ErrorDetail] | None = None
     request_id: str | None = None
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "No token, or an invalid, expired or revoked one",
+    403: "The token's user is not an admin",
+    404: "Not found",
+    408: "The request body stopped arriving (BODY_READ_TIMEOUT_SECONDS)",
+    409: "Conflict",
+    413: "Request body too large (MAX_BODY_BYTES)",
+    415: "Unsupported media type",
+    422: "Invalid request: every bad field is named",
+    429: "Too many requests: retry after Retry-After seconds",
+    503: "Unavailable (the database, or no model can serve): retry after Retry-After seconds",
+}
+_ERROR_HEADERS = {
+    401: {"WWW-Authenticate": "Bearer"},
+    429: {"Retry-After": "seconds to wait"},
+    503: {"Retry-After": "seconds to wait"},
+}
+
+
+def error_responses(
+    *statuses: int,
+    descriptions: Mapping[int, str] | None = None,
+    model: type[BaseModel] = ErrorResponse,
+) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route's errors: ``statuses``, each with ``model`` as body.
+
+    ``descriptions`` overrides the generic description of a status.
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "model": model,
+            "description": (descriptions or {}).get(status, _ERROR_DESCRIPTIONS[status]),
+        }
+        headers = _ERROR_HEADERS.get(status)
+        if headers:
+            response["headers"] = {
+                name: {"description": text, "schema": {"type": "string"}}
+                for name, text in headers.items()
+            }
+        responses[status] = response
+    return responses
 
 
 class PredictRequest(BaseModel):
@@ -58,10 +113,10 @@ class ModelVersionInfo(BaseModel):
     error: str | None
     task: str | None = Field(description="null when the version's manifest cannot be read")
     framework: str | None = Field(description="null when the version's manifest cannot be read")
-    created_at: datetime | None = Field(
+    created_at: UtcDatetime | None = Field(
         description="null when the version's manifest cannot be read"
     )
-    loaded_at: datetime | None
+    loaded_at: UtcDatetime | None
     load_seconds: float | None
     metrics: dict[str, float]
 
@@ -145,7 +200,7 @@ class UserPublic(BaseModel):
     username: str
     role: str
     is_active: bool
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class PredictionRecord(BaseModel):
@@ -153,8 +208,8 @@ class PredictionRecord(BaseModel):
 
     id: str
     request_id: str
-    received_at: datetime
-    completed_at: datetime | None
+    received_at: UtcDatetime
+    completed_at: UtcDatetime | None
     model_requested: str
     model_name: str | None
     model_version: str | None
@@ -213,3 +268,16 @@ class V2Error(BaseModel):
     """Every error under ``/v2``."""
 
     error: str
+
+
+class V2ServerReady(BaseModel):
+    """``GET /v2/health/ready``: false (503) while the trace database does not answer."""
+
+    ready: bool
+
+
+class V2ModelReady(BaseModel):
+    """``GET /v2/models/{m}/ready``: false (503) when the model failed to load."""
+
+    name: str
+    ready: bool

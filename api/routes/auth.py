@@ -9,7 +9,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from api.deps import SessionDep, SettingsDep
 from api.errors import ConflictError, NotFoundError, UnauthorizedError
-from api.schemas import ErrorResponse, TokenResponse, UserCreate, UserPublic, UserUpdate
+from api.schemas import TokenResponse, UserCreate, UserPublic, UserUpdate, error_responses
 from api.security import (
     AdminUser,
     CurrentUser,
@@ -28,11 +28,17 @@ router = APIRouter(tags=["auth"])
 @router.post(
     "/auth/token",
     response_model=TokenResponse,
-    responses={
-        401: {"model": ErrorResponse, "description": "Wrong username or password"},
-        429: {"model": ErrorResponse, "description": "Too many failed logins (see Retry-After)"},
-        503: {"model": ErrorResponse, "description": "Too many logins at once, or no database"},
-    },
+    responses=error_responses(
+        401,
+        422,
+        429,
+        503,
+        descriptions={
+            401: "Wrong username or password",
+            429: "Too many failed logins (see Retry-After)",
+            503: "Too many logins at once, or no database",
+        },
+    ),
 )
 async def issue_token(
     request: Request,
@@ -54,13 +60,17 @@ async def issue_token(
     )
 
 
-@router.get("/auth/me", response_model=UserPublic, responses={401: {"model": ErrorResponse}})
+@router.get("/auth/me", response_model=UserPublic, responses=error_responses(401, 503))
 def who_am_i(user: CurrentUser) -> UserPublic:
     """The user the token belongs to."""
     return _public(user)
 
 
-@router.get("/users", response_model=list[UserPublic], tags=["users"])
+_ADMIN_ERRORS = error_responses(401, 403, 503)
+_USER_CONFLICT = {409: "A user of this name exists already (names are case-insensitive)"}
+
+
+@router.get("/users", response_model=list[UserPublic], tags=["users"], responses=_ADMIN_ERRORS)
 def users(session: SessionDep, _admin: AdminUser) -> list[UserPublic]:
     """Every user (admin)."""
     return [_public(user) for user in list_users(session)]
@@ -68,7 +78,13 @@ def users(session: SessionDep, _admin: AdminUser) -> list[UserPublic]:
 
 # Sync routes: FastAPI runs them in its thread pool, off the event loop, since the commits
 # block; they hash passwords on the guard's hasher, as logins do.
-@router.post("/users", response_model=UserPublic, status_code=201, tags=["users"])
+@router.post(
+    "/users",
+    response_model=UserPublic,
+    status_code=201,
+    tags=["users"],
+    responses=error_responses(401, 403, 409, 422, 503, descriptions=_USER_CONFLICT),
+)
 def add_user(
     body: UserCreate, session: SessionDep, guard: LoginGuardDep, _admin: AdminUser
 ) -> UserPublic:
@@ -85,7 +101,18 @@ def add_user(
     "/users/{username}",
     response_model=UserPublic,
     tags=["users"],
-    responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+    responses=error_responses(
+        401,
+        403,
+        404,
+        409,
+        422,
+        503,
+        descriptions={
+            404: "No user of this name",
+            409: "An admin cannot disable or demote itself",
+        },
+    ),
 )
 def change_user(
     username: str, body: UserUpdate, session: SessionDep, guard: LoginGuardDep, admin: AdminUser

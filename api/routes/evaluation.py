@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from api.deps import RegistryDep
 from api.errors import ConflictError, ServiceUnavailableError
 from api.evaluation import EvaluationFailedError, ModelEvaluation, ModelEvaluator
-from api.schemas import ErrorResponse
+from api.schemas import error_responses
 from ml.evaluation_data import EvaluationUnavailableError
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -16,11 +16,18 @@ router = APIRouter(prefix="/models", tags=["models"])
 @router.get(
     "/{name}/evaluation",
     response_model=ModelEvaluation,
-    responses={
-        404: {"model": ErrorResponse, "description": "Unknown model or version"},
-        409: {"model": ErrorResponse, "description": "No evaluation set for this model"},
-        503: {"model": ErrorResponse, "description": "The model cannot load or predict"},
-    },
+    responses=error_responses(
+        404,
+        409,
+        422,
+        503,
+        descriptions={
+            404: "Unknown model or version",
+            409: "No evaluation set for this model",
+            422: "Not a model reference (name or name@version)",
+            503: "The model cannot load or predict",
+        },
+    ),
     summary="A model's metrics, ROC, confusion matrix and latency on its held-out set",
 )
 async def model_evaluation(

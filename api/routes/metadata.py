@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from api import SERVICE_NAME, __version__
 from api.deps import RegistryDep, SettingsDep
 from api.errors import NotFoundError
+from api.schemas import error_responses
 from registry.catalogue import ModelStatus
 from registry.errors import RegistryError
 from registry.registry import ModelRegistry
@@ -19,7 +20,11 @@ from registry.registry import ModelRegistry
 router = APIRouter(tags=["service"])
 
 
-@router.get("/metadata", summary="Service metadata, or a model's card with ?model=")
+@router.get(
+    "/metadata",
+    summary="Service metadata, or a model's card with ?model=",
+    responses=error_responses(404, descriptions={404: "Unknown model or version"}),
+)
 def metadata(
     request: Request, settings: SettingsDep, registry: RegistryDep, model: str | None = None
 ) -> dict[str, Any]:

@@ -8,13 +8,13 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import RegistryDep
 from api.errors import NotFoundError, ServiceUnavailableError
 from api.schemas import (
-    ErrorResponse,
     ModelActionResponse,
     ModelDetail,
     ModelsResponse,
     ModelSummary,
     ModelVersionInfo,
     UnreadableVersion,
+    error_responses,
 )
 from api.security import AdminUser
 from registry.catalogue import ModelEntry, ModelStatus
@@ -25,11 +25,10 @@ from registry.store import UnreadableManifest
 
 router = APIRouter(prefix="/models", tags=["models"])
 
-_ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorResponse, "description": "No or invalid token"},
-    403: {"model": ErrorResponse, "description": "Not an admin"},
-    404: {"model": ErrorResponse, "description": "Unknown model"},
-}
+_UNKNOWN = {404: "Unknown model or version"}
+_ADMIN_ERRORS = error_responses(
+    401, 403, 404, 503, descriptions={**_UNKNOWN, 503: "The model failed to load, or no database"}
+)
 
 
 @router.get("", response_model=ModelsResponse, summary="Registered models and their status")
@@ -52,7 +51,7 @@ def list_models(registry: RegistryDep) -> ModelsResponse:
 @router.get(
     "/{name}",
     response_model=ModelDetail,
-    responses={404: {"model": ErrorResponse}},
+    responses=error_responses(404, descriptions=_UNKNOWN),
     summary="One model, with its latest (or ?version=) manifest",
 )
 def get_model(name: str, registry: RegistryDep, version: str | None = None) -> ModelDetail:
@@ -62,7 +61,13 @@ def get_model(name: str, registry: RegistryDep, version: str | None = None) -> M
     return ModelDetail(**summary.model_dump(), manifest=entry.manifest.model_dump(mode="json"))
 
 
-@router.post("/reload", response_model=ModelsResponse, responses=_ADMIN_ERRORS)
+@router.post(
+    "/reload",
+    response_model=ModelsResponse,
+    responses=error_responses(
+        401, 403, 503, descriptions={503: "The model store cannot be scanned, or no database"}
+    ),
+)
 async def reload_models(registry: RegistryDep, _admin: AdminUser) -> ModelsResponse:
     """Unload every model and scan the model store again (admin)."""
     try:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from api.deps import SessionDep
 from api.errors import InvalidRequestError, NotFoundError
-from api.schemas import ErrorResponse, PredictionPage, PredictionRecord
+from api.schemas import PredictionPage, PredictionRecord, as_utc, error_responses
 from api.security import CurrentUser
 from db.queries import PredictionFilter, get_prediction, list_predictions
 from db.tables import Outcome, Prediction
@@ -18,12 +18,8 @@ from registry.refs import ModelRef, parse_model_ref
 
 router = APIRouter(prefix="/predictions", tags=["predictions"])
 
-_AUTH_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorResponse, "description": "No or invalid token"},
-}
 
-
-@router.get("", response_model=PredictionPage, responses=_AUTH_ERRORS)
+@router.get("", response_model=PredictionPage, responses=error_responses(401, 422, 503))
 def prediction_history(
     session: SessionDep,
     _user: CurrentUser,
@@ -54,7 +50,7 @@ def prediction_history(
 @router.get(
     "/{request_id}",
     response_model=PredictionRecord,
-    responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse}},
+    responses=error_responses(401, 404, 503, descriptions={404: "No prediction with this id"}),
 )
 def prediction_by_id(request_id: str, session: SessionDep, _user: CurrentUser) -> PredictionRecord:
     """One traced request by its ``X-Request-ID``."""
@@ -75,14 +71,9 @@ def _model_ref(model: str | None) -> ModelRef | None:
 
 
 def _record(row: Prediction) -> PredictionRecord:
-    record = PredictionRecord.model_validate(row, from_attributes=True)
-    # SQLite returns naive datetimes; every timestamp here is stored in UTC.
-    record.received_at = _as_utc(record.received_at) or record.received_at
-    record.completed_at = _as_utc(record.completed_at)
-    return record
+    # SQLite returns naive datetimes: the record's fields give them their UTC zone back.
+    return PredictionRecord.model_validate(row, from_attributes=True)
 
 
 def _as_utc(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    return None if moment is None else as_utc(moment)

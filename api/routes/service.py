@@ -12,6 +12,7 @@ from api import SERVICE_NAME, __version__
 from api.deps import DataPlaneDep, RegistryDep, SettingsDep
 from api.errors import ServiceUnavailableError, UnauthorizedError
 from api.metrics import render_metrics
+from api.schemas import error_responses
 
 router = APIRouter(tags=["service"])
 
@@ -43,7 +44,9 @@ def health() -> dict[str, str]:
 
 
 @router.get(
-    "/ready", summary="Readiness: database reachable, registry scanned, default model readable"
+    "/ready",
+    summary="Readiness: database reachable, registry scanned, default model readable",
+    responses=error_responses(503, descriptions={503: "Not ready: the answer says why"}),
 )
 async def ready(data_plane: DataPlaneDep, registry: RegistryDep) -> dict[str, Any]:
     """503 until the trace database answers (within two seconds) and the store is scanned.
@@ -68,14 +71,25 @@ async def ready(data_plane: DataPlaneDep, registry: RegistryDep) -> dict[str, An
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **error_responses(401, descriptions={401: "METRICS_TOKEN is set: no or wrong token"}),
+    },
 )
 def prometheus_metrics(request: Request, settings: SettingsDep) -> Response:
     """Prometheus text format; with METRICS_TOKEN set, a bearer token is required."""
     if settings.metrics_token is not None:
-        expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
-        sent = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(sent, expected):  # constant time: no guessing by timing
+        expected = settings.metrics_token.get_secret_value().encode()
+        if not hmac.compare_digest(_bearer_token(request), expected):  # constant time
             raise UnauthorizedError("metrics require 'Authorization: Bearer <METRICS_TOKEN>'")
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)
+
+
+def _bearer_token(request: Request) -> bytes:
+    """The token of an ``Authorization: Bearer <token>`` header, the scheme in any case
+    (RFC 7235); empty when there is none."""
+    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return b""
+    return token.strip().encode()

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from api import SERVICE_NAME, __version__
 from api.deps import DataPlaneDep, RegistryDep
 from api.errors import V2_PREFIX, NotFoundError, ServiceUnavailableError
+from api.schemas import V2Error, V2ModelReady, V2ServerReady, error_responses
 from api.security import AdminUser
 from api.v2_infer import LABEL_OUTPUT, PROBABILITIES_OUTPUT
 from registry.catalogue import ModelEntry, ModelStatus
@@ -25,6 +26,20 @@ from serving.codecs import codec_for
 router = APIRouter(prefix=V2_PREFIX, tags=["open inference protocol"])
 
 _EXTENSIONS = ["binary_tensor_data", "model_repository"]
+_UNKNOWN = error_responses(404, descriptions={404: "Unknown model or version"}, model=V2Error)
+_ADMIN_ERRORS = error_responses(
+    401,
+    403,
+    404,
+    503,
+    descriptions={404: "Unknown model", 503: "The model failed to load, or no database"},
+    model=V2Error,
+)
+_READY_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"model": V2ModelReady},
+    503: {"model": V2ModelReady, "description": "The model failed to load"},
+    **_UNKNOWN,
+}
 
 
 @router.get("", summary="Server metadata")
@@ -38,7 +53,15 @@ def server_live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/health/ready", summary="Server readiness", response_model=None)
+@router.get(
+    "/health/ready",
+    summary="Server readiness",
+    response_model=None,
+    responses={
+        200: {"model": V2ServerReady},
+        503: {"model": V2ServerReady, "description": "The trace database does not answer"},
+    },
+)
 async def server_ready(data_plane: DataPlaneDep) -> dict[str, bool] | JSONResponse:
     """200 once the trace database answers (predictions can be recorded), else 503."""
     if not await data_plane.is_ready():
@@ -46,12 +69,14 @@ async def server_ready(data_plane: DataPlaneDep) -> dict[str, bool] | JSONRespon
     return {"ready": True}
 
 
-@router.get("/models/{model_name}", summary="Model metadata (latest version)")
+@router.get("/models/{model_name}", summary="Model metadata (latest version)", responses=_UNKNOWN)
 def model_metadata(model_name: str, registry: RegistryDep) -> dict[str, Any]:
     return _metadata(registry, _entry(registry, model_name, None))
 
 
-@router.get("/models/{model_name}/versions/{model_version}", summary="Model metadata")
+@router.get(
+    "/models/{model_name}/versions/{model_version}", summary="Model metadata", responses=_UNKNOWN
+)
 def model_version_metadata(
     model_name: str, model_version: str, registry: RegistryDep
 ) -> dict[str, Any]:
@@ -59,7 +84,10 @@ def model_version_metadata(
 
 
 @router.get(
-    "/models/{model_name}/ready", summary="Model readiness (latest version)", response_model=None
+    "/models/{model_name}/ready",
+    summary="Model readiness (latest version)",
+    response_model=None,
+    responses=_READY_RESPONSES,
 )
 def model_ready(model_name: str, registry: RegistryDep) -> dict[str, Any] | JSONResponse:
     return _readiness(_entry(registry, model_name, None))
@@ -69,6 +97,7 @@ def model_ready(model_name: str, registry: RegistryDep) -> dict[str, Any] | JSON
     "/models/{model_name}/versions/{model_version}/ready",
     summary="Model readiness",
     response_model=None,
+    responses=_READY_RESPONSES,
 )
 def model_version_ready(
     model_name: str, model_version: str, registry: RegistryDep
@@ -82,7 +111,9 @@ def repository_index(registry: RegistryDep) -> list[dict[str, str]]:
     return [_index_row(entry) for entry in registry.entries()]
 
 
-@router.post("/repository/models/{model_name}/load", summary="Load a model (admin)")
+@router.post(
+    "/repository/models/{model_name}/load", summary="Load a model (admin)", responses=_ADMIN_ERRORS
+)
 async def repository_load(
     model_name: str, registry: RegistryDep, _admin: AdminUser
 ) -> dict[str, Any]:
@@ -94,7 +125,11 @@ async def repository_load(
     return {}
 
 
-@router.post("/repository/models/{model_name}/unload", summary="Unload a model (admin)")
+@router.post(
+    "/repository/models/{model_name}/unload",
+    summary="Unload a model (admin)",
+    responses=_ADMIN_ERRORS,
+)
 async def repository_unload(
     model_name: str, registry: RegistryDep, _admin: AdminUser
 ) -> dict[str, Any]:
