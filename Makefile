@@ -72,7 +72,7 @@ train-audio: data  ## retrain the instrument models into models/ (about 7 min on
 
 train: train-attrition train-audio  ## retrain every bundled model
 
-validate-models: install  ## check every manifest and artifact hash
+validate-models: install  ## check every manifest's digest and every artifact's hash
 	$(BIN)/python -m registry validate
 
 bench: install  ## serving benchmarks (need wrk): print figures, assert nothing
