@@ -105,11 +105,30 @@ class TraceWriter(ABC):
         return is_reachable(self._engine)
 
     def _write_batch(self, batch: list[_Pending]) -> list[tuple[_Pending, Exception | None]]:
-        """Commit ``batch`` in one transaction, else row by row: each row and its outcome."""
+        """Commit ``batch`` in one transaction: each row and its outcome.
+
+        When a row is at fault (a duplicate key, a value the database refuses), the rows are
+        retried one by one, so that only that row fails. When the database is (locked, down,
+        unreachable), the whole batch fails at once: a retry per row would wait once per row.
+        """
+        reused = self._connection is not None
         try:
             self._commit(batch)
-        except Exception:  # noqa: BLE001 - one bad row must not fail the others
-            logger.exception("Group commit of %d rows failed; retrying one by one", len(batch))
+        except Exception as first_error:  # noqa: BLE001 - reported to the waiting requests
+            error = first_error
+            if reused and not self._is_row_error(error):
+                # The kept connection may have gone stale (a restarted database): once more,
+                # on a new one.
+                try:
+                    self._commit(batch)
+                except Exception as second_error:  # noqa: BLE001 - as above
+                    error = second_error
+                else:
+                    return [(pending, None) for pending in batch]
+            if len(batch) == 1 or not self._is_row_error(error):
+                logger.error("Commit of %d trace rows failed: %s", len(batch), error)
+                return [(pending, error) for pending in batch]
+            logger.warning("Group commit of %d rows refused a row; retrying one by one", len(batch))
         else:
             return [(pending, None) for pending in batch]
         outcomes: list[tuple[_Pending, Exception | None]] = []
@@ -122,6 +141,13 @@ class TraceWriter(ABC):
             else:
                 outcomes.append((pending, None))
         return outcomes
+
+    def _is_row_error(self, error: Exception) -> bool:
+        dbapi = self._engine.dialect.dbapi
+        row_errors: tuple[type[BaseException], ...] = (TypeError, ValueError)
+        if dbapi is not None:
+            row_errors += (dbapi.IntegrityError, dbapi.DataError)
+        return isinstance(error, row_errors)
 
     def _commit(self, batch: list[_Pending]) -> None:
         # One connection kept open: checking one out of the pool for every batch costs more

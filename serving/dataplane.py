@@ -126,8 +126,17 @@ class DataPlane:
                 predictions = await self._predict_with_fallback(serving, codec, payload)
                 manifest, reason = serving.manifest, serving.fallback_reason
         except Exception as error:
-            raise await self._refuse(call, error) from error
-        return await self._answer(call, payload, manifest, reason, predictions)
+            refusal = await self._refuse(call, error)
+        else:
+            return await self._answer(call, payload, manifest, reason, predictions)
+        # Raised outside the handler, never as its own cause, and not kept in this frame: an
+        # error that refers to itself, or a frame of its traceback that refers to it, is a
+        # reference cycle, and each refused body (up to MAX_BODY_BYTES) stayed alive until the
+        # cyclic collector ran, which a server process seldom does.
+        try:
+            raise refusal
+        finally:
+            del refusal
 
     async def _predict_with_fallback(
         self, serving: Serving, codec: InputCodec, payload: Payload

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +23,7 @@ from db.engine import make_engine
 from db.migrate import upgrade_to_head
 from db.tables import Outcome, Prediction, utc_now
 from db.traces import (
+    _LOOP_BUSY_TIMEOUT_MS,
     LoopTraceWriter,
     ThreadTraceWriter,
     TraceRow,
@@ -287,3 +291,34 @@ def test_record_keeps_one_connection_and_reconnects_after_it_breaks(
         "before-1",
         "before-2",
     ]
+
+
+def test_a_locked_sqlite_database_fails_a_batch_at_once_not_row_by_row(
+    tmp_path: Path,
+) -> None:
+    # Another process holding SQLite's write lock made each row of a failed batch wait the
+    # whole lock timeout again, on the event loop: 20 rows froze the server for 42 s.
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    writer = LoopTraceWriter(engine)
+    writer.start()
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+
+    async def requests() -> tuple[list[str], float]:
+        assert await outcome(writer.record(trace("warm"))) == "ok"  # a kept connection
+        holder.execute("BEGIN IMMEDIATE")  # someone else holds the write lock
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(outcome(writer.record(trace(f"locked-{index}"))) for index in range(10))
+        )
+        return list(results), time.monotonic() - started
+
+    results, seconds = asyncio.run(requests())
+    holder.execute("ROLLBACK")
+    holder.close()
+    writer.close()
+    engine.dispose()
+    assert results == ["failed"] * 10
+    # Two lock waits at most (the kept connection, then one new one), not one per row.
+    assert seconds < 3 * _LOOP_BUSY_TIMEOUT_MS / 1000, f"{seconds:.1f} s for one batch"
