@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 _MAX_UNSERIALISABLE_CHARS = 2000
+_CONNECT_TIMEOUT_SECONDS = 5
+_POOL_TIMEOUT_SECONDS = 10
 
 
 def make_engine(database_url: str) -> Engine:
@@ -17,7 +19,14 @@ def make_engine(database_url: str) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         return create_engine(
-            url, pool_pre_ping=True, pool_size=10, max_overflow=10, json_serializer=_to_jsonb
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            pool_timeout=_POOL_TIMEOUT_SECONDS,
+            json_serializer=_to_jsonb,
+            # A server that does not answer must not hold a connection attempt for minutes.
+            connect_args={"connect_timeout": _CONNECT_TIMEOUT_SECONDS},
         )
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)

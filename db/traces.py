@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 _TABLE = Prediction.__table__  # type: ignore[attr-defined]
 _MAX_BATCH = 1024
 _LOOP_BUSY_TIMEOUT_MS = 2000
+_CLOSE_TIMEOUT_SECONDS = 10
 
 
 @dataclass(slots=True)
@@ -277,7 +278,14 @@ class ThreadTraceWriter(TraceWriter):
         if self._thread is None:
             return
         self._queue.put(_STOP)
-        self._thread.join()
+        self._thread.join(_CLOSE_TIMEOUT_SECONDS)
+        if self._thread.is_alive():
+            # A frozen database holds the thread in a commit: the process must still stop.
+            # Its requests were answered 503 when their commit timed out.
+            logger.error(
+                "Trace writer still blocked in a commit after %s s; leaving it",
+                _CLOSE_TIMEOUT_SECONDS,
+            )
         self._thread = None
 
     def record(self, row: TraceRow) -> asyncio.Future[None]:

@@ -96,13 +96,18 @@ class DataPlane:
         self.meter = meter or PredictionMeter()
         self.commit_timeout = commit_timeout
         """How long a request waits for its row's commit before it is answered 503."""
+        self._probe: asyncio.Future[bool] | None = None
 
     async def is_ready(self) -> bool:
-        """True when a prediction's trace can be recorded: the database answers in time."""
+        """True when a prediction's trace can be recorded: the database answers in time.
+
+        One probe at a time: against a frozen database each probe's thread stays blocked, and
+        a probe per call would fill the thread pool that model loads and decodes need.
+        """
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(asyncio.to_thread(self.writer.database_reachable))
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(self.writer.database_reachable), _READY_TIMEOUT_SECONDS
-            )
+            return await asyncio.wait_for(asyncio.shield(self._probe), _READY_TIMEOUT_SECONDS)
         except TimeoutError:
             return False
 

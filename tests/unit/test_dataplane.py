@@ -12,6 +12,7 @@ import asyncio
 import gc
 import hashlib
 import re
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -773,3 +774,47 @@ def test_a_refused_request_is_freed_without_the_cyclic_collector(
         assert alive() is None, "the refused request outlived its refusal"
     finally:
         gc.enable()
+
+
+class _FrozenDatabase(TraceWriter):
+    """A writer whose database never answers a probe until released."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.probes = 0
+        self.release = threading.Event()
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def close(self) -> None:
+        """Nothing to flush."""
+
+    def record(self, row: TraceRow) -> asyncio.Future[None]:
+        raise AssertionError("no row in this test")
+
+    def database_reachable(self) -> bool:
+        self.probes += 1
+        self.release.wait(10)
+        return True
+
+
+def test_readiness_probes_a_frozen_database_once_at_a_time(
+    attrition_store: Path, tmp_path: Path
+) -> None:
+    # A probe per call left one blocked thread each: the pool that model loads and audio
+    # decodes share was soon full.
+    registry = ModelRegistry.from_dir(attrition_store, framework_runtimes("cpu"), default=DEFAULT)
+    writer = _FrozenDatabase(make_engine(f"sqlite:///{tmp_path / 'unused.db'}"))
+    plane = DataPlane(registry, writer, LIMITS)
+
+    async def probe_many() -> list[bool]:
+        answers = list(await asyncio.gather(*(plane.is_ready() for _ in range(5))))
+        writer.release.set()  # the database thaws: the one blocked probe ends
+        return answers
+
+    try:
+        assert asyncio.run(probe_many()) == [False] * 5
+        assert writer.probes == 1
+    finally:
+        writer.release.set()
