@@ -36,7 +36,7 @@ class FastRoute:
     @classmethod
     def post(cls, path: str, endpoint: Endpoint) -> FastRoute:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
-        return cls(path, endpoint, re.compile(f"^{regex}$"))
+        return cls(path, endpoint, re.compile(regex))
 
 
 class ServingApp(FastAPI):
@@ -58,7 +58,7 @@ class ServingApp(FastAPI):
         if scope["type"] == "http":
             path = scope["path"]
             for route in self.fast_routes:
-                match = route.pattern.match(path)
+                match = route.pattern.fullmatch(path)  # not match: '$' allows a final newline
                 if match is not None:
                     scope["app"], scope["route"] = self, route
                     scope["path_params"] = match.groupdict()

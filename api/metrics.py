@@ -60,7 +60,10 @@ class HttpMetricsMiddleware:
                 status = message["status"]
                 handler = _route_template(scope)
                 if handler != "/metrics":
-                    latency, requests = _http_children(scope["method"], handler, status)
+                    method = scope["method"]
+                    if method not in _KNOWN_METHODS:  # the server passes WebDAV's and others
+                        method = "other"
+                    latency, requests = _http_children(method, handler, status)
                     latency.observe(time.perf_counter() - started)
                     requests.inc()
             await send(message)
@@ -68,6 +71,7 @@ class HttpMetricsMiddleware:
         await self.app(scope, receive, send_and_observe)
 
 
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _HttpChildren = tuple[Histogram, Counter]
 _http_children_cache: dict[tuple[str, str, int], _HttpChildren] = {}
 

@@ -75,8 +75,8 @@ async def _send_internal_error(send: Send, request_id: str) -> None:
 
 class BodySizeLimitMiddleware:
     """Bounds a request body: past ``max_bytes`` the reader gets a 413 error, and a body that
-    stops arriving for ``read_timeout`` seconds a 408 (a client that trickles its body would
-    otherwise hold the request, and its connection, for ever)."""
+    has not all arrived ``read_timeout`` seconds after its reading began a 408 (a client that
+    trickles its body would otherwise hold the request, and its connection, for ever)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float = 30.0) -> None:
         self.app = app
@@ -90,18 +90,22 @@ class BodySizeLimitMiddleware:
         declared = _declared_length(scope)
         received = 0
         complete = False
+        deadline: float | None = None
 
         async def limited_receive() -> Message:
-            nonlocal received, complete
+            nonlocal received, complete, deadline
             if declared is not None and declared > self.max_bytes:
                 raise self._too_large(declared)
             if complete:  # after the body: a wait for the disconnect, which may be long
                 return await receive()
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + self.read_timeout
             try:
-                message = await asyncio.wait_for(receive(), self.read_timeout)
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
             except TimeoutError:
                 raise HTTPException(
-                    408, f"the request body stopped arriving for {self.read_timeout:g} s"
+                    408, f"the request body did not all arrive within {self.read_timeout:g} s"
                 ) from None
             received += len(message.get("body", b""))
             if received > self.max_bytes:

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(default=30.0, gt=0)
     max_batch_rows: int = Field(default=1000, ge=1)
     body_read_timeout_seconds: float = Field(default=30.0, gt=0)
-    """A request body that stops arriving for this long is refused (408)."""
+    """A request body that has not all arrived this long after it began is refused (408)."""
     trace_commit_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a prediction waits for its trace row's commit before it is answered 503."""
     dashboard_url: str = "http://localhost:8501"

@@ -194,7 +194,10 @@ class DataPlane:
             )
             self.meter.refused(manifest.name, manifest.version, Outcome.UNAVAILABLE)
             raise as_serving_error(error) from error
-        self.meter.answered(manifest.name, manifest.version, len(predictions), latency_ms / 1000)
+        # The histogram's time includes the commit, which the answer waited for.
+        self.meter.answered(
+            manifest.name, manifest.version, len(predictions), call.elapsed_ms() / 1000
+        )
         return PredictResult(
             request_id=call.request.request_id,
             requested=call.requested,

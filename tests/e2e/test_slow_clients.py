@@ -60,7 +60,7 @@ def test_a_body_that_stops_arriving_is_answered_408_and_traced(
     assert time.monotonic() - started < 5
     status = 408 if path == "/predict" else 400
     assert answer.startswith(f"HTTP/1.1 {status}"), answer
-    assert "stopped arriving" in answer
+    assert "did not all arrive" in answer
     engine = make_engine(server.env["DATABASE_URL"])
     with engine.connect() as connection:
         outcomes = (

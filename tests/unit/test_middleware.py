@@ -85,7 +85,7 @@ def test_a_body_that_stops_arriving_is_refused_in_time() -> None:
     asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
     assert time.monotonic() - started < 2.0
     assert sent[0]["status"] == 408
-    assert b"stopped arriving for 0.2 s" in sent[1]["body"]  # type: ignore[operator]
+    assert b"did not all arrive within 0.2 s" in sent[1]["body"]  # type: ignore[operator]
 
 
 def test_after_the_whole_body_a_wait_for_the_disconnect_has_no_deadline() -> None:
