@@ -98,11 +98,12 @@ class BodySizeLimitMiddleware:
                 raise self._too_large(declared)
             if complete:  # after the body: a wait for the disconnect, which may be long
                 return await receive()
-            loop = asyncio.get_running_loop()
             if deadline is None:
-                deadline = loop.time() + self.read_timeout
+                deadline = asyncio.get_running_loop().time() + self.read_timeout
             try:
-                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+                # asyncio.timeout, not wait_for: no task per read, on every request.
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise HTTPException(
                     408, f"the request body did not all arrive within {self.read_timeout:g} s"

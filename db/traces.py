@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Column, DateTime, Dialect, Engine, PoolProxiedConnection, insert
 
@@ -84,6 +84,9 @@ def make_trace_writer(engine: Engine) -> TraceWriter:
 
 class TraceWriter(ABC):
     """Writes trace rows in group commits; ``start()`` before use, ``close()`` at the end."""
+
+    may_stall: ClassVar[bool] = True
+    """Whether a commit can wait on the database for an unbounded time (a frozen server)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -220,6 +223,8 @@ class _RowInsert:
 
 class LoopTraceWriter(TraceWriter):
     """Commits on the event loop, once per loop iteration, every row recorded meanwhile."""
+
+    may_stall = False  # a local file, and a bounded wait for its lock
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
