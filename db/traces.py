@@ -236,11 +236,12 @@ class LoopTraceWriter(TraceWriter):
 
     def _connect(self) -> PoolProxiedConnection:
         connection = super()._connect()
-        # This commit runs on the event loop: waiting 30 s for another process's write lock
-        # would stall every request. A commit takes microseconds; past this, fail the batch.
-        cursor = connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={_LOOP_BUSY_TIMEOUT_MS}")
-        cursor.close()
+        if self._engine.dialect.name == "sqlite":
+            # This commit runs on the event loop: waiting 30 s for another process's write
+            # lock would stall every request. A commit takes microseconds; past this, fail.
+            cursor = connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={_LOOP_BUSY_TIMEOUT_MS}")
+            cursor.close()
         return connection
 
     def close(self) -> None:
