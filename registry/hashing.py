@@ -35,6 +35,15 @@ def verify_artifact(manifest: ModelManifest, model_dir: Path) -> None:
     The manifest first: the artifact hashes it records are only worth what it is.
     """
     verify_manifest(manifest)
+    verify_artifact_files(manifest, model_dir)
+
+
+def verify_artifact_files(manifest: ModelManifest, model_dir: Path) -> None:
+    """Raise ``ModelLoadError`` unless every artifact in ``model_dir`` matches its sha256.
+
+    Only the files: the caller has already checked the manifest with ``verify_manifest``
+    (the recorded hashes are only worth what the manifest is); ``verify_artifact`` does both.
+    """
     for artifact, expected in manifest.artifact_files():
         path = model_dir / artifact
         if not path.is_file():

@@ -17,7 +17,7 @@ from ml.runtime import ModelRuntime
 from registry.catalogue import ModelEntry, ModelStatus
 from registry.errors import ModelLoadError
 from registry.events import RegistryListener
-from registry.hashing import verify_artifact, verify_manifest
+from registry.hashing import verify_artifact_files, verify_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ class ModelLoader:
             runtime = self._runtime_factory(entry.manifest, entry.model_dir)
             if runtime.needs_artifact:
                 # NOTE: checked before unpickling: an unverified pickle can run any code.
-                verify_artifact(entry.manifest, entry.model_dir)
+                # The manifest was verified just above; only the files are left.
+                verify_artifact_files(entry.manifest, entry.model_dir)
             runtime.load()
             runtime.warm_up()
         except Exception as error:
