@@ -65,12 +65,6 @@ def password_matches(user: User | None, password: str) -> bool:
     return _password_hash.verify(password, user.hashed_password) and user.is_active
 
 
-def authenticate(session: Session, username: str, password: str) -> User | None:
-    """The active user with this name and password, else None (blocking, unthrottled)."""
-    user = get_user(session, username)
-    return user if password_matches(user, password) else None
-
-
 class PasswordHasher:
     """Runs password hashing on ``threads`` threads of its own, ``queue`` more waiting at most.
 

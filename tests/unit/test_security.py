@@ -8,7 +8,7 @@ import jwt
 import pytest
 from sqlmodel import Session
 
-from api.security import authenticate, create_access_token, ensure_admin, hash_password
+from api.security import create_access_token, ensure_admin, hash_password, password_matches
 from db.engine import make_engine
 from db.migrate import upgrade_to_head
 from db.tables import Role
@@ -28,16 +28,16 @@ def test_passwords_are_hashed_and_checked(session: Session) -> None:
     create_user(session, "ann", hash_password("correct horse"), Role.VIEWER)
     stored = get_user(session, "ann")
     assert stored is not None and "correct horse" not in stored.hashed_password
-    assert authenticate(session, "ann", "correct horse") is not None
-    assert authenticate(session, "ann", "wrong horse") is None
-    assert authenticate(session, "nobody", "correct horse") is None
+    assert password_matches(get_user(session, "ann"), "correct horse")
+    assert not password_matches(get_user(session, "ann"), "wrong horse")
+    assert not password_matches(get_user(session, "nobody"), "correct horse")
 
 
 def test_ensure_admin_creates_then_resets_password_and_role(session: Session) -> None:
     ensure_admin(session, "boss", "first-password")
-    assert authenticate(session, "boss", "first-password") is not None
+    assert password_matches(get_user(session, "boss"), "first-password")
     ensure_admin(session, "boss", "second-password")
-    assert authenticate(session, "boss", "first-password") is None
+    assert not password_matches(get_user(session, "boss"), "first-password")
     create_user(session, "demoted", hash_password("pw-123456"), Role.VIEWER)
     ensure_admin(session, "demoted", "pw-123456")
     user = get_user(session, "demoted")
