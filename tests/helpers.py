@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import joblib
+import numpy as np
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
@@ -16,7 +18,7 @@ from sqlmodel import Session
 
 from db.queries import get_prediction
 from db.tables import Prediction
-from ml.manifest import TabularInput, read_manifest
+from ml.manifest import TabularInput, read_manifest, sha256_file
 from tests.factories import rewrite_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +65,30 @@ def copy_model(
     if (as_name or name, as_version or version) != (name, version):
         rewrite_manifest(target, name=as_name or name, version=as_version or version)
     return target
+
+
+class ExplodesOnAge99:
+    """A stand-in estimator that fails at prediction time on one kind of row (not on warm-up)."""
+
+    classes_ = np.array(["No", "Yes"])
+
+    def predict_proba(self, frame: Any) -> np.ndarray:
+        if (frame["Age"] == 99).any():
+            raise FloatingPointError("numerical blow-up")
+        return np.tile([0.5, 0.5], (len(frame), 1))
+
+
+def install_exploding_model(store: Path, name: str = "attrition-fragile") -> Path:
+    """Add ``name`` to ``store``: attrition-logreg's copy whose estimator is ``ExplodesOnAge99``.
+
+    A pipeline with no compiled form, so the exploding estimator is what serves it. Returns
+    its folder.
+    """
+    model_dir = copy_model(store, "attrition-logreg", as_name=name)
+    joblib.dump(ExplodesOnAge99(), model_dir / "model.joblib")
+    # Serve the (exploding) pipeline, not logreg's compiled form.
+    rewrite_manifest(model_dir, sha256=sha256_file(model_dir / "model.joblib"), compiled=None)
+    return model_dir
 
 
 def bearer(client: TestClient, username: str, password: str) -> dict[str, str]:

@@ -6,39 +6,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import joblib
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from ml.manifest import sha256_file
-from tests.factories import rewrite_manifest, tamper_manifest
-from tests.helpers import attrition_example, copy_model, metric_value, trace_of
-
-
-class ExplodesOnAge99:
-    """A stand-in estimator that fails at prediction time for one kind of row."""
-
-    classes_ = np.array(["No", "Yes"])
-
-    def predict_proba(self, frame: Any) -> np.ndarray:
-        if (frame["Age"] == 99).any():
-            raise FloatingPointError("numerical blow-up")
-        return np.tile([0.5, 0.5], (len(frame), 1))
+from tests.factories import tamper_manifest
+from tests.helpers import (
+    attrition_example,
+    copy_model,
+    install_exploding_model,
+    metric_value,
+    trace_of,
+)
 
 
 def tamper(model_dir: Path) -> None:
     artifact = model_dir / "model.joblib"
     artifact.write_bytes(artifact.read_bytes()[:-10] + b"0123456789")
-
-
-def install_exploding_model(store: Path) -> None:
-    model_dir = copy_model(store, "attrition-logreg", as_name="attrition-fragile")
-    joblib.dump(ExplodesOnAge99(), model_dir / "model.joblib")
-    # Serve the (exploding) pipeline, not logreg's compiled form.
-    rewrite_manifest(model_dir, sha256=sha256_file(model_dir / "model.joblib"), compiled=None)
 
 
 @pytest.fixture

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import joblib
-import numpy as np
 import orjson
 import pytest
 from sqlalchemy import Engine
@@ -31,7 +29,7 @@ from db.engine import make_engine
 from db.migrate import upgrade_to_head
 from db.tables import Outcome, Prediction
 from db.traces import TraceRow, TraceWriter, make_trace_writer
-from ml.manifest import InputSchema, sha256_file
+from ml.manifest import InputSchema
 from ml.runtime import Prediction as ModelPrediction
 from registry.factories import framework_runtimes
 from registry.registry import ModelRegistry
@@ -48,8 +46,13 @@ from serving.errors import (
 )
 from serving.metrics import PrometheusListener
 from serving.payload import InputRecord, Limits, Payload, PredictRequest
-from tests.factories import rewrite_manifest
-from tests.helpers import attrition_example, copy_model, metric_value, run_python
+from tests.helpers import (
+    attrition_example,
+    copy_model,
+    install_exploding_model,
+    metric_value,
+    run_python,
+)
 
 LIMITS = Limits(max_batch_rows=8, max_audio_seconds=10.0)
 DEFAULT = "attrition-logreg"
@@ -100,17 +103,6 @@ class FailingSource:
         raise self.error
 
 
-class ExplodesOnAge99:
-    """A stand-in estimator that fails at prediction time on one kind of row (not on warm-up)."""
-
-    classes_ = np.array(["No", "Yes"])
-
-    def predict_proba(self, frame: Any) -> np.ndarray:
-        if (frame["Age"] == 99).any():
-            raise FloatingPointError("numerical blow-up")
-        return np.tile([0.5, 0.5], (len(frame), 1))
-
-
 # --- fixtures ----------------------------------------------------------------------------
 
 
@@ -156,9 +148,7 @@ def plane(make_plane: Callable[..., DataPlane]) -> DataPlane:
 @pytest.fixture
 def fragile_store(attrition_store: Path) -> Path:
     """The store plus ``attrition-fragile``: a pipeline (no compiled form) failing on Age 99."""
-    model_dir = copy_model(attrition_store, DEFAULT, as_name=FRAGILE)
-    joblib.dump(ExplodesOnAge99(), model_dir / "model.joblib")
-    rewrite_manifest(model_dir, sha256=sha256_file(model_dir / "model.joblib"), compiled=None)
+    install_exploding_model(attrition_store, name=FRAGILE)
     return attrition_store
 
 
