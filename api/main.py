@@ -21,7 +21,7 @@ from api.metrics import HttpMetricsMiddleware, mark_worker_exited
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from api.openapi import install_openapi
 from api.routes import auth, evaluation, metadata, models, predictions, service, v2
-from api.security import ensure_admin
+from api.security import LoginGuard, ensure_admin
 from api.settings import Settings
 from db.engine import make_engine
 from db.migrate import upgrade_to_head
@@ -105,12 +105,14 @@ def create_app(
             commit_timeout=settings.trace_commit_timeout_seconds,
         )
         app.state.evaluator = ModelEvaluator(settings.max_audio_seconds)
+        login_guard = app.state.login_guard = LoginGuard.from_settings(settings)
         if settings.preloaded_models:
             await asyncio.to_thread(registry.preload, settings.preloaded_models)
         if freeze_startup_objects:
             keep_startup_objects_out_of_gc()
         logger.info("%s %s ready (env=%s)", SERVICE_NAME, __version__, settings.env)
         yield
+        login_guard.close()
         writer.close()
         registry.loader.unload_all()
         engine.dispose()

@@ -96,6 +96,10 @@ class PasswordHasher:
         """``run`` for sync routes (already off the event loop)."""
         return self.submit(function, *args, **kwargs).result()
 
+    def close(self) -> None:
+        """Stop the threads; checks still queued are cancelled (their logins fail)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
     def _done(self, _future: Future[Any]) -> None:
         with self._lock:
             self._pending -= 1
@@ -119,13 +123,12 @@ class LoginGuard:
         hasher = PasswordHasher(settings.password_hash_threads, settings.password_hash_queue)
         return cls(throttle, hasher)
 
+    def close(self) -> None:
+        self.hasher.close()
 
-async def get_login_guard(request: Request) -> LoginGuard:
-    """The app's guard, made at its first login (async: on the event loop, made once)."""
-    state = request.app.state
-    guard: LoginGuard | None = getattr(state, "login_guard", None)
-    if guard is None:
-        guard = state.login_guard = LoginGuard.from_settings(state.settings)
+
+def get_login_guard(request: Request) -> LoginGuard:
+    guard: LoginGuard = request.app.state.login_guard
     return guard
 
 
