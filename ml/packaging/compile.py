@@ -1,5 +1,6 @@
 """What the compilers share: the refusal of a pipeline that a compiled form cannot reproduce
-exactly, the tolerance of the proof that it does, and the file a compiled form is stored in.
+exactly (the two-step ``Pipeline``, its ``ColumnTransformer``'s blocks and categories, as both
+read them), the tolerance of the proof that it does, and the file a compiled form is stored in.
 
 The JSON readers are serving's (``ml.compiled_form``); everything here runs at packaging only.
 """
@@ -9,8 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
+
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
 
 from ml.manifest import TabularInput
 
@@ -22,6 +26,7 @@ FASTPATH_RTOL = 1e-9
 FASTPATH_ATOL = 1e-12
 
 Scorer = TypeVar("Scorer")
+Classifier = TypeVar("Classifier")
 
 
 class CompiledScorer(Protocol):
@@ -42,6 +47,55 @@ def require_features(columns: list[str], features: Mapping[str, object], kind: t
     for column in columns:
         if not isinstance(features.get(column), kind):
             raise UnsupportedPipeline(f"column {column!r} is not a {kind.__name__} of the schema")
+
+
+def two_step_pipeline(
+    pipeline: object,
+    classifier_type: type[Classifier],
+    *,
+    is_fitted: Callable[[Classifier], bool],
+) -> tuple[ColumnTransformer, Classifier]:
+    """The fitted ``ColumnTransformer`` and classifier of a two-step ``Pipeline``.
+
+    Both of exactly their type (no subclasses); the transformers unweighted. ``is_fitted`` says
+    whether the classifier is fitted: what a fitted one has differs from one type to another.
+    """
+    if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
+        raise UnsupportedPipeline("not a two-step Pipeline")
+    preprocess, classifier = (step for _, step in pipeline.steps)
+    if type(preprocess) is not ColumnTransformer or type(classifier) is not classifier_type:
+        raise UnsupportedPipeline(
+            f"steps are {type(preprocess).__name__} and {type(classifier).__name__}, "
+            f"not ColumnTransformer and {classifier_type.__name__}"
+        )
+    if not hasattr(preprocess, "transformers_") or not is_fitted(classifier):
+        raise UnsupportedPipeline("the pipeline is not fitted")
+    if preprocess.transformer_weights is not None:
+        raise UnsupportedPipeline("the ColumnTransformer weights its transformers")
+    return preprocess, classifier
+
+
+def output_blocks(preprocess: ColumnTransformer) -> list[tuple[str, Any, list[str], slice]]:
+    """The transformers whose output reaches the classifier, in ``transformers_`` order.
+
+    Each as its name, the transformer (an estimator, or a string such as ``"passthrough"``),
+    the input columns it reads (by name only) and its block of the output columns.
+    """
+    blocks = []
+    for name, transformer, columns in preprocess.transformers_:
+        block = preprocess.output_indices_[name]
+        if block.stop == block.start or (isinstance(transformer, str) and transformer == "drop"):
+            continue  # dropped columns (the remainder included) do not reach the model
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise UnsupportedPipeline(f"transformer {name!r} selects columns by position or mask")
+        blocks.append((name, transformer, columns, block))
+    return blocks
+
+
+def require_string_categories(column: str, categories: Iterable[object]) -> None:
+    """An encoder's categories of ``column`` must all be strings, as the schema's are."""
+    if not all(isinstance(category, str) for category in categories):
+        raise UnsupportedPipeline(f"column {column!r} has non-string categories")
 
 
 def compile_or_none(

@@ -10,17 +10,21 @@ read (``transformers_``, ``output_indices_``, ``coef_``, ``mean_``, ``scale_``,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
-from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ml.linear_fastpath import LinearScorer
 from ml.manifest import CategoricalFeature, NumericFeature, TabularInput
-from ml.packaging.compile import UnsupportedPipeline, compile_or_none, require_features
+from ml.packaging.compile import (
+    UnsupportedPipeline,
+    compile_or_none,
+    output_blocks,
+    require_features,
+    require_string_categories,
+    two_step_pipeline,
+)
 
 
 def compile_linear_pipeline(pipeline: object, schema: TabularInput) -> LinearScorer | None:
@@ -32,14 +36,15 @@ def compile_linear_pipeline(pipeline: object, schema: TabularInput) -> LinearSco
 
 
 def _compile(pipeline: object, schema: TabularInput) -> LinearScorer:
-    preprocess, classifier = _split_pipeline(pipeline)
+    preprocess, classifier = two_step_pipeline(
+        pipeline, LogisticRegression, is_fitted=lambda model: hasattr(model, "coef_")
+    )
     coef, intercept, classes = _binary_logistic_parameters(classifier)
     features = {feature.name: feature for feature in schema.features}
     numeric_weights: list[tuple[str, float, float]] = []
     category_weights: list[tuple[str, Mapping[str, float]]] = []
     used_width = 0
-    for name, transformer, columns in _fitted_transformers(preprocess):
-        block = preprocess.output_indices_[name]
+    for name, transformer, columns, block in output_blocks(preprocess):
         block_coef = coef[block]
         used_width += len(block_coef)
         if type(transformer) is StandardScaler:
@@ -48,6 +53,8 @@ def _compile(pipeline: object, schema: TabularInput) -> LinearScorer:
         elif type(transformer) is OneHotEncoder:
             require_features(columns, features, CategoricalFeature)
             category_weights.extend(_one_hot_weights(transformer, columns, block_coef))
+        elif isinstance(transformer, str):
+            raise UnsupportedPipeline(f"transformer {name!r} passes columns through unscaled")
         else:
             raise UnsupportedPipeline(f"transformer {name!r} is a {type(transformer).__name__}")
     if used_width != len(coef):
@@ -63,22 +70,6 @@ def _compile(pipeline: object, schema: TabularInput) -> LinearScorer:
     )
 
 
-def _split_pipeline(pipeline: object) -> tuple[ColumnTransformer, LogisticRegression]:
-    if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
-        raise UnsupportedPipeline("not a two-step Pipeline")
-    preprocess, classifier = (step for _, step in pipeline.steps)
-    if type(preprocess) is not ColumnTransformer or type(classifier) is not LogisticRegression:
-        raise UnsupportedPipeline(
-            f"steps are {type(preprocess).__name__} and {type(classifier).__name__}, "
-            "not ColumnTransformer and LogisticRegression"
-        )
-    if not hasattr(preprocess, "transformers_") or not hasattr(classifier, "coef_"):
-        raise UnsupportedPipeline("the pipeline is not fitted")
-    if preprocess.transformer_weights is not None:
-        raise UnsupportedPipeline("the ColumnTransformer weights its transformers")
-    return preprocess, classifier
-
-
 def _binary_logistic_parameters(
     classifier: LogisticRegression,
 ) -> tuple[np.ndarray, float, tuple[str, str]]:
@@ -89,22 +80,6 @@ def _binary_logistic_parameters(
         raise UnsupportedPipeline(f"coefficients are {classifier.coef_.dtype}, not float64")
     negative, positive = (str(label) for label in classes)
     return classifier.coef_[0], float(classifier.intercept_[0]), (negative, positive)
-
-
-def _fitted_transformers(preprocess: ColumnTransformer) -> list[tuple[str, Any, list[str]]]:
-    """The transformers that produce output columns, with the input columns they read."""
-    active = []
-    for name, transformer, columns in preprocess.transformers_:
-        block = preprocess.output_indices_[name]
-        width = block.stop - block.start
-        if isinstance(transformer, str) and (transformer == "drop" or width == 0):
-            continue  # dropped columns (the remainder included) do not reach the model
-        if isinstance(transformer, str):
-            raise UnsupportedPipeline(f"transformer {name!r} passes columns through unscaled")
-        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-            raise UnsupportedPipeline(f"transformer {name!r} selects columns by position or mask")
-        active.append((name, transformer, columns))
-    return active
 
 
 def _fold_scaler(
@@ -137,8 +112,7 @@ def _one_hot_weights(
     weights: list[tuple[str, Mapping[str, float]]] = []
     start = 0
     for column, categories in zip(columns, encoder.categories_, strict=True):
-        if not all(isinstance(category, str) for category in categories):
-            raise UnsupportedPipeline(f"column {column!r} has non-string categories")
+        require_string_categories(column, categories)
         block = coef[start : start + len(categories)]
         weights.append((column, {str(c): float(w) for c, w in zip(categories, block, strict=True)}))
         start += len(categories)

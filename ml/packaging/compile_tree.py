@@ -11,14 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
 from ml.manifest import CategoricalFeature, NumericFeature, TabularInput
 from ml.packaging import sklearn_internals
-from ml.packaging.compile import UnsupportedPipeline, compile_or_none, is_nan, require_features
+from ml.packaging.compile import (
+    UnsupportedPipeline,
+    compile_or_none,
+    is_nan,
+    output_blocks,
+    require_features,
+    require_string_categories,
+    two_step_pipeline,
+)
 from ml.tree_fastpath import Tree, TreeEnsembleScorer, TreeInput
 
 
@@ -31,19 +37,9 @@ def compile_tree_pipeline(pipeline: object, schema: TabularInput) -> TreeEnsembl
 
 
 def _compile(pipeline: object, schema: TabularInput) -> TreeEnsembleScorer:
-    if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
-        raise UnsupportedPipeline("not a two-step Pipeline")
-    preprocess, booster = (step for _, step in pipeline.steps)
-    if (
-        type(preprocess) is not ColumnTransformer
-        or type(booster) is not HistGradientBoostingClassifier
-    ):
-        raise UnsupportedPipeline(
-            f"steps are {type(preprocess).__name__} and {type(booster).__name__}, "
-            "not ColumnTransformer and HistGradientBoostingClassifier"
-        )
-    if not hasattr(preprocess, "transformers_") or not sklearn_internals.is_fitted(booster):
-        raise UnsupportedPipeline("the pipeline is not fitted")
+    preprocess, booster = two_step_pipeline(
+        pipeline, HistGradientBoostingClassifier, is_fitted=sklearn_internals.is_fitted
+    )
     classes = [str(label) for label in booster.classes_]
     if len(classes) != 2 or booster.n_trees_per_iteration_ != 1:
         raise UnsupportedPipeline(f"the booster has {len(classes)} classes, not 2")
@@ -73,16 +69,11 @@ _Column = tuple[str, dict[str, float] | None]
 
 def _pipeline_columns(preprocess: Any, schema: TabularInput) -> list[_Column]:
     """The ``ColumnTransformer``'s output columns, in order, as functions of the row."""
-    if preprocess.transformer_weights is not None or preprocess.sparse_output_:
-        raise UnsupportedPipeline("the ColumnTransformer weights its transformers or is sparse")
+    if preprocess.sparse_output_:
+        raise UnsupportedPipeline("the ColumnTransformer's output is sparse")
     features = {feature.name: feature for feature in schema.features}
     blocks = []
-    for name, transformer, selected in preprocess.transformers_:
-        block = preprocess.output_indices_[name]
-        if block.stop == block.start or (isinstance(transformer, str) and transformer == "drop"):
-            continue  # dropped columns (the remainder included) do not reach the model
-        if not isinstance(selected, list) or not all(isinstance(c, str) for c in selected):
-            raise UnsupportedPipeline(f"transformer {name!r} selects columns by position or mask")
+    for name, transformer, selected, block in output_blocks(preprocess):
         if type(transformer) is OrdinalEncoder:
             require_features(selected, features, CategoricalFeature)
             columns = _ordinal_columns(transformer, selected)
@@ -114,8 +105,7 @@ def _ordinal_columns(encoder: Any, selected: list[str]) -> list[_Column]:
         )
     columns: list[_Column] = []
     for column, categories in zip(selected, encoder.categories_, strict=True):
-        if not all(isinstance(category, str) for category in categories):
-            raise UnsupportedPipeline(f"column {column!r} has non-string categories")
+        require_string_categories(column, categories)
         columns.append((column, {str(c): float(code) for code, c in enumerate(categories)}))
     return columns
 
