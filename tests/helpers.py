@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from sqlmodel import Session
 
 from db.queries import get_prediction
 from db.tables import Prediction
-from ml.manifest import TabularInput, read_manifest, sha256_file
+from ml.manifest import ModelManifest, TabularInput, read_manifest, sha256_file
 from tests.factories import rewrite_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,13 +27,52 @@ MODELS_DIR = ROOT / "models"
 HELDOUT_CSV = MODELS_DIR / "_evaluation" / "employee-attrition" / "heldout.csv"
 ATTRITION_MODELS = ("attrition-logreg", "attrition-gbm")
 ADMIN = {"username": "admin", "password": "admin-password-123"}
+V2_DATATYPE = {"category": "BYTES", "integer": "INT64", "number": "FP64"}
+"""The Open Inference Protocol V2 datatype of each tabular feature type."""
+
+
+def attrition_manifest() -> ModelManifest:
+    """The manifest of the committed default model, attrition-logreg@1."""
+    return read_manifest(MODELS_DIR / "attrition-logreg/1/manifest.json")
+
+
+def attrition_schema() -> TabularInput:
+    """The input schema of the committed default model."""
+    schema = attrition_manifest().input
+    assert isinstance(schema, TabularInput)
+    return schema
 
 
 def attrition_example() -> dict[str, Any]:
     """The example row of the committed default model's manifest (a real held-out row)."""
-    schema = read_manifest(MODELS_DIR / "attrition-logreg/1/manifest.json").input
-    assert isinstance(schema, TabularInput)
-    return dict(schema.example)
+    return dict(attrition_schema().example)
+
+
+def heldout_rows() -> list[dict[str, Any]]:
+    """The committed held-out set's feature rows, typed as the manifest says (no target)."""
+    cast = {"category": str, "integer": int, "number": float}
+    features = attrition_schema().features
+    with HELDOUT_CSV.open(newline="") as handle:
+        return [
+            {f.name: cast[f.type](row[f.name]) for f in features} for row in csv.DictReader(handle)
+        ]
+
+
+def v2_body(rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A V2 inference request (JSON) of ``rows`` for the default model: a tensor a feature.
+
+    ``extra``: other fields of the request, such as ``id`` or ``parameters``.
+    """
+    inputs = [
+        {
+            "name": f.name,
+            "datatype": V2_DATATYPE[f.type],
+            "shape": [len(rows)],
+            "data": [row[f.name] for row in rows],
+        }
+        for f in attrition_schema().features
+    ]
+    return {"inputs": inputs, **extra}
 
 
 def run_python(program: str, *args: str, timeout: float = 120) -> Any:

@@ -24,17 +24,24 @@ from tritonclient.utils import InferenceServerException
 from db.engine import make_engine
 from ml.manifest import TabularInput, read_manifest
 from tests.e2e.test_server import server_env
-from tests.helpers import ADMIN, HELDOUT_CSV, MODELS_DIR, stored_trace
+from tests.helpers import (
+    ADMIN,
+    MODELS_DIR,
+    V2_DATATYPE,
+    attrition_manifest,
+    heldout_rows,
+    stored_trace,
+    v2_body,
+)
 from tests.live_server import LiveServer, live_api
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "attrition-logreg"
-MANIFEST = read_manifest(MODELS_DIR / MODEL / "1" / "manifest.json")
-assert isinstance(MANIFEST.input, TabularInput)
+MANIFEST = attrition_manifest()
+assert MANIFEST.name == MODEL and isinstance(MANIFEST.input, TabularInput)
 FEATURES = MANIFEST.input.features
 LABELS = MANIFEST.output.labels
-DATATYPE = {"category": "BYTES", "integer": "INT64", "number": "FP64"}
 NUMPY_TYPE = {"BYTES": np.object_, "INT64": np.int64, "FP64": np.float64}
 CLIPS = MODELS_DIR / "_evaluation" / "instrument-recognition"
 AUDIO_MODEL = "instrument-cnn"
@@ -44,15 +51,6 @@ AUDIO_MODEL = "instrument-cnn"
 # the binary extension is the double's 8 bytes). So the probabilities must be identical:
 # the tolerance is zero, on purpose.
 PROBABILITY_ATOL = 0.0
-
-
-def heldout_rows() -> list[dict[str, Any]]:
-    """The committed held-out set's feature rows, typed as the manifest says (no target)."""
-    cast = {"category": str, "integer": int, "number": float}
-    with HELDOUT_CSV.open(newline="") as handle:
-        return [
-            {f.name: cast[f.type](row[f.name]) for f in FEATURES} for row in csv.DictReader(handle)
-        ]
 
 
 ROWS = heldout_rows()
@@ -91,7 +89,7 @@ def tensors(
     """One input a feature, the rows' values as a column of ``shape`` (default [N])."""
     inputs = []
     for feature in FEATURES:
-        datatype = DATATYPE[feature.type]
+        datatype = V2_DATATYPE[feature.type]
         values = [row[feature.name] for row in rows]
         if datatype == "BYTES":
             values = [value.encode() for value in values]
@@ -169,7 +167,7 @@ def test_model_metadata_lists_one_input_a_feature(
     metadata = client.get_model_metadata(MODEL, model_version=version)
     assert metadata["name"] == MODEL and "1" in metadata["versions"]
     assert metadata["inputs"] == [
-        {"name": f.name, "datatype": DATATYPE[f.type], "shape": [-1]} for f in FEATURES
+        {"name": f.name, "datatype": V2_DATATYPE[f.type], "shape": [-1]} for f in FEATURES
     ]
     assert metadata["outputs"] == [
         {"name": "label", "datatype": "BYTES", "shape": [-1]},
@@ -296,32 +294,24 @@ def test_the_request_id_is_echoed(client: triton.InferenceServerClient) -> None:
 
 
 def raw_infer(
-    server: LiveServer, body: bytes, *, model: str = MODEL, headers: dict[str, str] | None = None
+    server: LiveServer,
+    body: bytes | dict[str, Any],
+    *,
+    model: str = MODEL,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
+    """POST ``body`` (bytes as they are, a dict as JSON) to ``model``'s V2 infer route."""
     return httpx.post(
         f"{server.url}/v2/models/{model}/infer",
-        content=body,
+        content=body if isinstance(body, bytes) else json.dumps(body).encode(),
         headers={"Content-Type": "application/json", **(headers or {})},
         timeout=30,
     )
 
 
-def json_body(rows: list[dict[str, Any]], **extra: Any) -> bytes:
-    inputs = [
-        {
-            "name": f.name,
-            "datatype": DATATYPE[f.type],
-            "shape": [len(rows)],
-            "data": [row[f.name] for row in rows],
-        }
-        for f in FEATURES
-    ]
-    return json.dumps({"inputs": inputs, **extra}).encode()
-
-
 def test_a_v2_inference_is_traced_as_v2(server: LiveServer) -> None:
     engine = make_engine(server.env["DATABASE_URL"])
-    reply = raw_infer(server, json_body(ROWS[:3], id="traced"))
+    reply = raw_infer(server, v2_body(ROWS[:3], id="traced"))
     assert reply.status_code == 200, reply.text
     assert reply.json()["id"] == "traced"
     row = stored_trace(engine, reply.headers["x-request-id"])
@@ -330,7 +320,7 @@ def test_a_v2_inference_is_traced_as_v2(server: LiveServer) -> None:
     labels = reply.json()["outputs"][0]["data"]
     assert [answer["label"] for answer in row.output] == labels
     assert row.label is None  # a batch of 3: the labels are in the output only
-    single = raw_infer(server, json_body(ROWS[:1]))
+    single = raw_infer(server, v2_body(ROWS[:1]))
     single_row = stored_trace(engine, single.headers["x-request-id"])
     assert single_row.label == single.json()["outputs"][0]["data"][0]
     native = httpx.post(f"{server.url}/predict/{MODEL}", json={"features": ROWS[0]})
@@ -353,7 +343,7 @@ def test_the_clients_request_id_header_names_the_trace(
 
 def test_a_refused_v2_request_is_traced_too(server: LiveServer) -> None:
     bad = [{**ROWS[0], "BusinessTravel": "Teleporting"}]
-    reply = raw_infer(server, json_body(bad))
+    reply = raw_infer(server, v2_body(bad))
     assert reply.status_code == 400, reply.text
     assert "BusinessTravel" in reply.json()["error"]
     engine = make_engine(server.env["DATABASE_URL"])
@@ -365,7 +355,7 @@ def test_a_refused_v2_request_is_traced_too(server: LiveServer) -> None:
 
 
 def test_a_viewer_sees_a_v2_trace_in_the_history(server: LiveServer, admin: dict[str, str]) -> None:
-    reply = raw_infer(server, json_body(ROWS[:1]))
+    reply = raw_infer(server, v2_body(ROWS[:1]))
     request_id = reply.headers["x-request-id"]
     record = httpx.get(f"{server.url}/predictions/{request_id}", headers=admin)
     assert record.status_code == 200, record.text

@@ -9,7 +9,6 @@ hang; and a frozen database makes ``/ready`` and ``/predict`` answer 503 in time
 
 from __future__ import annotations
 
-import csv
 import itertools
 import threading
 import time
@@ -24,18 +23,13 @@ from typing import Any
 import httpx
 import pytest
 
-from ml.manifest import TabularInput, read_manifest
-from tests.helpers import ADMIN, HELDOUT_CSV, MODELS_DIR
+from tests.helpers import ADMIN, heldout_rows, v2_body
 from tests.live_server import LiveServer, live_api
 from tests.pg_cluster import ClusterUnavailable, PgCluster, pg_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 MODEL = "attrition-logreg"
-_SCHEMA = read_manifest(MODELS_DIR / MODEL / "1" / "manifest.json").input
-assert isinstance(_SCHEMA, TabularInput)
-FEATURES = _SCHEMA.features
-DATATYPE = {"category": "BYTES", "integer": "INT64", "number": "FP64"}
 
 LOAD_THREADS = 8
 LOAD_SECONDS = 15.0
@@ -53,29 +47,7 @@ COMMIT_TIMEOUT = 2.0
 PREDICT_BOUND = COMMIT_TIMEOUT + 1.5
 
 
-def heldout_rows() -> list[dict[str, Any]]:
-    cast = {"category": str, "integer": int, "number": float}
-    with HELDOUT_CSV.open(newline="") as handle:
-        return [
-            {f.name: cast[f.type](row[f.name]) for f in FEATURES} for row in csv.DictReader(handle)
-        ]
-
-
 ROWS = heldout_rows()
-
-
-def v2_body(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "inputs": [
-            {
-                "name": f.name,
-                "datatype": DATATYPE[f.type],
-                "shape": [len(rows)],
-                "data": [row[f.name] for row in rows],
-            }
-            for f in FEATURES
-        ]
-    }
 
 
 @pytest.fixture(scope="module")
