@@ -14,10 +14,9 @@ import tempfile
 from typing import TYPE_CHECKING
 
 import uvicorn
-from pydantic import ValidationError
 
 from api.logs import configure_logging
-from api.settings import Settings, settings_errors
+from api.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -28,7 +27,7 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def main() -> None:
-    settings = load_settings()
+    settings = load_settings("python -m api")
     configure_logging(settings.log_level)
     # Must be set before an ML library starts its thread pool: one thread per prediction
     # serves concurrent requests best; OpenMP's spinning threads oversubscribe small machines.
@@ -49,15 +48,6 @@ def main() -> None:
         if metrics_dir:
             # The samples are this run's alone: a folder per start would pile up in /tmp.
             shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-def load_settings() -> Settings:
-    """The settings, or exit with one line per problem (no traceback, no value: secrets)."""
-    try:
-        return Settings()
-    except ValidationError as error:
-        problems = "\n".join(f"  {line}" for line in settings_errors(error))
-        sys.exit(f"python -m api: invalid settings:\n{problems}")
 
 
 def serve(settings: Settings) -> None:

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from api.logs import configure_logging
 from api.security import hash_password
-from api.settings import Settings
+from api.settings import Settings, load_settings
 from db.engine import make_engine
 from db.migrate import upgrade_to_head
 from db.tables import Role
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = load_settings(parser.prog)
     configure_logging(settings.log_level)
     upgrade_to_head(settings.database_url)
     if args.command == "create-user":
@@ -44,11 +44,11 @@ def _create_user(settings: Settings, username: str, role: Role, from_stdin: bool
     engine = make_engine(settings.database_url)
     with Session(engine) as session:
         try:
-            create_user(session, username, hash_password(password), role)
+            user = create_user(session, username, hash_password(password), role)
         except UserExistsError as error:
             print(error, file=sys.stderr)
             return 1
-    print(f"created {role} '{username}'")
+    print(f"created {role} '{user.username}'")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -153,6 +154,15 @@ def _admin_password_problem(password: SecretStr | None) -> str | None:
             "when ENV=prod"
         )
     return None
+
+
+def load_settings(program: str) -> Settings:
+    """The settings, or exit with one line per problem (no traceback, no value: secrets)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "\n".join(f"  {line}" for line in settings_errors(error))
+        sys.exit(f"{program}: invalid settings:\n{problems}")
 
 
 def settings_errors(error: ValidationError) -> list[str]:
