@@ -40,9 +40,16 @@ class StoreScan:
     """What a scan found: the usable manifests and a line for every one it skipped."""
 
     models: list[StoredModel] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
     unreadable: list[UnreadableManifest] = field(default_factory=list)
     """The skipped manifests, by the model version their folders name."""
+    store_problems: list[str] = field(default_factory=list)
+    """What is wrong with the store itself rather than with one manifest (it does not exist)."""
+
+    @property
+    def problems(self) -> list[str]:
+        """A line for every problem: the store's, then one per skipped manifest."""
+        skipped = [f"{unreadable.path}: {unreadable.error}" for unreadable in self.unreadable]
+        return self.store_problems + skipped
 
 
 def scan_store(root: Path) -> StoreScan:
@@ -52,7 +59,7 @@ def scan_store(root: Path) -> StoreScan:
     """
     scan = StoreScan()
     if not root.is_dir():
-        scan.problems.append(f"model store {root} does not exist")
+        scan.store_problems.append(f"model store {root} does not exist")
         return scan
     for path in sorted(root.glob(f"*/*/{MANIFEST_FILENAME}")):
         if path.parent.parent.name.startswith(("_", ".")):
@@ -67,19 +74,14 @@ def _read_one(path: Path, scan: StoreScan) -> None:
         manifest = read_manifest(path)
     except (OSError, ValueError, ValidationError) as error:
         logger.exception("Skipping unreadable manifest %s", path)
-        _skip(scan, UnreadableManifest(name_dir, version_dir, path, _describe(error)))
+        scan.unreadable.append(UnreadableManifest(name_dir, version_dir, path, _describe(error)))
         return
     if (manifest.name, manifest.version) != (name_dir, version_dir):
         error_text = f"manifest says {manifest.ref} but lies in {name_dir}/{version_dir}"
         logger.error("Skipping manifest: %s: %s", path, error_text)
-        _skip(scan, UnreadableManifest(name_dir, version_dir, path, error_text))
+        scan.unreadable.append(UnreadableManifest(name_dir, version_dir, path, error_text))
         return
     scan.models.append(StoredModel(manifest, path.parent))
-
-
-def _skip(scan: StoreScan, unreadable: UnreadableManifest) -> None:
-    scan.unreadable.append(unreadable)
-    scan.problems.append(f"{unreadable.path}: {unreadable.error}")
 
 
 def _describe(error: Exception) -> str:
