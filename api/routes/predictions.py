@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from api.deps import SessionDep
 from api.errors import InvalidRequestError, NotFoundError
-from api.schemas import PredictionPage, PredictionRecord, as_utc, error_responses
+from api.schemas import PredictionPage, PredictionRecord, UtcDatetime, error_responses
 from api.security import CurrentUser
 from db.queries import PredictionFilter, get_prediction, list_predictions
 from db.tables import Outcome, Prediction
@@ -25,8 +24,10 @@ def prediction_history(
     _user: CurrentUser,
     model: Annotated[str | None, Query(description="served model: name or name@version")] = None,
     outcome: Outcome | None = None,
-    since: Annotated[datetime | None, Query(description="received at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="received before (ISO 8601)")] = None,
+    since: Annotated[
+        UtcDatetime | None, Query(description="received at or after (ISO 8601)")
+    ] = None,
+    until: Annotated[UtcDatetime | None, Query(description="received before (ISO 8601)")] = None,
     fallback: Annotated[bool | None, Query(description="only fallbacks, or none")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
@@ -37,8 +38,8 @@ def prediction_history(
         model_name=ref.name if ref else None,
         model_version=ref.version if ref else None,
         outcome=outcome,
-        since=_as_utc(since),
-        until=_as_utc(until),
+        since=since,
+        until=until,
         is_fallback=fallback,
     )
     rows, total = list_predictions(session, filters, limit=limit, offset=offset)
@@ -73,7 +74,3 @@ def _model_ref(model: str | None) -> ModelRef | None:
 def _record(row: Prediction) -> PredictionRecord:
     # SQLite returns naive datetimes: the record's fields give them their UTC zone back.
     return PredictionRecord.model_validate(row, from_attributes=True)
-
-
-def _as_utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else as_utc(moment)
