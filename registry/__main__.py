@@ -71,9 +71,11 @@ def _show(scan: StoreScan, ref: str) -> int:
     except InvalidModelRefError as error:
         print(error, file=sys.stderr)
         return 2
-    matches = [stored for stored in _sorted(scan.models) if stored.manifest.name == wanted.name]
-    if wanted.version:
-        matches = [stored for stored in matches if stored.manifest.version == wanted.version]
+    matches = [
+        stored
+        for stored in _sorted(scan.models)
+        if wanted.matches(stored.manifest.name, stored.manifest.version)
+    ]
     if not matches:
         print(f"no model {ref!r} in the store", file=sys.stderr)
         return 1
@@ -134,9 +136,7 @@ def _seal(scan: StoreScan, refs: list[str], *, reseal: bool) -> int:
 
 def _chosen(version: tuple[str, str], wanted: list[ModelRef]) -> bool:
     """Whether ``(name, version)`` is one of ``wanted`` (all of them when none is)."""
-    return not wanted or any(
-        ref.name == version[0] and ref.version in (None, version[1]) for ref in wanted
-    )
+    return not wanted or any(ref.matches(*version) for ref in wanted)
 
 
 def _artifact_problem(stored: StoredModel) -> str | None:

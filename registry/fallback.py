@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from registry.catalogue import Catalogue, ModelEntry
-from registry.errors import RegistryError
-from registry.refs import parse_model_ref
+from registry.errors import InvalidModelRefError, RegistryError
+from registry.refs import ModelRef, parse_model_ref
 
 
 class FallbackPolicy:
@@ -15,13 +15,15 @@ class FallbackPolicy:
     def __init__(self, catalogue: Catalogue, fallbacks: Sequence[str]) -> None:
         self._catalogue = catalogue
         self.fallbacks = list(fallbacks)
+        # Parsed once, here; a reference that is not one can serve nothing and is left out.
+        self._refs = [ref for ref in map(_parsed, self.fallbacks) if ref is not None]
 
     def candidates(self, requested: ModelEntry) -> Iterator[ModelEntry]:
         """Every model that may serve for ``requested``, in the order to try them."""
         yield from self._catalogue.older_versions(requested)
-        for ref in self.fallbacks:
+        for ref in self._refs:
             try:
-                fallback = self._catalogue.find(parse_model_ref(ref))
+                fallback = self._catalogue.find(ref)
             except RegistryError:
                 continue
             if fallback.manifest.name == requested.manifest.name:
@@ -30,3 +32,10 @@ class FallbackPolicy:
                 continue
             yield fallback
             yield from self._catalogue.older_versions(fallback)
+
+
+def _parsed(text: str) -> ModelRef | None:
+    try:
+        return parse_model_ref(text)
+    except InvalidModelRefError:
+        return None

@@ -22,6 +22,10 @@ class ModelRef:
     def __str__(self) -> str:
         return self.name if self.version is None else f"{self.name}@{self.version}"
 
+    def matches(self, name: str, version: str) -> bool:
+        """Whether the model version ``name``/``version`` is one this reference names."""
+        return self.name == name and self.version in (None, version)
+
 
 def parse_model_ref(text: str) -> ModelRef:
     """Parse ``name`` or ``name@version``; raises ``InvalidModelRefError`` otherwise."""
