@@ -8,7 +8,7 @@ from ml.manifest import ModelManifest
 from ml.mock_runtime import MockRuntime
 from ml.runtime import ModelRuntime, runtime_class
 from registry.errors import ModelLoadError
-from registry.registry import RuntimeFactory
+from registry.loader import RuntimeFactory
 
 
 def framework_runtimes(device: str) -> RuntimeFactory:

@@ -33,8 +33,6 @@ logger = logging.getLogger(__name__)
 
 _MAX_REMEMBERED_REFS = 1024
 
-__all__ = ["ModelEntry", "ModelRegistry", "ModelStatus", "RuntimeFactory", "Serving"]
-
 
 class Serving:
     """The model serving one request: the one asked for, or after a failure a fallback.
@@ -43,12 +41,14 @@ class Serving:
     until the block ends, so that no unload frees it under the request.
     """
 
-    __slots__ = ("_registry", "_tried", "fallback_reason", "requested", "runtime")
+    __slots__ = ("_entry", "_registry", "_tried", "fallback_reason", "requested", "runtime")
 
     def __init__(self, registry: ModelRegistry, requested: ModelEntry) -> None:
         self._registry = registry
-        self._tried: set[str] = set()
+        self._tried: set[ModelEntry] = set()
         self.requested = requested
+        self._entry = requested
+        """The entry whose runtime serves now (``requested`` until a fallback)."""
         self.runtime: ModelRuntime | None = None
         self.fallback_reason: str | None = None
         """Why a fallback serves; None while the model asked for does."""
@@ -85,16 +85,17 @@ class Serving:
         fallbacks ends in ``ModelUnavailableError`` instead of going round.
         """
         failed = self._current()
-        entry = self._registry.catalogue.find(parse_model_ref(failed.manifest.ref))
-        entry.error = reason
-        self._tried.add(entry.ref)
+        # The entry itself, not a look-up by reference: a rescan meanwhile may have replaced
+        # or removed it in the catalogue.
+        self._entry.error = reason
+        self._tried.add(self._entry)
         self._registry.loader.unpin(failed)
         self.runtime = None
         await self._serve_fallback(reason)
 
     async def _serve_fallback(self, reason: str) -> None:
         for candidate in self._registry.fallback_policy.candidates(self.requested):
-            if candidate.ref in self._tried or candidate.status is ModelStatus.FAILED:
+            if candidate in self._tried or candidate.status is ModelStatus.FAILED:
                 continue
             runtime = await self._registry.loader.pin(candidate)
             if runtime is None:
@@ -105,7 +106,7 @@ class Serving:
             self._registry.listener.fallback_used(
                 self.requested.manifest, candidate.manifest, reason
             )
-            self.runtime, self.fallback_reason = runtime, reason
+            self.runtime, self.fallback_reason, self._entry = runtime, reason, candidate
             return
         raise ModelUnavailableError(f"{reason}; no fallback model could serve the request")
 
