@@ -69,11 +69,10 @@ def prediction_body(result: PredictResult) -> dict[str, Any]:
         "fallback": result.is_fallback,
         "fallback_reason": result.fallback_reason,
     }
-    outputs = [{"label": p.label, "probabilities": p.probabilities} for p in result.predictions]
     if result.is_batch:
-        body.update(count=len(outputs), predictions=outputs)
+        body.update(count=len(result.outputs), predictions=result.outputs)
     else:
-        body.update(outputs[0])
+        body.update(result.outputs[0])
     if result.extras:
         body["input"] = result.extras
     body["latency_ms"] = round(result.latency_ms, 3)

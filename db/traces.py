@@ -21,7 +21,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Column, DateTime, Dialect, Engine, PoolProxiedConnection, insert
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Engine,
+    PoolProxiedConnection,
+    String,
+    TypeDecorator,
+    insert,
+)
+from sqlalchemy.types import TypeEngine
 
 from db.engine import is_reachable
 from db.tables import Outcome, Prediction
@@ -329,7 +340,20 @@ def _converter(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | 
     processor: Callable[[Any], Any] | None = column.type.dialect_impl(dialect).bind_processor(
         dialect
     )
+    if isinstance(_underlying(column.type), String) and processor is None:
+        # PostgreSQL text refuses U+0000, which a hostile model name or a model's error
+        # message may carry: every text column, in one place, the same on every database.
+        return _without_nul
     return processor
+
+
+def _underlying(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    # SQLModel's AutoString decorates String.
+    return type_.impl_instance if isinstance(type_, TypeDecorator) else type_
+
+
+def _without_nul(value: str | None) -> str | None:
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
 
 
 def _sqlite_datetime(value: datetime | None) -> str | None:

@@ -55,6 +55,8 @@ class PredictResult:
     """The model version that served: the one asked for, or its fallback."""
     fallback_reason: str | None
     predictions: list[Prediction]
+    outputs: list[dict[str, Any]]
+    """Each prediction as the trace stores it and JSON answers carry it: label, probabilities."""
     is_batch: bool
     latency_ms: float
     extras: dict[str, Any] = field(default_factory=dict)
@@ -79,6 +81,22 @@ class _Call:
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
 
+    def row(self, input_kind: str, record: Any, outcome: Outcome, **fields: Any) -> TraceRow:
+        """This request's trace row, ended now."""
+        return TraceRow(
+            self.trace_id,
+            self.request.request_id,
+            self.request.protocol,
+            self.received_at,
+            utc_now(),
+            self.requested,
+            input_kind,
+            record,
+            outcome,
+            latency_ms=self.elapsed_ms(),
+            **fields,
+        )
+
 
 class DataPlane:
     """The predict path that every transport calls; it knows nothing of HTTP."""
@@ -88,15 +106,24 @@ class DataPlane:
         registry: ModelRegistry,
         writer: TraceWriter,
         limits: Limits,
-        meter: PredictionMeter | None = None,
         *,
         commit_timeout: float = DEFAULT_COMMIT_TIMEOUT_SECONDS,
     ) -> None:
         self.registry, self.writer, self.limits = registry, writer, limits
-        self.meter = meter or PredictionMeter()
+        self.meter = PredictionMeter()
         self.commit_timeout = commit_timeout
         """How long a request waits for its row's commit before it is answered 503."""
         self._probe: asyncio.Future[bool] | None = None
+
+    async def not_ready_reason(self) -> str | None:
+        """Why this data plane cannot serve now (None when it can), for every readiness probe.
+
+        The trace database must answer (a prediction's row could not be written otherwise),
+        and the default model must be readable (every request that names none would fail).
+        """
+        if not await self.is_ready():
+            return "the trace database is not reachable"
+        return self.registry.default_problem()
 
     async def is_ready(self) -> bool:
         """True when a prediction's trace can be recorded: the database answers in time.
@@ -117,7 +144,7 @@ class DataPlane:
         call = _Call(
             trace_id=new_id(),
             request=request,
-            requested=_clean_text((requested or "").strip()[:_MAX_REF_CHARS]),
+            requested=(requested or "").strip()[:_MAX_REF_CHARS],
             received_at=utc_now(),
             started=time.perf_counter(),
         )
@@ -166,14 +193,8 @@ class DataPlane:
         fallback_reason: str | None,
         predictions: list[Prediction],
     ) -> PredictResult:
-        latency_ms = call.elapsed_ms()
-        row = TraceRow(
-            call.trace_id,
-            call.request.request_id,
-            call.request.protocol,
-            call.received_at,
-            utc_now(),
-            call.requested,
+        outputs = [{"label": p.label, "probabilities": p.probabilities} for p in predictions]
+        row = call.row(
             payload.kind,
             payload.record,
             Outcome.OK,
@@ -182,9 +203,8 @@ class DataPlane:
             model_version=manifest.version,
             is_fallback=fallback_reason is not None,
             fallback_reason=fallback_reason,
-            output=[{"label": p.label, "probabilities": p.probabilities} for p in predictions],
+            output=outputs,
             label=None if payload.is_batch else predictions[0].label,
-            latency_ms=latency_ms,
         )
         try:
             await self._committed(row)
@@ -204,8 +224,9 @@ class DataPlane:
             manifest=manifest,
             fallback_reason=fallback_reason,
             predictions=predictions,
+            outputs=outputs,
             is_batch=payload.is_batch,
-            latency_ms=latency_ms,
+            latency_ms=row.latency_ms or 0.0,
             extras=payload.extras,
         )
 
@@ -215,20 +236,13 @@ class DataPlane:
         serving_error = as_serving_error(error)
         # The model the request was addressed to, so refusals can be counted per model.
         manifest = call.entry.manifest if call.entry else None
-        row = TraceRow(
-            call.trace_id,
-            call.request.request_id,
-            call.request.protocol,
-            call.received_at,
-            utc_now(),
-            call.requested,
+        row = call.row(
             manifest.input.kind if manifest else "unknown",
             capped_input(call.record.value),
             serving_error.outcome,
             model_name=manifest.name if manifest else None,
             model_version=manifest.version if manifest else None,
-            error=_clean_text(serving_error.message[:_MAX_ERROR_CHARS]),
-            latency_ms=call.elapsed_ms(),
+            error=serving_error.message[:_MAX_ERROR_CHARS],
         )
         try:
             await self._committed(row)
@@ -298,8 +312,3 @@ def capped_input(value: Any) -> Any:
         "sha256": hashlib.sha256(text).hexdigest(),
         "prefix": text[:_REFUSED_PREFIX_CHARS].decode("utf-8", errors="replace"),
     }
-
-
-def _clean_text(text: str) -> str:
-    # PostgreSQL text columns refuse U+0000, which a hostile model name may carry.
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text

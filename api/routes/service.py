@@ -49,14 +49,9 @@ def health() -> dict[str, str]:
     responses=error_responses(503, descriptions={503: "Not ready: the answer says why"}),
 )
 async def ready(data_plane: DataPlaneDep, registry: RegistryDep) -> dict[str, Any]:
-    """503 until the trace database answers (within two seconds) and the store is scanned.
-
-    503 too while DEFAULT_MODEL names no readable model: every request that names no model
-    would fail, so an orchestrator must not send traffic (the answer names the problem).
-    """
-    if not await data_plane.is_ready():
-        raise ServiceUnavailableError("not ready: the trace database is not reachable")
-    problem = registry.default_problem()
+    """503, naming why, until the trace database answers (within 1.5 s) and DEFAULT_MODEL
+    names a readable model: an orchestrator must not send traffic before."""
+    problem = await data_plane.not_ready_reason()
     if problem is not None:
         raise ServiceUnavailableError(f"not ready: {problem}")
     return {

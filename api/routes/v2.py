@@ -62,11 +62,9 @@ def server_live() -> dict[str, bool]:
         503: {"model": V2ServerReady, "description": "The trace database does not answer"},
     },
 )
-async def server_ready(
-    data_plane: DataPlaneDep, registry: RegistryDep
-) -> dict[str, bool] | JSONResponse:
+async def server_ready(data_plane: DataPlaneDep) -> dict[str, bool] | JSONResponse:
     """200 once the trace database answers and the default model can be read, else 503."""
-    if not await data_plane.is_ready() or registry.default_problem() is not None:
+    if await data_plane.not_ready_reason() is not None:
         return JSONResponse({"ready": False}, status_code=503)
     return {"ready": True}
 
