@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from db.tables import USERNAME_MAX_CHARS
+
 
 def as_utc(moment: datetime) -> datetime:
     """``moment`` with a time zone: every timestamp is stored in UTC, and SQLite keeps none."""
@@ -179,7 +181,9 @@ class UserCreate(BaseModel):
         }
     )
 
-    username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    username: str = Field(
+        min_length=3, max_length=USERNAME_MAX_CHARS, pattern=r"^[A-Za-z0-9_.@-]+$"
+    )
     password: str = Field(min_length=8, max_length=256)
     role: str = Field(default="viewer", pattern="^(admin|viewer)$")
 

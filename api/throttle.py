@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from api.errors import TooManyRequestsError
+from db.tables import USERNAME_MAX_CHARS
 
 Clock = Callable[[], float]
 
 DEFAULT_MAX_KEYS = 10_000
 """Names (or addresses) remembered; 10,000 windows of 20 floats is a few MB at most."""
-_MAX_USERNAME_KEY_CHARS = 65
-# A stored name has 64 characters at most: anything longer is unknown, however it goes on.
+_MAX_USERNAME_KEY_CHARS = USERNAME_MAX_CHARS + 1
+# A stored name has USERNAME_MAX_CHARS at most: anything longer is unknown, however it goes on.
 
 
 class SlidingWindow:

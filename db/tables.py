@@ -20,6 +20,9 @@ metadata: MetaData = SQLModel.metadata
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")
 
+USERNAME_MAX_CHARS = 64
+"""The longest user name the table stores (and the API accepts)."""
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -78,7 +81,7 @@ class User(SQLModel, table=True):
     __tablename__ = "app_user"
 
     id: int | None = Field(default=None, primary_key=True)
-    username: str = Field(max_length=64, unique=True, index=True)
+    username: str = Field(max_length=USERNAME_MAX_CHARS, unique=True, index=True)
     hashed_password: str = Field(max_length=255)
     role: str = Field(default=Role.VIEWER, max_length=16)
     is_active: bool = True
