@@ -103,6 +103,8 @@ class TraceWriter(ABC):
         self._engine = engine
         self._insert = _RowInsert(engine)
         self._connection: PoolProxiedConnection | None = None
+        self._lost_connection = False
+        """Whether the last commit failed because its connection was gone."""
 
     @abstractmethod
     def start(self) -> None: ...
@@ -126,14 +128,14 @@ class TraceWriter(ABC):
         retried one by one, so that only that row fails. When the database is (locked, down,
         unreachable), the whole batch fails at once: a retry per row would wait once per row.
         """
-        reused = self._connection is not None
         try:
             self._commit(batch)
         except Exception as first_error:  # noqa: BLE001 - reported to the waiting requests
             error = first_error
-            if reused and not self._is_row_error(error):
-                # The kept connection may have gone stale (a restarted database): once more,
-                # on a new one.
+            if self._lost_connection:
+                # The kept connection was gone (a restarted database): once more, on a new
+                # one. Not after any other failure: a locked database would be waited for
+                # twice, on the event loop.
                 try:
                     self._commit(batch)
                 except Exception as second_error:  # noqa: BLE001 - as above
@@ -156,6 +158,12 @@ class TraceWriter(ABC):
             else:
                 outcomes.append((pending, None))
         return outcomes
+
+    def _is_disconnect(self, error: Exception, connection: PoolProxiedConnection) -> bool:
+        dbapi = self._engine.dialect.dbapi
+        if dbapi is None or not isinstance(error, dbapi.Error):
+            return False
+        return self._engine.dialect.is_disconnect(error, connection.dbapi_connection, None)
 
     def _is_row_error(self, error: Exception) -> bool:
         dbapi = self._engine.dialect.dbapi
@@ -181,10 +189,13 @@ class TraceWriter(ABC):
                 # as its error lives, and every later commit would wait for it.
                 cursor.close()
             connection.commit()
-        except Exception:
+        except Exception as error:
+            # Asked before invalidating: the driver's answer reads the connection's state.
+            self._lost_connection = self._is_disconnect(error, connection)
             self._connection = None
             connection.invalidate()
             raise
+        self._lost_connection = False
 
     def _connect(self) -> PoolProxiedConnection:
         return self._engine.raw_connection()
