@@ -14,7 +14,26 @@ from pathlib import Path
 
 import httpx
 
+from tests.helpers import ADMIN
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def server_env(store: Path, workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment of ``python -m api`` over ``store``, for ``live_api``.
+
+    The real runtimes (ENV=dev), a SQLite database in ``workdir``, the tests' admin, and
+    attrition-gbm as the fallback; ``extra`` adds variables or overrides these.
+    """
+    return {
+        "ENV": "dev",
+        "DATABASE_URL": f"sqlite:///{workdir / 'traces.db'}",
+        "MODELS_DIR": str(store),
+        "ADMIN_USERNAME": ADMIN["username"],
+        "ADMIN_PASSWORD": ADMIN["password"],
+        "FALLBACK_MODEL": "attrition-gbm",
+        **extra,
+    }
 
 
 def free_port() -> int:

@@ -21,7 +21,8 @@ import soundfile
 from streamlit.testing.v1 import AppTest
 
 from tests.factories import audio_input, evaluation, make_manifest, write_model
-from tests.live_server import ROOT, LiveServer, free_port, live_api
+from tests.helpers import ADMIN
+from tests.live_server import ROOT, LiveServer, free_port, live_api, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +34,6 @@ PAGES = [
     "views/predictions.py",
     "views/try_model.py",
 ]
-ADMIN = ("admin", "admin-password-123")
 ATTRITION = ("attrition-logreg", "attrition-gbm")
 RUN_TIMEOUT = 60  # a page's first run may evaluate models
 TONE_TASK = "tones"
@@ -87,15 +87,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextmanager
 def running_api(workdir: Path, store: Path) -> Iterator[LiveServer]:
-    env = {
-        "ENV": "test",
-        "DATABASE_URL": f"sqlite:///{workdir / 'traces.db'}",
-        "MODELS_DIR": str(store),
-        "ADMIN_USERNAME": ADMIN[0],
-        "ADMIN_PASSWORD": ADMIN[1],
-        "DEFAULT_MODEL": "attrition-logreg",
-        "FALLBACK_MODEL": "attrition-gbm",
-    }
+    env = server_env(store, workdir, ENV="test", DEFAULT_MODEL="attrition-logreg")
     with live_api(workdir, env) as server:
         yield server
 
@@ -173,7 +165,7 @@ def test_every_page_says_when_the_api_is_down(page: str, monkeypatch: pytest.Mon
     app = open_page(page)
 
     if page == "views/predictions.py":  # nothing to ask the API before the login
-        log_in(app, *ADMIN)
+        log_in(app, ADMIN["username"], ADMIN["password"])
     assert "The API is down or unreachable" in texts(app.error)
     assert down in texts(app.error)
     assert f"API unreachable at {down}" in texts(app.sidebar.error)
@@ -203,14 +195,14 @@ def test_predictions_page_asks_for_a_login(fresh_api_url: str) -> None:
 
 
 def test_a_wrong_password_is_refused(fresh_api_url: str) -> None:
-    app = log_in(open_page("views/predictions.py"), ADMIN[0], "not-the-password")
+    app = log_in(open_page("views/predictions.py"), ADMIN["username"], "not-the-password")
 
     assert "Wrong username or password" in texts(app.error)
     assert "api_token" not in app.session_state
 
 
 def test_no_predictions_yet_after_login(fresh_api_url: str) -> None:
-    app = log_in(open_page("views/predictions.py"), *ADMIN)
+    app = log_in(open_page("views/predictions.py"), ADMIN["username"], ADMIN["password"])
 
     assert "No predictions yet" in texts(app.info)
     assert "Logged in as **admin**" in texts(app.sidebar.caption)
@@ -300,7 +292,7 @@ def test_the_form_keeps_to_the_schemas_ranges(api_url: str) -> None:
 
 
 def test_history_with_traffic(api_url: str) -> None:
-    app = log_in(open_page("views/predictions.py"), *ADMIN)
+    app = log_in(open_page("views/predictions.py"), ADMIN["username"], ADMIN["password"])
 
     metrics = {metric.label: metric.value for metric in app.metric}
     assert int(metrics["Matching requests"]) >= 3
@@ -311,7 +303,7 @@ def test_history_with_traffic(api_url: str) -> None:
 
 
 def test_history_filters_by_outcome(api_url: str) -> None:
-    app = log_in(open_page("views/predictions.py"), *ADMIN)
+    app = log_in(open_page("views/predictions.py"), ADMIN["username"], ADMIN["password"])
 
     app.sidebar.selectbox(key="history_outcome").select("invalid_input").run()
 
@@ -320,7 +312,7 @@ def test_history_filters_by_outcome(api_url: str) -> None:
 
 
 def test_logging_out_shows_the_login_again(api_url: str) -> None:
-    app = log_in(open_page("views/predictions.py"), *ADMIN)
+    app = log_in(open_page("views/predictions.py"), ADMIN["username"], ADMIN["password"])
 
     app.sidebar.button[0].click().run()
 

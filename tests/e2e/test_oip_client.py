@@ -23,7 +23,6 @@ from tritonclient.utils import InferenceServerException
 
 from db.engine import make_engine
 from ml.manifest import TabularInput, read_manifest
-from tests.e2e.test_server import server_env
 from tests.helpers import (
     ADMIN,
     MODELS_DIR,
@@ -33,7 +32,7 @@ from tests.helpers import (
     stored_trace,
     v2_body,
 )
-from tests.live_server import LiveServer, live_api
+from tests.live_server import LiveServer, live_api, server_env
 
 pytestmark = pytest.mark.e2e
 

@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import ADMIN, heldout_rows, v2_body
-from tests.live_server import LiveServer, live_api
+from tests.helpers import heldout_rows, v2_body
+from tests.live_server import LiveServer, live_api, server_env
 from tests.pg_cluster import ClusterUnavailable, PgCluster, pg_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -64,16 +64,13 @@ def cluster() -> Iterator[PgCluster]:
 def app(cluster: PgCluster, attrition_store: Path, tmp_path: Path) -> Iterator[LiveServer]:
     """The app over a fresh database of the test's cluster, its models loaded at start."""
     database = f"faults_{uuid.uuid4().hex[:12]}"
-    env = {
-        "ENV": "dev",
-        "DATABASE_URL": cluster.create_database(database),
-        "MODELS_DIR": str(attrition_store),
-        "ADMIN_USERNAME": ADMIN["username"],
-        "ADMIN_PASSWORD": ADMIN["password"],
-        "FALLBACK_MODEL": "attrition-gbm",
-        "PRELOAD_MODELS": "attrition-logreg,attrition-gbm",
-        "TRACE_COMMIT_TIMEOUT_SECONDS": str(COMMIT_TIMEOUT),
-    }
+    env = server_env(
+        attrition_store,
+        tmp_path,
+        DATABASE_URL=cluster.create_database(database),
+        PRELOAD_MODELS="attrition-logreg,attrition-gbm",
+        TRACE_COMMIT_TIMEOUT_SECONDS=str(COMMIT_TIMEOUT),
+    )
     with live_api(tmp_path, env, timeout=120) as live:
         yield live
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.helpers import ADMIN
-from tests.live_server import live_api
+from tests.live_server import live_api, server_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -68,15 +68,7 @@ parameters = {{ model_name = "attrition-logreg", model_version = "1" }}
 def test_the_live_api_answers_as_its_openapi_schema_says(
     tmp_path: Path, attrition_store: Path
 ) -> None:
-    env = {
-        "ENV": "dev",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'traces.db'}",
-        "MODELS_DIR": str(attrition_store),
-        "FALLBACK_MODEL": "attrition-gbm",
-        "ADMIN_USERNAME": ADMIN["username"],
-        "ADMIN_PASSWORD": ADMIN["password"],
-        "LOG_LEVEL": "warning",
-    }
+    env = server_env(attrition_store, tmp_path, LOG_LEVEL="warning")
     with live_api(tmp_path, env) as server:
         login = httpx.post(f"{server.url}/auth/token", data=ADMIN)
         assert login.status_code == 200, login.text

@@ -12,21 +12,9 @@ import pytest
 
 from db.engine import make_engine
 from tests.helpers import ADMIN, ATTRITION_MODELS, attrition_example, copy_model, stored_trace
-from tests.live_server import LiveServer, live_api
+from tests.live_server import LiveServer, live_api, server_env
 
 pytestmark = pytest.mark.e2e
-
-
-def server_env(store: Path, workdir: Path, **extra: str) -> dict[str, str]:
-    return {
-        "ENV": "dev",
-        "DATABASE_URL": f"sqlite:///{workdir / 'traces.db'}",
-        "MODELS_DIR": str(store),
-        "ADMIN_USERNAME": ADMIN["username"],
-        "ADMIN_PASSWORD": ADMIN["password"],
-        "FALLBACK_MODEL": "attrition-gbm",
-        **extra,
-    }
 
 
 def metric(text: str, name: str, **labels: str) -> float:

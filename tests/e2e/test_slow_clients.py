@@ -12,9 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from db.engine import make_engine
-from tests.e2e.test_server import server_env
 from tests.helpers import copy_model
-from tests.live_server import LiveServer, live_api
+from tests.live_server import LiveServer, live_api, server_env
 
 pytestmark = pytest.mark.e2e
 

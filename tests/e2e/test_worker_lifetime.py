@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import copy_model
-from tests.live_server import LiveServer, live_api
+from tests.live_server import LiveServer, live_api, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -68,23 +68,24 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def server_env(tmp_path: Path) -> dict[str, str]:
+def workers_env(tmp_path: Path) -> dict[str, str]:
+    """A server of ``_WORKERS`` workers over attrition-logreg alone (mock runtime, no fallback)."""
     store = tmp_path / "models"
     copy_model(store, "attrition-logreg")
     (tmp_path / "tmp").mkdir()
-    return {
-        "ENV": "test",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'traces.db'}",
-        "MODELS_DIR": str(store),
-        "FALLBACK_MODEL": "",
-        "WORKERS": str(_WORKERS),
+    return server_env(
+        store,
+        tmp_path,
+        ENV="test",
+        FALLBACK_MODEL="",
+        WORKERS=str(_WORKERS),
         # Its own temporary folder: what the server leaves there is seen.
-        "TMPDIR": str(tmp_path / "tmp"),
-    }
+        TMPDIR=str(tmp_path / "tmp"),
+    )
 
 
 def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
-    with live_api(tmp_path, server_env(tmp_path)) as server:
+    with live_api(tmp_path, workers_env(tmp_path)) as server:
         workers = workers_of(server)
         assert len(workers) == _WORKERS, children(server.process.pid)
         everything = list(children(server.process.pid))  # the resource tracker too
@@ -102,7 +103,7 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
 
 
 def test_a_stopped_server_leaves_no_metrics_folder(tmp_path: Path) -> None:
-    env = server_env(tmp_path)
+    env = workers_env(tmp_path)
     with live_api(tmp_path, env) as server:
         assert len(workers_of(server)) == _WORKERS
         assert list((tmp_path / "tmp").glob("mldeploy-metrics-*")) != []
