@@ -15,7 +15,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from db.queries import get_prediction
 from db.tables import Prediction
@@ -148,6 +148,24 @@ def stored_trace(engine: Engine, request_id: str) -> Prediction:
         row = get_prediction(session, request_id)
     assert row is not None, f"no trace row for request {request_id}"
     return row
+
+
+def trace_rows(engine: Engine, request_id: str) -> list[Prediction]:
+    """Every trace row stored for ``request_id``, oldest first (an id may be reused)."""
+    query = (
+        select(Prediction)
+        .where(col(Prediction.request_id) == request_id)
+        .order_by(col(Prediction.received_at), col(Prediction.id))
+    )
+    with Session(engine) as session:
+        return list(session.exec(query).all())
+
+
+def only_trace(engine: Engine, request_id: str) -> Prediction:
+    """The one trace row of ``request_id``: a request is written once, whole."""
+    rows = trace_rows(engine, request_id)
+    assert len(rows) == 1, f"{len(rows)} trace rows for request {request_id}"
+    return rows[0]
 
 
 def trace_of(client: TestClient, request_id: str) -> Prediction:

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import text
 
 from db.engine import make_engine
-from tests.helpers import copy_model
+from tests.helpers import copy_model, trace_rows
 from tests.live_server import LiveServer, live_api, server_env
 
 pytestmark = pytest.mark.e2e
@@ -61,13 +60,6 @@ def test_a_body_that_stops_arriving_is_answered_408_and_traced(
     assert answer.startswith(f"HTTP/1.1 {status}"), answer
     assert "did not all arrive" in answer
     engine = make_engine(server.env["DATABASE_URL"])
-    with engine.connect() as connection:
-        outcomes = (
-            connection.execute(
-                text("SELECT outcome FROM prediction WHERE request_id = :id"), {"id": request_id}
-            )
-            .scalars()
-            .all()
-        )
+    outcomes = [row.outcome for row in trace_rows(engine, request_id)]
     engine.dispose()
     assert outcomes == ["invalid_input"]

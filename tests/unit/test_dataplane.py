@@ -23,7 +23,6 @@ from uuid import uuid4
 import orjson
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
 
 from db.engine import make_engine
 from db.migrate import upgrade_to_head
@@ -51,7 +50,9 @@ from tests.helpers import (
     copy_model,
     install_exploding_model,
     metric_value,
+    only_trace,
     run_python,
+    trace_rows,
 )
 
 LIMITS = Limits(max_batch_rows=8, max_audio_seconds=10.0)
@@ -177,16 +178,6 @@ def refusal(
     return caught.value
 
 
-def only_row(engine: Engine, request_id: str) -> Prediction:
-    """The one trace row of ``request_id``: a request is written once, whole."""
-    with Session(engine) as session:
-        rows = list(
-            session.exec(select(Prediction).where(col(Prediction.request_id) == request_id)).all()
-        )
-    assert len(rows) == 1, f"{len(rows)} trace rows for request {request_id}"
-    return rows[0]
-
-
 def reference_predictions(
     registry: ModelRegistry, ref: str, rows: list[dict[str, Any]]
 ) -> list[ModelPrediction]:
@@ -257,7 +248,7 @@ def test_valid_row_is_answered_by_the_model_and_traced_whole(
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0)
     assert result.latency_ms > 0
 
-    row = only_row(engine, predict_request.request_id)
+    row = only_trace(engine, predict_request.request_id)
     assert re.fullmatch(r"[0-9a-f]{32}", row.id) and row.id != row.request_id
     assert row.protocol == "v2"
     assert row.outcome == Outcome.OK
@@ -284,7 +275,7 @@ def test_a_batch_is_answered_row_by_row_and_its_input_stored_whole(
 
     expected = reference_predictions(plane.registry, DEFAULT, rows)
     assert result.is_batch and result.predictions == expected
-    trace = only_row(engine, predict_request.request_id)
+    trace = only_trace(engine, predict_request.request_id)
     assert trace.outcome == Outcome.OK and trace.rows == len(rows)
     # Answered inputs are kept whole, even past the 4 KB to which refused ones are capped.
     assert len(orjson.dumps(rows)) > MAX_REFUSED_INPUT_BYTES
@@ -301,7 +292,7 @@ def test_a_decoded_payload_is_served_as_given(plane: DataPlane, engine: Engine) 
     result = answer(plane, predict_request)
 
     assert result.predictions == reference_predictions(plane.registry, DEFAULT, [features])
-    row = only_row(engine, predict_request.request_id)
+    row = only_trace(engine, predict_request.request_id)
     assert row.outcome == Outcome.OK and row.input == {"as": "recorded"}
 
 
@@ -310,10 +301,7 @@ def test_a_reused_request_id_gets_a_row_per_request(plane: DataPlane, engine: En
     first = answer(plane, PredictRequest(DEFAULT, source, "same-id"))
     second = answer(plane, PredictRequest(DEFAULT, source, "same-id"))
     assert first.request_id == second.request_id == "same-id"
-    with Session(engine) as session:
-        ids = session.exec(
-            select(Prediction.id).where(col(Prediction.request_id) == "same-id")
-        ).all()
+    ids = [row.id for row in trace_rows(engine, "same-id")]
     assert len(set(ids)) == 2
 
 
@@ -335,7 +323,7 @@ def test_no_model_named_is_served_by_the_default(
     assert (result.manifest.name, result.manifest.version) == (served, "1")
     assert not result.is_fallback
     assert result.predictions == reference_predictions(plane.registry, served, [features])
-    row = only_row(engine, predict_request.request_id)
+    row = only_trace(engine, predict_request.request_id)
     assert row.outcome == Outcome.OK and row.protocol == "rest"
     assert (row.model_requested, row.model_name, row.model_version) == (default, served, "1")
 
@@ -350,7 +338,7 @@ def test_no_model_named_and_no_default_is_not_found(
 
     assert error.outcome is Outcome.NOT_FOUND and "DEFAULT_MODEL" in error.message
     assert_refused_row(
-        only_row(engine, predict_request.request_id), Outcome.NOT_FOUND, "", model=None
+        only_trace(engine, predict_request.request_id), Outcome.NOT_FOUND, "", model=None
     )
 
 
@@ -364,7 +352,7 @@ def test_unknown_model_is_not_found_and_traced(plane: DataPlane, engine: Engine,
     error = refusal(plane, predict_request, ModelNotFound)
 
     assert error.outcome is Outcome.NOT_FOUND
-    row = only_row(engine, predict_request.request_id)
+    row = only_trace(engine, predict_request.request_id)
     # Nothing was decoded: the model, and so the input's codec, was never known.
     assert_refused_row(row, Outcome.NOT_FOUND, ref, model=None)
     assert row.input_kind == "unknown"
@@ -379,7 +367,7 @@ def test_malformed_reference_is_an_invalid_request(plane: DataPlane, engine: Eng
     assert error.outcome is Outcome.INVALID_INPUT
     assert set(error.problems) == {"model"} and "a@@b" in error.problems["model"]
     assert_refused_row(
-        only_row(engine, predict_request.request_id), Outcome.INVALID_INPUT, "a@@b", model=None
+        only_trace(engine, predict_request.request_id), Outcome.INVALID_INPUT, "a@@b", model=None
     )
 
 
@@ -389,7 +377,7 @@ def test_reference_with_nul_is_traced_without_it(plane: DataPlane, engine: Engin
     error = refusal(plane, predict_request, InvalidRequest)
 
     assert set(error.problems) == {"model"}
-    row = only_row(engine, predict_request.request_id)
+    row = only_trace(engine, predict_request.request_id)
     assert_refused_row(row, Outcome.INVALID_INPUT, "x\ufffdy", model=None)
     assert "\x00" not in row.model_requested and "\x00" not in (row.error or "")
 
@@ -400,7 +388,7 @@ def test_overlong_reference_is_traced_cut_to_the_column(plane: DataPlane, engine
 
     refusal(plane, predict_request, ModelNotFound)
 
-    row = only_row(engine, predict_request.request_id)
+    row = only_trace(engine, predict_request.request_id)
     assert_refused_row(row, Outcome.NOT_FOUND, ref[:128], model=None)
 
 
@@ -419,7 +407,7 @@ def test_invalid_features_are_refused_naming_each_field(plane: DataPlane, engine
     assert "100" in error.problems["Age"]
     assert "Sometimes" in error.problems["BusinessTravel"]
     assert "missing" in error.problems["DailyRate"]
-    row = only_row(engine, predict_request.request_id)
+    row = only_trace(engine, predict_request.request_id)
     assert_refused_row(row, Outcome.INVALID_INPUT, DEFAULT, input=features)
     assert row.input_kind == "tabular"
     assert row.error == error.message and "Age" in row.error
@@ -433,7 +421,7 @@ def test_invalid_batch_rows_are_named_by_index(plane: DataPlane, engine: Engine)
 
     assert set(error.problems) == {"instances[1].Age"}
     assert_refused_row(
-        only_row(engine, predict_request.request_id), Outcome.INVALID_INPUT, DEFAULT, input=rows
+        only_trace(engine, predict_request.request_id), Outcome.INVALID_INPUT, DEFAULT, input=rows
     )
 
 
@@ -444,7 +432,7 @@ def test_a_body_that_is_not_json_is_traced_as_raw_text(plane: DataPlane, engine:
 
     assert set(error.problems) == {"body"}
     assert_refused_row(
-        only_row(engine, predict_request.request_id),
+        only_trace(engine, predict_request.request_id),
         Outcome.INVALID_INPUT,
         DEFAULT,
         input={"raw": '{"features": {"Age": '},
@@ -471,7 +459,7 @@ def test_refused_input_is_stored_whole_up_to_4kb_then_capped(
     error = refusal(plane, predict_request, InvalidRequest)
 
     assert set(error.problems) == {"Notes"}
-    row = only_row(engine, predict_request.request_id)
+    row = only_trace(engine, predict_request.request_id)
     text = orjson.dumps(features)
     if size_bytes <= MAX_REFUSED_INPUT_BYTES:
         stored: Any = features
@@ -498,7 +486,7 @@ def test_a_source_error_is_raised_as_is_and_traced(
     error = refusal(plane, predict_request, error_type)
 
     assert error is raised and error.outcome is Outcome.INVALID_INPUT
-    row = only_row(engine, predict_request.request_id)
+    row = only_trace(engine, predict_request.request_id)
     assert_refused_row(row, Outcome.INVALID_INPUT, DEFAULT)
     assert row.error == raised.message
 
@@ -512,7 +500,7 @@ def test_a_batch_over_the_limit_is_payload_too_large(plane: DataPlane, engine: E
     assert "MAX_BATCH_ROWS" in error.message
     # Refused before it parsed: the trace keeps the body as text.
     assert_refused_row(
-        only_row(engine, predict_request.request_id),
+        only_trace(engine, predict_request.request_id),
         Outcome.INVALID_INPUT,
         DEFAULT,
         input={"raw": body.decode()},
@@ -528,7 +516,7 @@ def test_a_large_refused_body_that_never_parsed_costs_a_small_row(
 
     refusal(plane, predict_request, PayloadTooLarge)
 
-    row = only_row(engine, predict_request.request_id)
+    row = only_trace(engine, predict_request.request_id)
     assert row.outcome == Outcome.INVALID_INPUT
     assert isinstance(row.input, dict)
     assert len(orjson.dumps(row.input)) <= MAX_REFUSED_INPUT_BYTES + 256
@@ -540,7 +528,9 @@ def test_a_body_that_is_not_json_media_is_unsupported(plane: DataPlane, engine: 
     error = refusal(plane, predict_request, UnsupportedMedia)
 
     assert "text/plain" in error.message
-    assert_refused_row(only_row(engine, predict_request.request_id), Outcome.INVALID_INPUT, DEFAULT)
+    assert_refused_row(
+        only_trace(engine, predict_request.request_id), Outcome.INVALID_INPUT, DEFAULT
+    )
 
 
 def test_an_unexpected_source_failure_is_an_internal_error(
@@ -551,7 +541,7 @@ def test_an_unexpected_source_failure_is_an_internal_error(
     error = refusal(plane, predict_request, ServingError)
 
     assert error.outcome is Outcome.ERROR and error.message == "internal error"
-    assert_refused_row(only_row(engine, predict_request.request_id), Outcome.ERROR, DEFAULT)
+    assert_refused_row(only_trace(engine, predict_request.request_id), Outcome.ERROR, DEFAULT)
 
 
 # --- 6. fallback -------------------------------------------------------------------------
@@ -582,7 +572,7 @@ def test_a_model_failing_on_a_row_is_replaced_by_the_same_task_fallback(
     assert result.predictions == expected
     assert after == before + 1
 
-    row = only_row(engine, predict_request.request_id)
+    row = only_trace(engine, predict_request.request_id)
     assert row.outcome == Outcome.OK
     assert (row.model_requested, row.model_name, row.model_version) == (FRAGILE, FALLBACK, "1")
     assert row.is_fallback is True and row.fallback_reason == result.fallback_reason
@@ -611,7 +601,7 @@ def test_no_usable_fallback_is_no_model_available(
     assert error.outcome is Outcome.UNAVAILABLE
     assert "FloatingPointError" in error.message
     assert "no fallback model could serve" in error.message
-    row = only_row(engine, predict_request.request_id)
+    row = only_trace(engine, predict_request.request_id)
     assert_refused_row(row, Outcome.UNAVAILABLE, FRAGILE, model=FRAGILE, input=features)
     assert row.error == error.message
 
