@@ -13,11 +13,17 @@ training scripts could not, and seal what they make with its digest (``manifest_
 ``write_manifest`` does: the registry refuses a manifest without a valid one.
 
 ``tamper_manifest(model_dir)`` is the exception on purpose: it edits one digit in the file's
-text, as a hand would, and leaves the digest as it was.
+text, as a hand would, and leaves the digest as it was. So are ``truncate_manifest`` (the
+half file an interrupted copy leaves) and ``unseal_manifest`` (a manifest written before
+manifests carried a digest).
+
+For audio models: ``write_audio_model(store)`` writes ``instrument-mock`` (served by the mock
+runtime of ENV=test), and ``tone(...)`` and ``silence(...)`` encode clips to upload.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -253,6 +259,71 @@ def tamper_manifest(model_dir: Path, field: str = "decision_threshold") -> tuple
     new = f"{old[:point]}{(int(old[point]) + 1) % 10}{old[point + 1 :]}"
     path.write_text(text[: match.start(1)] + new + text[match.end(1) :], encoding="utf-8")
     return float(old), float(new)
+
+
+def truncate_manifest(model_dir: Path) -> None:
+    """Cut the manifest in ``model_dir`` in half, as an interrupted copy leaves it."""
+    path = model_dir / MANIFEST_FILENAME
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+
+
+def unseal_manifest(model_dir: Path) -> None:
+    """Remove the digest of the manifest in ``model_dir``: as written before manifests had one."""
+    path = model_dir / MANIFEST_FILENAME
+    content = json.loads(path.read_text())
+    del content["manifest_sha256"]
+    path.write_text(json.dumps(content, indent=2) + "\n")
+
+
+INSTRUMENT_LABELS = ("violin", "flute", "piano")
+
+
+def write_audio_model(store: Path) -> StoredModel:
+    """``instrument-mock``: an audio model's manifest (the mock runtime of ENV=test needs no
+    artifact) over 2 s clips at 22,050 Hz, as WAV, FLAC, OGG or MP3."""
+    return write_model(
+        store,
+        make_manifest(
+            "instrument-mock",
+            task="instrument-recognition",
+            framework="torch-audio",
+            input=audio_input(
+                sample_rate=22050, clip_seconds=2.0, formats=["wav", "flac", "ogg", "mp3"]
+            ),
+            labels=INSTRUMENT_LABELS,
+        ),
+    )
+
+
+def tone(seconds: float = 1.0, rate: int = 16000, channels: int = 1, fmt: str = "WAV") -> bytes:
+    """A 440 Hz sine of ``seconds`` at ``rate``, on each of ``channels``, encoded as ``fmt``."""
+    import numpy as np
+    import soundfile
+
+    time_axis = np.arange(int(seconds * rate)) / rate
+    signal = 0.3 * np.sin(2 * np.pi * 440 * time_axis)
+    data = np.stack([signal] * channels, axis=1) if channels > 1 else signal
+    buffer = io.BytesIO()
+    soundfile.write(buffer, data, rate, format=fmt)
+    return buffer.getvalue()
+
+
+def silence(seconds: float, rate: int, channels: int, fmt: str = "FLAC") -> bytes:
+    """``seconds`` of silence, written a second at a time so the test holds little memory."""
+    import numpy as np
+    import soundfile
+
+    buffer = io.BytesIO()
+    block = np.zeros((rate, channels), dtype=np.int16)
+    with soundfile.SoundFile(
+        buffer, "w", samplerate=rate, channels=channels, format=fmt, subtype="PCM_16"
+    ) as sink:
+        whole, rest = divmod(int(seconds * rate), rate)
+        for _ in range(whole):
+            sink.write(block)
+        sink.write(block[:rest])
+    return buffer.getvalue()
 
 
 def _updated(manifest: ModelManifest, changes: Mapping[str, Any]) -> ModelManifest:

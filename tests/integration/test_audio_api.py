@@ -3,46 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from tests.factories import audio_input, make_manifest, write_model
+from tests.factories import INSTRUMENT_LABELS, tone, write_audio_model
 from tests.helpers import trace_of
-
-LABELS = ["violin", "flute", "piano"]
-
-
-def write_audio_model(store: Path) -> None:
-    """An audio model's manifest (the mock runtime under ENV=test needs no artifact)."""
-    write_model(
-        store,
-        make_manifest(
-            "instrument-mock",
-            task="instrument-recognition",
-            framework="torch-audio",
-            input=audio_input(
-                sample_rate=22050, clip_seconds=2.0, formats=["wav", "flac", "ogg", "mp3"]
-            ),
-            labels=LABELS,
-        ),
-    )
-
-
-def tone(seconds: float = 1.0, rate: int = 16000, channels: int = 1, fmt: str = "WAV") -> bytes:
-    time_axis = np.arange(int(seconds * rate)) / rate
-    signal = 0.3 * np.sin(2 * np.pi * 440 * time_axis)
-    data = np.stack([signal] * channels, axis=1) if channels > 1 else signal
-    buffer = io.BytesIO()
-    soundfile.write(buffer, data, rate, format=fmt)
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -62,7 +32,8 @@ def test_upload_is_answered_and_traced_by_hash(
     response = audio_client.post("/predict/instrument-mock", files={"file": (name, audio)})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["label"] in LABELS and set(body["probabilities"]) == set(LABELS)
+    assert body["label"] in INSTRUMENT_LABELS
+    assert set(body["probabilities"]) == set(INSTRUMENT_LABELS)
     assert body["input"] == {"duration_seconds": 1.0, "sample_rate": 22050}
     row = trace_of(audio_client, body["request_id"])
     assert row.input_kind == "audio" and row.outcome == "ok"

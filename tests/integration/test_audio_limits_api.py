@@ -28,10 +28,8 @@ from ml.errors import InvalidInputError
 from serving.codecs import MAX_CONCURRENT_DECODES, AudioCodec, Body, Upload
 from serving.errors import PayloadTooLarge
 from serving.payload import InputRecord, Limits
-from tests.factories import audio_input
+from tests.factories import audio_input, silence, write_audio_model
 from tests.helpers import trace_of
-from tests.integration.test_audio_api import write_audio_model
-from tests.unit.test_audio_limits import silence
 
 MAX_SECONDS = 30.0
 

@@ -14,15 +14,15 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
+from tests.factories import truncate_manifest
 from tests.helpers import ADMIN, MODELS_DIR, attrition_example, bearer, copy_model, trace_of
-from tests.unit.test_unreadable_manifests import truncate
 
 
 @pytest.fixture
 def newer_version_unreadable(
     attrition_store: Path, make_settings: Callable[..., Settings]
 ) -> Iterator[TestClient]:
-    truncate(copy_model(attrition_store, "attrition-logreg", as_version="2"))
+    truncate_manifest(copy_model(attrition_store, "attrition-logreg", as_version="2"))
     with TestClient(create_app(make_settings())) as client:
         yield client
 
@@ -31,7 +31,7 @@ def newer_version_unreadable(
 def default_unreadable(
     attrition_store: Path, make_settings: Callable[..., Settings]
 ) -> Iterator[TestClient]:
-    truncate(attrition_store / "attrition-logreg" / "1")
+    truncate_manifest(attrition_store / "attrition-logreg" / "1")
     with TestClient(create_app(make_settings())) as client:
         yield client
 
@@ -114,7 +114,7 @@ def test_a_reload_after_the_fix_is_ready_again(
     make_settings: Callable[..., Settings],
 ) -> None:
     manifest = attrition_store / "attrition-logreg" / "1" / "manifest.json"
-    truncate(manifest.parent)
+    truncate_manifest(manifest.parent)
     with TestClient(create_app(make_settings())) as client:
         assert client.get("/ready").status_code == 503
         manifest.write_text((MODELS_DIR / "attrition-logreg/1/manifest.json").read_text())

@@ -8,12 +8,9 @@ samples than a longest-allowed stereo clip at 48 kHz (or the model's rate) is to
 
 from __future__ import annotations
 
-import io
 import time
 
-import numpy as np
 import pytest
-import soundfile
 
 from ml.audio import (
     MAX_CHANNELS,
@@ -23,25 +20,12 @@ from ml.audio import (
     max_decoded_samples,
 )
 from ml.errors import InvalidInputError
+from tests.factories import silence
 from tests.helpers import run_python
 
 MAX_SECONDS = 30.0
 # Refusing from the header reads no sample: far below the seconds that decoding took.
 _QUICK_SECONDS = 0.5
-
-
-def silence(seconds: float, rate: int, channels: int, fmt: str = "FLAC") -> bytes:
-    """``seconds`` of silence, written a second at a time so the test holds little memory."""
-    buffer = io.BytesIO()
-    block = np.zeros((rate, channels), dtype=np.int16)
-    with soundfile.SoundFile(
-        buffer, "w", samplerate=rate, channels=channels, format=fmt, subtype="PCM_16"
-    ) as sink:
-        whole, rest = divmod(int(seconds * rate), rate)
-        for _ in range(whole):
-            sink.write(block)
-        sink.write(block[:rest])
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +114,7 @@ import io, json, resource, time
 import numpy as np, soundfile
 from ml.audio import decode_audio
 from ml.errors import InvalidInputError
-from tests.unit.test_audio_limits import silence
+from tests.factories import silence
 results = {}
 for name, rate in (("rate", 384_000), ("budget", 192_000)):
     data = silence(29.5, rate, 8)

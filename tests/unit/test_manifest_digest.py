@@ -26,20 +26,18 @@ from registry.errors import ManifestDigestError, ModelLoadError
 from registry.factories import framework_runtimes, mock_runtimes
 from registry.hashing import verify_artifact, verify_manifest
 from registry.registry import ModelRegistry
-from tests.factories import make_manifest, rewrite_manifest, tamper_manifest, write_model
+from tests.factories import (
+    make_manifest,
+    rewrite_manifest,
+    tamper_manifest,
+    unseal_manifest,
+    write_model,
+)
 from tests.helpers import MODELS_DIR, copy_model
 
 COMMITTED = sorted(
     path.parent for path in MODELS_DIR.glob(f"*/*/{MANIFEST_FILENAME}") if path.parts[-3][0] != "_"
 )
-
-
-def strip_digest(model_dir: Path) -> None:
-    """The manifest as written before manifests carried a digest."""
-    path = model_dir / MANIFEST_FILENAME
-    content = json.loads(path.read_text())
-    del content["manifest_sha256"]
-    path.write_text(json.dumps(content, indent=2) + "\n")
 
 
 # --- the digest ------------------------------------------------------------------------
@@ -149,7 +147,7 @@ def test_an_untouched_copy_loads(tmp_path: Path, runtimes: str) -> None:
 
 def test_a_manifest_without_a_digest_is_refused(tmp_path: Path) -> None:
     store = tmp_path / "models"
-    strip_digest(copy_model(store, "attrition-logreg"))
+    unseal_manifest(copy_model(store, "attrition-logreg"))
     registry = ModelRegistry.from_dir(store, mock_runtimes)
 
     with pytest.raises(ModelLoadError, match=r"has no digest .*python -m registry seal"):
@@ -197,7 +195,7 @@ def test_validate_names_a_tampered_manifest(
 def test_validate_names_a_manifest_without_a_digest(
     attrition_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    strip_digest(attrition_store / "attrition-gbm" / "1")
+    unseal_manifest(attrition_store / "attrition-gbm" / "1")
 
     code, output = validate(attrition_store, capsys)
 
@@ -210,7 +208,7 @@ def test_seal_writes_the_missing_digests_only(
 ) -> None:
     model_dir = attrition_store / "attrition-gbm" / "1"
     committed = (model_dir / MANIFEST_FILENAME).read_text()
-    strip_digest(model_dir)
+    unseal_manifest(model_dir)
 
     assert cli(attrition_store, "seal") == 0
     output = capsys.readouterr().out

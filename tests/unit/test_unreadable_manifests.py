@@ -23,6 +23,7 @@ from registry.errors import ModelNotFoundError, ModelUnavailableError
 from registry.factories import mock_runtimes
 from registry.registry import ModelRegistry
 from registry.store import UnreadableManifest, scan_store
+from tests.factories import truncate_manifest
 from tests.helpers import copy_model
 
 MANIFEST = "manifest.json"
@@ -36,13 +37,6 @@ def store(tmp_path: Path) -> Path:
     copy_model(root, "attrition-logreg", as_version="2")
     copy_model(root, "attrition-gbm")
     return root
-
-
-def truncate(model_dir: Path) -> None:
-    """Cut the manifest in half, as an interrupted copy leaves it."""
-    path = model_dir / MANIFEST
-    text = path.read_text()
-    path.write_text(text[: len(text) // 2])
 
 
 def build(store: Path, default: str | None = "attrition-logreg") -> ModelRegistry:
@@ -60,7 +54,7 @@ async def served_ref(registry: ModelRegistry, ref: str | None) -> str:
 
 
 def test_the_scan_keeps_which_version_each_unreadable_manifest_is(store: Path) -> None:
-    truncate(store / "attrition-logreg" / "2")
+    truncate_manifest(store / "attrition-logreg" / "2")
 
     scan = scan_store(store)
 
@@ -113,7 +107,7 @@ def test_a_missing_store_is_a_problem_of_no_model_version(tmp_path: Path) -> Non
 
 
 def test_the_older_readable_version_serves_the_models_name(store: Path) -> None:
-    truncate(store / "attrition-logreg" / "2")
+    truncate_manifest(store / "attrition-logreg" / "2")
     registry = build(store)
 
     assert asyncio.run(served_ref(registry, None)) == "attrition-logreg@1"
@@ -123,7 +117,7 @@ def test_the_older_readable_version_serves_the_models_name(store: Path) -> None:
 
 
 def test_the_unreadable_version_asked_for_is_unavailable_naming_why(store: Path) -> None:
-    truncate(store / "attrition-logreg" / "2")
+    truncate_manifest(store / "attrition-logreg" / "2")
     registry = build(store)
 
     with pytest.raises(ModelUnavailableError) as error:
@@ -136,7 +130,7 @@ def test_the_unreadable_version_asked_for_is_unavailable_naming_why(store: Path)
 
 
 def test_unknown_versions_are_still_not_found(store: Path) -> None:
-    truncate(store / "attrition-logreg" / "2")
+    truncate_manifest(store / "attrition-logreg" / "2")
     with pytest.raises(ModelNotFoundError, match="no version '9'"):
         build(store).resolve("attrition-logreg@9")
 
@@ -147,8 +141,8 @@ def test_unknown_versions_are_still_not_found(store: Path) -> None:
 @pytest.fixture
 def unreadable_default(store: Path) -> ModelRegistry:
     """The default model's every version unreadable; its fallback model fine."""
-    truncate(store / "attrition-logreg" / "1")
-    truncate(store / "attrition-logreg" / "2")
+    truncate_manifest(store / "attrition-logreg" / "1")
+    truncate_manifest(store / "attrition-logreg" / "2")
     return build(store)
 
 
@@ -182,7 +176,7 @@ def test_the_default_problem_is_what_readiness_reports(unreadable_default: Model
 
 
 def test_a_pinned_default_whose_version_is_unreadable(store: Path) -> None:
-    truncate(store / "attrition-logreg" / "2")
+    truncate_manifest(store / "attrition-logreg" / "2")
     registry = build(store, default="attrition-logreg@2")
 
     problem = registry.default_problem()
@@ -215,8 +209,8 @@ def test_no_default_configured_is_no_problem(store: Path) -> None:
 
 
 def test_a_rescan_after_the_fix_serves_the_default_again(store: Path) -> None:
-    truncate(store / "attrition-logreg" / "1")
-    truncate(store / "attrition-logreg" / "2")
+    truncate_manifest(store / "attrition-logreg" / "1")
+    truncate_manifest(store / "attrition-logreg" / "2")
     registry = build(store)
     assert registry.default_problem() is not None
     copy_model(store.parent / "fixed", "attrition-logreg")
