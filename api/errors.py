@@ -94,9 +94,6 @@ class TooManyRequestsError(ApiError):
 class ServiceUnavailableError(ApiError):
     status_code = 503
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
-
 
 # The database errors that mean "unreachable or overloaded" (refused or dropped connection,
 # pool exhausted, SQLite locked), not a bug: a 503 the client may retry.
@@ -169,8 +166,6 @@ def as_api_error(error: Exception) -> ApiError:
     ]
     api_error = ApiError(serving_error.message, detail=detail or None)
     api_error.status_code = native_status(serving_error)
-    if api_error.status_code == 503:
-        api_error.headers = {"Retry-After": RETRY_AFTER_SECONDS}
     return api_error
 
 
@@ -190,22 +185,32 @@ def error_body(error: ApiError, request_id: str | None) -> bytes:
     return orjson.dumps(body)
 
 
+# Under /v2 every refused request is a 400, whatever its native status says (OIP).
+_V2_BAD_REQUEST = frozenset({408, 413, 415, 422})
+
+
+def rendered_error(
+    error: ApiError, *, path: str, request_id: str | None
+) -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and headers of ``error`` in its route's protocol, for every error answer.
+
+    Native: ``{"error", "detail", "request_id"}`` with the error's status. Under ``/v2``, the
+    Open Inference Protocol's ``{"error"}`` with 400, 404 or 503. A 503 says when to retry.
+    """
+    headers = dict(error.headers or {})
+    if error.status_code == 503:
+        headers.setdefault("Retry-After", RETRY_AFTER_SECONDS)
+    if path.startswith(V2_PREFIX):
+        status = 400 if error.status_code in _V2_BAD_REQUEST else error.status_code
+        return status, orjson.dumps({"error": error.message}), headers
+    return error.status_code, error_body(error, request_id), headers
+
+
 def error_response(request: Request, error: ApiError) -> Response:
-    if request.url.path.startswith(V2_PREFIX):
-        # The Open Inference Protocol's error shape: a bad request is a 400, never a 422.
-        status = 400 if error.status_code == 422 else error.status_code
-        return Response(
-            orjson.dumps({"error": error.message}),
-            status_code=status,
-            media_type="application/json",
-            headers=error.headers,
-        )
-    return Response(
-        error_body(error, getattr(request.state, "request_id", None)),
-        status_code=error.status_code,
-        media_type="application/json",
-        headers=error.headers,
+    status, body, headers = rendered_error(
+        error, path=request.url.path, request_id=getattr(request.state, "request_id", None)
     )
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 async def _handle_domain_error(request: Request, error: Exception) -> Response:

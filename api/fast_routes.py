@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.asgi import send_bytes
+from api.errors import ApiError, rendered_error
 from api.metrics import HttpMetricsMiddleware
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 
@@ -74,38 +75,16 @@ async def _call_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
             f"{scope['method']} is not allowed on {route.path}: POST the input "
             "(see /docs for its body)"
         )
-        body = orjson.dumps({"error": message, "request_id": scope["state"]["request_id"]})
-        await send_bytes(send, 405, body, headers=[(b"allow", b"POST")])
+        error = ApiError(message, headers={"Allow": "POST"})
+        error.status_code = 405
+        await send_error(scope, send, error)
         return
     await route.endpoint(scope, receive, send)
 
 
-async def send_bytes(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: bytes = b"application/json",
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    """Send a whole response in one message (length known, no chunking)."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or ()),
-            ],
-        }
+async def send_error(scope: Scope, send: Send, error: ApiError) -> None:
+    """Answer ``error`` in the shape of the route's protocol (native, or OIP under /v2)."""
+    status, body, headers = rendered_error(
+        error, path=scope["path"], request_id=scope["state"]["request_id"]
     )
-    await send({"type": "http.response.body", "body": body})
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    """The first value of header ``name`` (lowercase), decoded as latin-1."""
-    for key, value in scope["headers"]:
-        if key == name:
-            text: str = value.decode("latin-1")
-            return text
-    return None
+    await send_bytes(send, status, body, headers=headers)

@@ -10,6 +10,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.asgi import header, send_bytes
 from serving.ids import new_id
 
 logger = logging.getLogger(__name__)
@@ -35,14 +36,14 @@ class RequestIdMiddleware:
             return
         request_id = _incoming_request_id(scope) or new_id()
         scope.setdefault("state", {})["request_id"] = request_id
-        header = (REQUEST_ID_HEADER, request_id.encode())
+        id_header = (REQUEST_ID_HEADER, request_id.encode())
         started = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:
@@ -55,22 +56,13 @@ class RequestIdMiddleware:
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER:
-            return value.decode() if _SANE_REQUEST_ID.match(value) else None
-    return None
+    value = header(scope, REQUEST_ID_HEADER)
+    return value.decode() if value is not None and _SANE_REQUEST_ID.match(value) else None
 
 
 async def _send_internal_error(send: Send, request_id: str) -> None:
     body = orjson.dumps({"error": "internal error", "request_id": request_id})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_bytes(send, 500, body)
 
 
 class BodySizeLimitMiddleware:
@@ -127,7 +119,5 @@ class BodySizeLimitMiddleware:
 
 
 def _declared_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
+    value = header(scope, b"content-length")
+    return int(value) if value is not None and value.isdigit() else None

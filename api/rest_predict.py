@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from api.errors import as_api_error, error_body
-from api.fast_routes import FastRoute, header, send_bytes
+from api.asgi import send_bytes, text_header
+from api.errors import as_api_error
+from api.fast_routes import FastRoute, send_error
 from api.wire import media_type_of, read_native_body
 from ml.manifest import InputSchema
 from serving.codecs import InputCodec
@@ -34,7 +35,7 @@ class NativeInput:
     async def decode(
         self, codec: InputCodec, schema: InputSchema, limits: Limits, record: InputRecord
     ) -> Payload:
-        media_type = media_type_of(header(self._scope, b"content-type"))
+        media_type = media_type_of(text_header(self._scope, b"content-type"))
         body = await read_native_body(self._scope, self._receive, media_type)
         return await codec.from_body(body, schema, limits, record)
 
@@ -50,11 +51,7 @@ async def predict_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         result = await data_plane.predict(request)
     except ServingError as error:
-        api_error = as_api_error(error)
-        headers = [(k.lower().encode(), v.encode()) for k, v in (api_error.headers or {}).items()]
-        await send_bytes(
-            send, api_error.status_code, error_body(api_error, request_id), headers=headers
-        )
+        await send_error(scope, send, as_api_error(error))
         return
     await send_bytes(send, 200, orjson.dumps(prediction_body(result)))
 

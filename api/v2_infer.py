@@ -8,16 +8,16 @@ the file. The predict path is the data plane's, traced and metered as ``/predict
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import Receive, Scope, Send
 
-from api.errors import V2_PREFIX
-from api.fast_routes import FastRoute, header, send_bytes
+from api.asgi import send_bytes, text_header
+from api.errors import V2_PREFIX, as_api_error
+from api.fast_routes import FastRoute, send_error
 from api.wire import inflate, read_body
 from ml.manifest import InputSchema
 from serving.codecs import InputCodec
 from serving.dataplane import DataPlane, PredictResult
-from serving.errors import InvalidRequest, ModelNotFound, NoModelAvailable, ServingError
+from serving.errors import InvalidRequest, ServingError
 from serving.payload import InputRecord, Limits, Payload, PredictRequest
 from serving.v2_codec import (
     InferenceRequest,
@@ -35,12 +35,6 @@ INFER_PATHS = (
     f"{V2_PREFIX}/models/{{model_name}}/versions/{{model_version}}/infer",
 )
 _HEADER_LENGTH = b"inference-header-content-length"
-_V2_STATUS: tuple[tuple[type[ServingError], int], ...] = (
-    (InvalidRequest, 400),
-    (ModelNotFound, 404),
-    (NoModelAvailable, 503),
-    (ServingError, 500),
-)
 
 
 class TensorInput:
@@ -58,12 +52,12 @@ class TensorInput:
     ) -> Payload:
         body = inflate(
             await read_body(self._receive),
-            header(self._scope, b"content-encoding"),
+            text_header(self._scope, b"content-encoding"),
             self._max_bytes,
         )
         try:
             self.request = decode_infer_request(
-                body, parse_header_length(header(self._scope, _HEADER_LENGTH))
+                body, parse_header_length(text_header(self._scope, _HEADER_LENGTH))
             )
         except V2RequestError as error:
             record.value = {"size_bytes": len(body)}
@@ -91,9 +85,7 @@ async def infer_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         result = await data_plane.predict(request)
     except ServingError as error:
-        status = next(code for kind, code in _V2_STATUS if isinstance(error, kind))
-        headers = [(b"retry-after", b"1")] if status == 503 else []
-        await send_bytes(send, status, orjson.dumps({"error": error.message}), headers=headers)
+        await send_error(scope, send, as_api_error(error))
         return
     assert source.request is not None
     body, header_length = encode_infer_response(
@@ -111,7 +103,7 @@ async def infer_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         200,
         body,
         b"application/octet-stream",
-        [(_HEADER_LENGTH, str(header_length).encode())],
+        {_HEADER_LENGTH.decode(): str(header_length)},
     )
 
 
