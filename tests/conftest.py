@@ -15,7 +15,7 @@ from sqlalchemy import text
 from api.main import create_app
 from api.settings import Settings
 from db.engine import make_engine
-from tests.helpers import ADMIN, ATTRITION_MODELS, MODELS_DIR, bearer, copy_model
+from tests.helpers import ADMIN, ATTRITION_MODELS, MODELS_DIR, VIEWER, bearer, copy_model
 
 
 @pytest.fixture
@@ -87,3 +87,11 @@ def real_client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
 @pytest.fixture
 def admin_headers(client: TestClient) -> dict[str, str]:
     return bearer(client, ADMIN["username"], ADMIN["password"])
+
+
+@pytest.fixture
+def viewer_headers(client: TestClient, admin_headers: dict[str, str]) -> dict[str, str]:
+    """The token headers of ``VIEWER``, a user of role viewer that the admin creates."""
+    created = client.post("/users", json={**VIEWER, "role": "viewer"}, headers=admin_headers)
+    assert created.status_code == 201, created.text
+    return bearer(client, VIEWER["username"], VIEWER["password"])

@@ -27,6 +27,8 @@ MODELS_DIR = ROOT / "models"
 HELDOUT_CSV = MODELS_DIR / "_evaluation" / "employee-attrition" / "heldout.csv"
 ATTRITION_MODELS = ("attrition-logreg", "attrition-gbm")
 ADMIN = {"username": "admin", "password": "admin-password-123"}
+VIEWER = {"username": "vera", "password": "viewer-pass-1"}
+"""The viewer that the ``viewer_headers`` fixture creates."""
 V2_DATATYPE = {"category": "BYTES", "integer": "INT64", "number": "FP64"}
 """The Open Inference Protocol V2 datatype of each tabular feature type."""
 

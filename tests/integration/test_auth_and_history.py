@@ -11,25 +11,15 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.settings import Settings
-from tests.helpers import ADMIN, attrition_example, bearer
+from tests.helpers import ADMIN, VIEWER, attrition_example, bearer
 
+VIEWER_URL = f"/users/{VIEWER['username']}"
 ADMIN_ROUTES = [
     ("post", "/models/attrition-gbm/load"),
     ("post", "/models/attrition-gbm/unload"),
     ("post", "/models/reload"),
     ("get", "/users"),
 ]
-
-
-@pytest.fixture
-def viewer_headers(client: TestClient, admin_headers: dict[str, str]) -> dict[str, str]:
-    created = client.post(
-        "/users",
-        json={"username": "vera", "password": "viewer-pass-1", "role": "viewer"},
-        headers=admin_headers,
-    )
-    assert created.status_code == 201, created.text
-    return bearer(client, "vera", "viewer-pass-1")
 
 
 def test_wrong_password_gets_no_token(client: TestClient) -> None:
@@ -142,18 +132,18 @@ def test_admin_changes_role_disables_and_resets_a_user(
     client: TestClient, admin_headers: dict[str, str], viewer_headers: dict[str, str]
 ) -> None:
     assert client.get("/users", headers=viewer_headers).status_code == 403
-    promoted = client.patch("/users/vera", json={"role": "admin"}, headers=admin_headers)
+    promoted = client.patch(VIEWER_URL, json={"role": "admin"}, headers=admin_headers)
     assert promoted.status_code == 200 and promoted.json()["role"] == "admin"
     assert client.get("/users", headers=viewer_headers).status_code == 200  # same token
-    disabled = client.patch("/users/vera", json={"is_active": False}, headers=admin_headers)
+    disabled = client.patch(VIEWER_URL, json={"is_active": False}, headers=admin_headers)
     assert disabled.json()["is_active"] is False
     assert client.get("/predictions", headers=viewer_headers).status_code == 401
-    login = client.post("/auth/token", data={"username": "vera", "password": "viewer-pass-1"})
+    login = client.post("/auth/token", data=VIEWER)
     assert login.status_code == 401
     client.patch(
-        "/users/vera", json={"is_active": True, "password": "new-pass-123"}, headers=admin_headers
+        VIEWER_URL, json={"is_active": True, "password": "new-pass-123"}, headers=admin_headers
     )
-    assert bearer(client, "vera", "new-pass-123")
+    assert bearer(client, VIEWER["username"], "new-pass-123")
     assert (
         client.patch("/users/ghost", json={"role": "admin"}, headers=admin_headers).status_code
         == 404

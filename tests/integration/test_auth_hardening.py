@@ -18,11 +18,12 @@ from api.main import create_app
 from api.security import LoginGuard, PasswordHasher
 from api.settings import Settings
 from db.engine import make_engine
-from tests.helpers import ADMIN, attrition_example, bearer
+from tests.helpers import ADMIN, VIEWER, attrition_example, bearer
 
 # Nothing listens on port 1: every connection is refused at once.
 DEAD_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:1/x?connect_timeout=2"
 ANOTHER_CLIENT = ("10.9.8.7", 50000)
+VIEWER_URL = f"/users/{VIEWER['username']}"
 
 
 class FakeClock:
@@ -55,18 +56,6 @@ def guarded(client: TestClient, clock: FakeClock) -> TestClient:
     return client
 
 
-@pytest.fixture
-def vera(guarded: TestClient, admin_headers: dict[str, str]) -> dict[str, str]:
-    """A viewer 'vera'; her token's headers."""
-    created = guarded.post(
-        "/users",
-        json={"username": "vera", "password": "viewer-pass-1", "role": "viewer"},
-        headers=admin_headers,
-    )
-    assert created.status_code == 201, created.text
-    return bearer(guarded, "vera", "viewer-pass-1")
-
-
 def log_in(client: TestClient, username: str, password: str) -> Any:
     return client.post("/auth/token", data={"username": username, "password": password})
 
@@ -90,27 +79,27 @@ def test_the_sixth_wrong_password_for_a_user_is_429(guarded: TestClient, clock: 
 
 
 def test_a_throttled_user_does_not_block_others_nor_predictions(
-    guarded: TestClient, vera: dict[str, str]
+    guarded: TestClient, viewer_headers: dict[str, str]
 ) -> None:
     for _ in range(6):
         log_in(guarded, "admin", "wrong")
     assert log_in(guarded, "admin", "wrong").status_code == 429
-    assert log_in(guarded, "vera", "viewer-pass-1").status_code == 200
+    assert log_in(guarded, **VIEWER).status_code == 200
     # The name is throttled from every address: an attacker has many.
     assert log_in(other_client(guarded), "admin", ADMIN["password"]).status_code == 429
     assert guarded.post("/predict", json={"features": attrition_example()}).status_code == 200
 
 
 def test_a_client_with_too_many_failures_is_429_and_others_still_log_in(
-    guarded: TestClient, clock: FakeClock, vera: dict[str, str]
+    guarded: TestClient, clock: FakeClock, viewer_headers: dict[str, str]
 ) -> None:
     guard_app(guarded, clock, login_failures_per_client=6)
     for attempt in range(6):
         assert log_in(guarded, f"ghost{attempt % 3}", "wrong").status_code == 401
-    throttled = log_in(guarded, "vera", "viewer-pass-1")
+    throttled = log_in(guarded, **VIEWER)
     assert throttled.status_code == 429 and "from this address" in throttled.json()["error"]
     assert "retry-after" in throttled.headers
-    assert log_in(other_client(guarded), "vera", "viewer-pass-1").status_code == 200
+    assert log_in(other_client(guarded), **VIEWER).status_code == 200
     assert guarded.post("/predict", json={"features": attrition_example()}).status_code == 200
 
 
@@ -149,35 +138,33 @@ def test_password_hashing_runs_on_its_own_thread(guarded: TestClient) -> None:
 
 
 def test_a_password_change_revokes_the_users_tokens(
-    guarded: TestClient, admin_headers: dict[str, str], vera: dict[str, str]
+    guarded: TestClient, admin_headers: dict[str, str], viewer_headers: dict[str, str]
 ) -> None:
-    assert guarded.get("/auth/me", headers=vera).status_code == 200
-    changed = guarded.patch("/users/vera", json={"password": "new-pass-123"}, headers=admin_headers)
+    assert guarded.get("/auth/me", headers=viewer_headers).status_code == 200
+    changed = guarded.patch(VIEWER_URL, json={"password": "new-pass-123"}, headers=admin_headers)
     assert changed.status_code == 200
-    old = guarded.get("/auth/me", headers=vera)
+    old = guarded.get("/auth/me", headers=viewer_headers)
     assert old.status_code == 401 and "log in again" in old.json()["error"]
-    assert (
-        guarded.get("/auth/me", headers=bearer(guarded, "vera", "new-pass-123")).status_code == 200
-    )
+    new_token = bearer(guarded, VIEWER["username"], "new-pass-123")
+    assert guarded.get("/auth/me", headers=new_token).status_code == 200
 
 
 def test_disabling_revokes_the_users_tokens_for_good(
-    guarded: TestClient, admin_headers: dict[str, str], vera: dict[str, str]
+    guarded: TestClient, admin_headers: dict[str, str], viewer_headers: dict[str, str]
 ) -> None:
-    guarded.patch("/users/vera", json={"is_active": False}, headers=admin_headers)
-    assert guarded.get("/auth/me", headers=vera).status_code == 401
-    guarded.patch("/users/vera", json={"is_active": True}, headers=admin_headers)
-    assert guarded.get("/auth/me", headers=vera).status_code == 401  # re-enabled: log in again
-    assert (
-        guarded.get("/auth/me", headers=bearer(guarded, "vera", "viewer-pass-1")).status_code == 200
-    )
+    guarded.patch(VIEWER_URL, json={"is_active": False}, headers=admin_headers)
+    assert guarded.get("/auth/me", headers=viewer_headers).status_code == 401
+    guarded.patch(VIEWER_URL, json={"is_active": True}, headers=admin_headers)
+    # Re-enabled: the old token stays revoked, the viewer logs in again.
+    assert guarded.get("/auth/me", headers=viewer_headers).status_code == 401
+    assert guarded.get("/auth/me", headers=bearer(guarded, **VIEWER)).status_code == 200
 
 
 def test_a_role_change_keeps_the_token(
-    guarded: TestClient, admin_headers: dict[str, str], vera: dict[str, str]
+    guarded: TestClient, admin_headers: dict[str, str], viewer_headers: dict[str, str]
 ) -> None:
-    guarded.patch("/users/vera", json={"role": "admin"}, headers=admin_headers)
-    assert guarded.get("/users", headers=vera).status_code == 200
+    guarded.patch(VIEWER_URL, json={"role": "admin"}, headers=admin_headers)
+    assert guarded.get("/users", headers=viewer_headers).status_code == 200
 
 
 def _token(client: TestClient, **claims: Any) -> dict[str, str]:
