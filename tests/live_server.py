@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +50,24 @@ def answers(url: str, expected: str | None = None) -> bool:
     except httpx.HTTPError:
         return False
     return response.status_code == 200 and (expected is None or response.text == expected)
+
+
+def is_running(pid: int) -> bool:
+    """True while process ``pid`` exists and has not exited (Linux: read from /proc)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited (a container's PID 1 may never reap it)
+
+
+def wait_until_gone(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
+    """Wait until none of ``pids`` runs, for ``timeout`` seconds at most; those still running."""
+    watched = list(pids)
+    deadline = time.monotonic() + timeout
+    while any(map(is_running, watched)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [pid for pid in watched if is_running(pid)]
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:

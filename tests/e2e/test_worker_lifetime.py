@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import copy_model
-from tests.live_server import LiveServer, live_api, server_env
+from tests.live_server import LiveServer, live_api, server_env, wait_until_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -36,14 +36,6 @@ def children(pid: int) -> dict[int, str]:
         if int(ppid) == pid and state != "Z":
             found[int(stat_path.parent.name)] = command
     return found
-
-
-def is_running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has exited (a container's PID 1 may never reap it)
 
 
 def workers_of(server: LiveServer, timeout: float = 60.0) -> list[int]:
@@ -92,10 +84,7 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
         port = int(server.env["PORT"])
         server.process.send_signal(signal.SIGKILL)
         server.process.wait()
-        deadline = time.monotonic() + 10
-        while any(map(is_running, everything)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        survivors = [pid for pid in everything if is_running(pid)]
+        survivors = wait_until_gone(everything, timeout=10)
         for pid in survivors:  # not to leave them to the next tests
             os.kill(pid, signal.SIGKILL)
         assert survivors == [], server.log()

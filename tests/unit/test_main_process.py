@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 import api.__main__ as entry
 from tests.helpers import ROOT
+from tests.live_server import wait_until_gone
 
 
 def run_entry_point(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -127,14 +127,6 @@ if __name__ == "__main__":
 """
 
 
-def is_running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_spawned_worker_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "doomed_parent.py"
@@ -149,10 +141,7 @@ def test_a_spawned_worker_exits_when_its_parent_is_killed(tmp_path: Path) -> Non
     )
     worker, alive = map(int, completed.stdout.split())
     assert alive, completed.stderr  # it was serving (sleeping) when its parent died
-    deadline = time.monotonic() + 10
-    while is_running(worker) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if is_running(worker):
+    if wait_until_gone([worker], timeout=10):
         os.kill(worker, signal.SIGKILL)
         pytest.fail("the worker outlived its parent")
 
