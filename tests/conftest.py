@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from api.main import create_app
 from api.settings import Settings
 from db.engine import make_engine
+from db.migrate import upgrade_to_head
 from tests.helpers import ADMIN, ATTRITION_MODELS, MODELS_DIR, VIEWER, bearer, copy_model
 
 
@@ -49,6 +50,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = Settings(_env_file=None, database_url=url).database_url  # type: ignore[call-arg]
     _reset_postgres(url)
     return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on ``database_url``, migrated to the head revision; disposed afterwards."""
+    upgrade_to_head(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ import pytest
 from sqlalchemy import Engine
 
 from db.engine import make_engine
-from db.migrate import upgrade_to_head
 from db.tables import Outcome, Prediction
 from db.traces import TraceRow, TraceWriter, make_trace_writer
 from ml.manifest import InputSchema
@@ -105,14 +104,6 @@ class FailingSource:
 
 
 # --- fixtures ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade_to_head(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

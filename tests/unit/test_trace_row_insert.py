@@ -6,10 +6,10 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from db.engine import make_engine
-from db.migrate import upgrade_to_head
 from db.tables import Outcome, Prediction
 from db.traces import TraceRow, _converter, make_trace_writer
 
@@ -37,9 +37,7 @@ def test_every_converter_gives_sqlalchemys_value(database_url: str) -> None:
             assert repr(got) == repr(expected), column.name
 
 
-def test_a_written_row_reads_back_through_the_orm(database_url: str) -> None:
-    upgrade_to_head(database_url)
-    engine = make_engine(database_url)
+def test_a_written_row_reads_back_through_the_orm(engine: Engine) -> None:
     writer = make_trace_writer(engine)
     writer.start()
     received = datetime(2026, 12, 1, 8, 17, 7, 123456, tzinfo=UTC)
@@ -72,4 +70,3 @@ def test_a_written_row_reads_back_through_the_orm(database_url: str) -> None:
     assert stored.received_at.replace(tzinfo=UTC) == received
     assert stored.input == {"Age": 30} and stored.output == [{"label": "No"}]
     assert stored.is_fallback is False and stored.latency_ms == 0.5
-    engine.dispose()

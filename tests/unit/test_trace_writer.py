@@ -51,12 +51,6 @@ def unmigrated_engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def engine(database_url: str, unmigrated_engine: Engine) -> Engine:
-    upgrade_to_head(database_url)
-    return unmigrated_engine
-
-
 def trace(trace_id: str, features: dict[str, object] | None = None, **fields: Any) -> TraceRow:
     values: dict[str, Any] = {
         "id": trace_id,
