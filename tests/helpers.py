@@ -133,6 +133,19 @@ def install_exploding_model(store: Path, name: str = "attrition-fragile") -> Pat
     return model_dir
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand, so that no test sleeps out a window."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def bearer(client: TestClient, username: str, password: str) -> dict[str, str]:
     response = client.post("/auth/token", data={"username": username, "password": password})
     assert response.status_code == 200, response.text

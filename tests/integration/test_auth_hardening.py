@@ -18,25 +18,12 @@ from api.main import create_app
 from api.security import LoginGuard, PasswordHasher
 from api.settings import Settings
 from db.engine import make_engine
-from tests.helpers import ADMIN, VIEWER, attrition_example, bearer
+from tests.helpers import ADMIN, VIEWER, FakeClock, attrition_example, bearer
 
 # Nothing listens on port 1: every connection is refused at once.
 DEAD_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:1/x?connect_timeout=2"
 ANOTHER_CLIENT = ("10.9.8.7", 50000)
 VIEWER_URL = f"/users/{VIEWER['username']}"
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand, so that no test sleeps out a window."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

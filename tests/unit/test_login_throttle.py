@@ -8,14 +8,7 @@ import pytest
 
 from api.errors import RateLimitedLog, TooManyRequestsError
 from api.throttle import LoginThrottle, SlidingWindow
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeClock
 
 
 def test_a_window_lets_events_go_as_they_age() -> None:
