@@ -148,56 +148,55 @@ def _load_registered(source: str) -> MlflowModel:
             f"{source} needs MLFLOW_TRACKING_URI: set it to your tracking server, "
             f"e.g. MLFLOW_TRACKING_URI=http://localhost:5000"
         )
-    name, alias, version = match["name"], match["alias"], match["version"]
     with _client_defaults():
         import mlflow.artifacts
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
-        shown_uri = _without_credentials(tracking_uri)
+        name, alias = match["name"], match["alias"]
         try:
             client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
             if alias is not None:
                 registered = client.get_model_version_by_alias(name, alias)
             else:
-                registered = client.get_model_version(name, version)
+                registered = client.get_model_version(name, match["version"])
         except MlflowException as error:
-            raise UnsupportedArtifactError(_registry_problem(source, shown_uri, error)) from error
+            raise _server_problem(source, tracking_uri, error) from error
         provenance = MlflowProvenance(
             source=source,
-            tracking_uri=shown_uri,
+            tracking_uri=_without_credentials(tracking_uri),
             model_name=name,
             model_version=str(registered.version),
             alias=alias,
             run_id=registered.run_id,
         )
+        # The version the alias resolved to, not the alias again: it may move meanwhile.
+        resolved = f"{_REGISTRY_SCHEME}{name}/{registered.version}"
         with tempfile.TemporaryDirectory(prefix="mlflow-model-") as download:
-            # The version the alias resolved to, not the alias again: it may move meanwhile.
             try:
                 local = mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"{_REGISTRY_SCHEME}{name}/{registered.version}",
+                    artifact_uri=resolved,
                     dst_path=download,
                     tracking_uri=tracking_uri,
                     registry_uri=tracking_uri,
                 )
             except MlflowException as error:
-                raise UnsupportedArtifactError(
-                    f"cannot download {source} (version {registered.version}) from "
-                    f"{shown_uri}: {error}"
-                ) from error
+                raise _server_problem(resolved, tracking_uri, error) from error
             return _load_directory(Path(local), provenance)
 
 
-def _registry_problem(source: str, tracking_uri: str, error: Exception) -> str:
+def _server_problem(source: str, tracking_uri: str, error: Exception) -> UnsupportedArtifactError:
+    shown = _without_credentials(tracking_uri)
+    said = str(error).replace(tracking_uri.rstrip("/"), shown.rstrip("/"))
     # MLflow wraps a failed connection or a timeout (requests' errors are OSErrors) in its own
     # exception; an answer from the server is an MlflowException with the server's message.
     if isinstance(error.__context__, OSError):
-        return (
-            f"cannot reach the MLflow tracking server {tracking_uri} for {source}: {error}; "
+        return UnsupportedArtifactError(
+            f"cannot reach the MLflow tracking server {shown} for {source}: {said}; "
             "check MLFLOW_TRACKING_URI and that the server runs"
         )
-    return (
-        f"the MLflow tracking server {tracking_uri} could not give {source}: {error}; check the "
+    return UnsupportedArtifactError(
+        f"the MLflow tracking server {shown} could not give {source}: {said}; check the "
         "model's name and its alias or version in the MLflow UI"
     )
 
