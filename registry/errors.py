@@ -6,7 +6,11 @@ class RegistryError(Exception):
 
 
 class InvalidModelRefError(RegistryError):
-    """A model reference is not ``name`` or ``name@version``."""
+    """A model reference is not ``name``, ``name@version`` or ``name@alias``."""
+
+
+class InvalidAliasError(RegistryError):
+    """An alias name is not one (bad characters, or it reads as a version)."""
 
 
 class ModelNotFoundError(RegistryError):

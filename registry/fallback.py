@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from registry.catalogue import Catalogue, ModelEntry
 from registry.errors import InvalidModelRefError, RegistryError
@@ -12,9 +12,16 @@ from registry.refs import ModelRef, parse_model_ref
 class FallbackPolicy:
     """The model's older versions, newest first, then the fallback models of its task."""
 
-    def __init__(self, catalogue: Catalogue, fallbacks: Sequence[str]) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        fallbacks: Sequence[str],
+        pin: Callable[[ModelRef], ModelRef] = lambda ref: ref,
+    ) -> None:
         self._catalogue = catalogue
         self.fallbacks = list(fallbacks)
+        self._pin = pin
+        """The version a reference names now (an alias, or a bare name's champion)."""
         # Parsed once, here; a reference that is not one can serve nothing and is left out.
         self._refs = [ref for ref in map(_parsed, self.fallbacks) if ref is not None]
 
@@ -23,7 +30,7 @@ class FallbackPolicy:
         yield from self._catalogue.older_versions(requested)
         for ref in self._refs:
             try:
-                fallback = self._catalogue.find(ref)
+                fallback = self._catalogue.find(self._pin(ref))
             except RegistryError:
                 continue
             if fallback.manifest.name == requested.manifest.name:

@@ -1,4 +1,9 @@
-"""Model references: ``name`` (its latest version) or ``name@version``."""
+"""Model references: ``name``, ``name@version`` or ``name@alias``.
+
+A version and an alias share the ``@`` slot; the registry tells them apart (a version of
+that name first, then an alias), and ``registry.aliases`` keeps alias names from reading
+as versions.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ _REF_PATTERN = re.compile(
 class ModelRef:
     name: str
     version: str | None = None
+    """What follows ``@``: a version, or an alias that the registry turns into one."""
 
     def __str__(self) -> str:
         return self.name if self.version is None else f"{self.name}@{self.version}"
@@ -28,12 +34,12 @@ class ModelRef:
 
 
 def parse_model_ref(text: str) -> ModelRef:
-    """Parse ``name`` or ``name@version``; raises ``InvalidModelRefError`` otherwise."""
+    """Parse ``name``, ``name@version`` or ``name@alias``; ``InvalidModelRefError`` otherwise."""
     match = _REF_PATTERN.match(text.strip())
     if match is None:
         raise InvalidModelRefError(
-            f"invalid model reference {text!r}: expected 'name' or 'name@version' "
-            "(lowercase letters, digits, '-' and '_')"
+            f"invalid model reference {text!r}: expected 'name', 'name@version' or "
+            "'name@alias' (lowercase letters, digits, '-' and '_')"
         )
     return ModelRef(match["name"], match["version"])
 

@@ -3,7 +3,8 @@
 Start-up reads manifests only. A model's artifact is read, hash-checked and loaded the
 first time a request needs it, once even under concurrent first requests. When a model
 cannot be loaded or fails, its fallback serves: the model's previous good version, else
-the fallback model of the same task.
+the fallback model of the same task. The default model, the fallbacks and the aliases
+are a ``ServingState`` that the database holds and every worker applies.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from types import TracebackType
 
 from ml.manifest import ModelManifest
 from ml.runtime import ModelRuntime
+from registry.aliases import ServingState
 from registry.catalogue import Catalogue, ModelEntry, ModelStatus
 from registry.errors import (
     ModelLoadError,
@@ -116,8 +118,21 @@ class Serving:
         return self.runtime
 
 
+class _View:
+    """A serving state as requests see it: the state, its fallback policy, and the references
+    resolved under it, so that a change of state leaves no stale resolution behind."""
+
+    __slots__ = ("fallback_policy", "resolved", "state")
+
+    def __init__(self, state: ServingState, fallback_policy: FallbackPolicy) -> None:
+        self.state, self.fallback_policy = state, fallback_policy
+        self.resolved: dict[str | None, ModelEntry] = {}
+
+
 class ModelRegistry:
     """Registered models by name and version, loaded lazily, with default and fallbacks."""
+
+    _view: _View
 
     def __init__(
         self,
@@ -133,10 +148,11 @@ class ModelRegistry:
         root: Path | None = None,
     ) -> None:
         self.root = root
-        self.default = default
         self.listener: RegistryListener = listener or SilentListener()
         self.loader = ModelLoader(runtime_factory, self.listener, max_loaded)
-        self._set_catalogue(Catalogue(models), fallbacks, problems, unreadable)
+        self._set_catalogue(
+            Catalogue(models), ServingState(default, tuple(fallbacks)), problems, unreadable
+        )
         self._check_configured_refs()
 
     @classmethod
@@ -168,25 +184,40 @@ class ModelRegistry:
     # --- lookups -------------------------------------------------------------------
 
     @property
+    def state(self) -> ServingState:
+        return self._view.state
+
+    @property
+    def default(self) -> str | None:
+        """The reference ``POST /predict`` serves (None: requests must name their model)."""
+        return self._view.state.default
+
+    @property
     def fallbacks(self) -> list[str]:
-        return self.fallback_policy.fallbacks
+        return list(self._view.state.fallbacks)
+
+    @property
+    def fallback_policy(self) -> FallbackPolicy:
+        return self._view.fallback_policy
 
     @property
     def max_loaded(self) -> int | None:
         return self.loader.max_loaded
 
     def resolve(self, ref: str | None) -> ModelEntry:
-        """The entry ``ref`` names (``name`` or ``name@version``); None is the default model."""
-        entry = self._resolved.get(ref)
+        """The entry ``ref`` names (``name``, ``name@version``, ``name@alias``); None is the
+        default model."""
+        view = self._view  # one state for the whole look-up, even if another is applied
+        entry = view.resolved.get(ref)
         if entry is not None:
             return entry
         if ref is None:
-            entry = self._default_entry()
+            entry = self._default_entry(view.state)
         else:
-            entry = self._find(parse_model_ref(ref), ref)
+            entry = self._find(parse_model_ref(ref), ref, view.state)
         # Remembered for the next request, in a bounded table: references are client text.
-        if len(self._resolved) < _MAX_REMEMBERED_REFS:
-            self._resolved[ref] = entry
+        if len(view.resolved) < _MAX_REMEMBERED_REFS:
+            view.resolved[ref] = entry
         return entry
 
     def default_problem(self) -> str | None:
@@ -212,6 +243,32 @@ class ModelRegistry:
         """``async with registry.serving(entry) as serving``: the runtime that serves."""
         return Serving(self, entry)
 
+    def aliases_of(self, name: str) -> dict[str, str]:
+        """``name``'s aliases and the version each names, by alias."""
+        return dict(sorted(self._view.state.aliases_of(name).items()))
+
+    def serving_version(self, name: str) -> str:
+        """The version ``name`` alone means now: its champion when set, else its latest."""
+        pinned, _alias = self._pinned(ModelRef(name), self._view.state)
+        return pinned.version or self.catalogue.versions(name)[-1].manifest.version
+
+    # --- serving state -------------------------------------------------------------
+
+    def apply_state(self, state: ServingState) -> bool:
+        """Serve ``state`` from now on (as the database holds it); True when it changed."""
+        current = self._view.state
+        if state == current:
+            return False
+        self._view = self._new_view(state)
+        if (state.default, state.fallbacks) != (current.default, current.fallbacks):
+            logger.info(
+                "Default model %s, fallback models %s",
+                state.default,
+                ", ".join(state.fallbacks) or "none",
+            )
+            self._check_configured_refs()
+        return True
+
     # --- lifecycle -----------------------------------------------------------------
 
     def preload(self, refs: Sequence[str]) -> None:
@@ -228,7 +285,7 @@ class ModelRegistry:
             raise ModelLoadError("this registry was not built from a model store folder")
         self.loader.unload_all()
         scan = scan_store(self.root)
-        self._set_catalogue(Catalogue(scan.models), self.fallbacks, scan.problems, scan.unreadable)
+        self._set_catalogue(Catalogue(scan.models), self.state, scan.problems, scan.unreadable)
         logger.info("Rescanned %s: %d model versions", self.root, len(scan.models))
 
     def entries(self) -> Iterator[ModelEntry]:
@@ -237,38 +294,67 @@ class ModelRegistry:
     def _set_catalogue(
         self,
         catalogue: Catalogue,
-        fallbacks: Sequence[str],
+        state: ServingState,
         problems: Sequence[str],
         unreadable: Sequence[UnreadableManifest],
     ) -> None:
         self.catalogue = catalogue
-        self.fallback_policy = FallbackPolicy(catalogue, fallbacks)
-        self._resolved: dict[str | None, ModelEntry] = {}
         self.problems, self.scanned_at = list(problems), datetime.now(UTC)
         self.unreadable = sorted(
             unreadable, key=lambda item: (item.name, version_sort_key(item.version))
         )
         """The model versions whose manifest could not be read, oldest first per model."""
+        self._view = self._new_view(state)  # last: it resolves in the new catalogue
 
-    def _default_entry(self) -> ModelEntry:
-        if self.default is None:
-            raise ModelNotFoundError("no model named and no DEFAULT_MODEL configured")
-        label = f"the default model {self.default}"
-        return self._find(parse_model_ref(self.default), label, "name a model or fix its manifest")
+    def _new_view(self, state: ServingState) -> _View:
+        policy = FallbackPolicy(
+            self.catalogue, state.fallbacks, lambda ref: self._pinned(ref, state)[0]
+        )
+        return _View(state, policy)
 
-    def _find(self, ref: ModelRef, label: str, advice: str | None = None) -> ModelEntry:
-        """The entry ``ref`` names; one whose manifest is unreadable is unavailable, not unknown."""
+    def _pinned(self, ref: ModelRef, state: ServingState) -> tuple[ModelRef, str | None]:
         try:
-            return self.catalogue.find(ref)
+            versions = [entry.manifest.version for entry in self.catalogue.versions(ref.name)]
         except ModelNotFoundError:
-            unreadable = self._unreadable_for(ref)
-            if unreadable is None:
-                raise
-            if advice is None:
-                advice = "fix its manifest" + self._serving_versions(ref)
-            raise ModelUnavailableError(
-                f"{label} cannot be read: {unreadable.error}; {advice}"
-            ) from None
+            return ref, None
+        return state.pinned(ref, versions)
+
+    def _default_entry(self, state: ServingState) -> ModelEntry:
+        if state.default is None:
+            raise ModelNotFoundError("no model named and no DEFAULT_MODEL configured")
+        label = f"the default model {state.default}"
+        advice = "name a model or fix its manifest"
+        return self._find(parse_model_ref(state.default), label, state, advice)
+
+    def _find(
+        self, ref: ModelRef, label: str, state: ServingState, advice: str | None = None
+    ) -> ModelEntry:
+        """The entry ``ref`` names; one whose manifest is unreadable is unavailable, not unknown."""
+        pinned, alias = self._pinned(ref, state)
+        try:
+            return self.catalogue.find(pinned)
+        except ModelNotFoundError:
+            unreadable = self._unreadable_for(pinned)
+            if unreadable is not None:
+                if advice is None:
+                    advice = "fix its manifest" + self._serving_versions(ref)
+                raise ModelUnavailableError(
+                    f"{label} cannot be read: {unreadable.error}; {advice}"
+                ) from None
+            if alias is not None:
+                raise ModelUnavailableError(
+                    f"{label}: alias '{alias}' of {ref.name} names version '{pinned.version}', "
+                    f"which the model store does not hold{self._serving_versions(ref)}; "
+                    "point the alias at another version"
+                ) from None
+            aliases = state.aliases_of(ref.name)
+            if ref.version is not None and aliases:
+                versions = ", ".join(e.manifest.version for e in self.catalogue.versions(ref.name))
+                raise ModelNotFoundError(
+                    f"model '{ref.name}' has no version or alias '{ref.version}' "
+                    f"(versions: {versions}; aliases: {', '.join(sorted(aliases))})"
+                ) from None
+            raise
 
     def _unreadable_for(self, ref: ModelRef) -> UnreadableManifest | None:
         """The unreadable manifest ``ref`` names: without a version, the model's newest."""
