@@ -91,3 +91,76 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+MODEL_NAME_MAX_CHARS = 128
+"""The longest model name the tables store (as ``prediction.model_name``)."""
+
+
+class ChangeAction(StrEnum):
+    """What an admin changed: the serving state, or the models loaded on every worker."""
+
+    ALIAS_SET = "alias_set"
+    ALIAS_DELETED = "alias_deleted"
+    ROLLBACK = "rollback"
+    DEFAULT_MODEL = "default_model"
+    FALLBACK_MODELS = "fallback_models"
+    LOAD = "load"
+    UNLOAD = "unload"
+    RELOAD = "reload"
+
+
+class ServingConfig(SQLModel, table=True):
+    """The one row of what every worker serves by default, and a counter of every change.
+
+    Each change bumps ``generation`` first: workers poll it, and the row's lock puts the
+    changes, and so their ids in ``registry_change``, in commit order.
+    """
+
+    __tablename__ = "serving_config"
+
+    id: int = Field(default=1, primary_key=True)
+    generation: int = 0
+    default_model: str | None = Field(default=None, max_length=256)
+    fallback_models: list[str] = Field(
+        default_factory=list, sa_column=Column(_JSON, nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class ModelAlias(SQLModel, table=True):
+    """An alias of a model (``champion``, ``challenger``, …) and the version it names now."""
+
+    __tablename__ = "model_alias"
+
+    model_name: str = Field(primary_key=True, max_length=MODEL_NAME_MAX_CHARS)
+    alias: str = Field(primary_key=True, max_length=64)
+    version: str = Field(max_length=64)
+    updated_by: str = Field(max_length=USERNAME_MAX_CHARS)
+    updated_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class RegistryChange(SQLModel, table=True):
+    """One change, as the history shows it: who, when, what, from and to.
+
+    Load, unload and reload are changes too: every worker carries them out when it sees
+    them. For those, ``to_version`` is the version acted on (None: every version).
+    """
+
+    __tablename__ = "registry_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    changed_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    actor: str = Field(max_length=USERNAME_MAX_CHARS)
+    action: str = Field(max_length=32)
+    model_name: str | None = Field(default=None, max_length=MODEL_NAME_MAX_CHARS, index=True)
+    alias: str | None = Field(default=None, max_length=64)
+    from_version: str | None = None
+    """The version before (a reference for the default model, a list for the fallbacks)."""
+    to_version: str | None = None

@@ -35,7 +35,12 @@ def attrition_store(tmp_path: Path) -> Path:
 def _reset_postgres(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS prediction, app_user, alembic_version"))
+        connection.execute(
+            text(
+                "DROP TABLE IF EXISTS prediction, app_user, serving_config, model_alias, "
+                "registry_change, alembic_version"
+            )
+        )
     engine.dispose()
 
 
