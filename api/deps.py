@@ -12,6 +12,7 @@ from sqlmodel import Session
 from api.settings import Settings
 from db.traces import TraceWriter
 from registry.registry import ModelRegistry
+from registry.sync import RegistrySync
 from serving.dataplane import DataPlane
 
 
@@ -23,6 +24,11 @@ def get_settings(request: Request) -> Settings:
 def get_registry(request: Request) -> ModelRegistry:
     registry: ModelRegistry = request.app.state.registry
     return registry
+
+
+def get_registry_sync(request: Request) -> RegistrySync:
+    sync: RegistrySync = request.app.state.registry_sync
+    return sync
 
 
 def get_data_plane(request: Request) -> DataPlane:
@@ -47,6 +53,7 @@ def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Sess
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+RegistrySyncDep = Annotated[RegistrySync, Depends(get_registry_sync)]
 DataPlaneDep = Annotated[DataPlane, Depends(get_data_plane)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -20,7 +20,17 @@ from api.logs import configure_logging
 from api.metrics import HttpMetricsMiddleware, mark_worker_exited
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from api.openapi import install_openapi
-from api.routes import auth, evaluation, metadata, models, predictions, service, v2
+from api.registry_sync import start_registry_sync
+from api.routes import (
+    auth,
+    evaluation,
+    metadata,
+    models,
+    predictions,
+    promotion,
+    service,
+    v2,
+)
 from api.security import LoginGuard, ensure_admin
 from api.settings import Settings
 from db.engine import make_engine
@@ -98,6 +108,7 @@ def create_app(
                     settings.admin_password.get_secret_value(),
                 )
         app.state.engine, app.state.trace_writer, app.state.registry = engine, writer, registry
+        sync = app.state.registry_sync = await start_registry_sync(engine, registry, settings)
         app.state.data_plane = DataPlane(
             registry,
             writer,
@@ -113,6 +124,7 @@ def create_app(
         logger.info("%s %s ready (env=%s)", SERVICE_NAME, __version__, settings.env)
         yield
         login_guard.close()
+        await sync.close()
         writer.close()
         registry.loader.unload_all()
         engine.dispose()
@@ -138,7 +150,7 @@ def create_app(
     app.add_middleware(HttpMetricsMiddleware)  # outermost: it counts those 500s too
     for route in [*rest_predict.ROUTES, *v2_infer.ROUTES]:
         app.add_fast_route(route)
-    for module in (service, models, evaluation, metadata, predictions, auth, v2):
+    for module in (service, models, promotion, evaluation, metadata, predictions, auth, v2):
         app.include_router(module.router)
     install_openapi(app)
     return app

@@ -121,11 +121,16 @@ class ModelVersionInfo(BaseModel):
     loaded_at: UtcDatetime | None
     load_seconds: float | None
     metrics: dict[str, float]
+    aliases: list[str] = Field(default=[], description="the aliases naming this version")
 
 
 class ModelSummary(BaseModel):
     name: str
     latest_version: str
+    serving_version: str = Field(
+        description="the version the bare name serves: its champion when set, else the latest"
+    )
+    aliases: dict[str, str] = Field(description="alias → version")
     status: str
     is_default: bool
     task: str
@@ -163,6 +168,78 @@ class ModelActionResponse(BaseModel):
     model: str
     status: str
     message: str
+
+
+class AliasUpdate(BaseModel):
+    """The version an alias is to name."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"version": "2"}]})
+
+    version: str = Field(min_length=1, max_length=64)
+
+
+class AliasChange(BaseModel):
+    """An alias after a change, and the version it named before (null: none)."""
+
+    model: str
+    alias: str
+    version: str | None = Field(description="null once deleted")
+    previous_version: str | None
+
+
+class DefaultModelUpdate(BaseModel):
+    """The model ``POST /predict`` serves: ``name``, ``name@version`` or ``name@alias``."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"model": "attrition-logreg"}]})
+
+    model: str = Field(min_length=1, max_length=256)
+
+
+class DefaultModelChange(BaseModel):
+    default_model: str
+    previous: str | None
+
+
+class FallbackModelsUpdate(BaseModel):
+    """The models that stand in for a failing one of their task, in order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"models": ["attrition-gbm", "instrument-mfcc"]}]}
+    )
+
+    models: list[str] = Field(max_length=32)
+
+
+class FallbackModelsChange(BaseModel):
+    fallback_models: list[str]
+    previous: list[str]
+
+
+class RegistryChangeRecord(BaseModel):
+    """One change: who made it, when, and what from and to.
+
+    Aliases: the versions. Default model: the references. Fallback models: the lists,
+    comma-separated. Load, unload, reload: ``to_version`` is the version acted on.
+    """
+
+    id: int
+    changed_at: UtcDatetime
+    actor: str
+    action: str = Field(
+        description="alias_set, alias_deleted, rollback, default_model, fallback_models, "
+        "load, unload or reload"
+    )
+    model: str | None
+    alias: str | None
+    from_version: str | None
+    to_version: str | None
+
+
+class RegistryChangePage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[RegistryChangeRecord]
 
 
 class TokenResponse(BaseModel):

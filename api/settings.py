@@ -39,13 +39,18 @@ class Settings(BaseSettings):
     """SQLite file (default) or PostgreSQL (``postgresql://user:pass@host/db``)."""
     models_dir: Path = Path("models")
     default_model: str | None = "attrition-logreg"
-    """Model served by ``POST /predict``: ``name`` or ``name@version``."""
+    """Model served by ``POST /predict``: ``name``, ``name@version`` or ``name@alias``.
+    Seeds a fresh database only: afterwards the database's (``PUT /default-model``) wins."""
     fallback_model: str = "attrition-gbm,instrument-mfcc"
-    """Comma-separated models; the one of the failing model's task serves in its place."""
+    """Comma-separated models; the one of the failing model's task serves in its place.
+    Seeds a fresh database only, as DEFAULT_MODEL."""
     max_loaded_models: int = Field(default=4, ge=0)
     """Least recently used models are unloaded beyond this many (0: no limit)."""
     preload_models: str = ""
     """Comma-separated models loaded at start, so that no request waits for them."""
+    registry_poll_seconds: float = Field(default=0.5, gt=0, le=10)
+    """How often each worker checks the database for a change of aliases, default or
+    fallback models, or a load, unload or reload to carry out (one cheap query)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     secret_key: SecretStr | None = None
     """Signs the JWTs; required outside ENV=dev|test."""

@@ -1,12 +1,16 @@
-"""The registry over HTTP: list and inspect models; load, unload and rescan (admins)."""
+"""The registry over HTTP: list and inspect models; load, unload and rescan (admins).
+
+Load, unload and reload reach every worker: recorded in the database, carried out by each
+worker (``api.registry_sync``); the answer says how the answering worker did.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
-from api.deps import RegistryDep
+from api.deps import EngineDep, RegistryDep, RegistrySyncDep
 from api.errors import NotFoundError, ServiceUnavailableError
+from api.registry_sync import run_on_every_worker
 from api.schemas import (
     ModelActionResponse,
     ModelDetail,
@@ -17,8 +21,9 @@ from api.schemas import (
     error_responses,
 )
 from api.security import AdminUser
+from db.tables import ChangeAction
 from registry.catalogue import ModelEntry, ModelStatus
-from registry.errors import ModelLoadError, ModelNotFoundError, RegistryError
+from registry.errors import ModelNotFoundError, RegistryError
 from registry.refs import version_sort_key
 from registry.registry import ModelRegistry
 from registry.store import UnreadableManifest
@@ -68,37 +73,62 @@ def get_model(name: str, registry: RegistryDep, version: str | None = None) -> M
         401, 403, 503, descriptions={503: "The model store cannot be scanned, or no database"}
     ),
 )
-async def reload_models(registry: RegistryDep, _admin: AdminUser) -> ModelsResponse:
-    """Unload every model and scan the model store again (admin)."""
-    try:
-        await run_in_threadpool(registry.rescan)
-    except RegistryError as error:
-        raise ServiceUnavailableError(str(error)) from error
+async def reload_models(
+    registry: RegistryDep, sync: RegistrySyncDep, engine: EngineDep, admin: AdminUser
+) -> ModelsResponse:
+    """Unload every model and scan the model store again, on every worker (admin)."""
+    outcome = await run_on_every_worker(engine, sync, ChangeAction.RELOAD, actor=admin.username)
+    if outcome.error is not None:
+        raise ServiceUnavailableError(outcome.error)
     return list_models(registry)
 
 
 @router.post("/{name}/load", response_model=ModelActionResponse, responses=_ADMIN_ERRORS)
 async def load_model(
-    name: str, registry: RegistryDep, _admin: AdminUser, version: str | None = None
+    name: str,
+    registry: RegistryDep,
+    sync: RegistrySyncDep,
+    engine: EngineDep,
+    admin: AdminUser,
+    version: str | None = None,
 ) -> ModelActionResponse:
-    """Load a model now, retrying one that failed before (admin)."""
+    """Load a model now on every worker, retrying one that failed before (admin)."""
     entry = _entry(registry, name, version)
-    try:
-        await run_in_threadpool(registry.loader.load, entry, retry_failed=True)
-    except ModelLoadError as error:
-        raise ServiceUnavailableError(f"{entry.ref} failed to load: {error}") from error
-    return ModelActionResponse(model=entry.ref, status=entry.status, message="loaded")
+    outcome = await run_on_every_worker(
+        engine,
+        sync,
+        ChangeAction.LOAD,
+        actor=admin.username,
+        model=entry.manifest.name,
+        version=entry.manifest.version,
+    )
+    if outcome.error is not None:
+        raise ServiceUnavailableError(f"{entry.ref} failed to load: {outcome.error}")
+    return ModelActionResponse(model=entry.ref, status=entry.status, message=outcome.message)
 
 
 @router.post("/{name}/unload", response_model=ModelActionResponse, responses=_ADMIN_ERRORS)
 async def unload_model(
-    name: str, registry: RegistryDep, _admin: AdminUser, version: str | None = None
+    name: str,
+    registry: RegistryDep,
+    sync: RegistrySyncDep,
+    engine: EngineDep,
+    admin: AdminUser,
+    version: str | None = None,
 ) -> ModelActionResponse:
-    """Unload a model; the next request that needs it loads it again (admin)."""
+    """Unload a model on every worker; the next request that needs it loads it (admin)."""
     entry = _entry(registry, name, version)
-    was_loaded = await run_in_threadpool(registry.loader.unload, entry)
-    message = "unloaded" if was_loaded else "was not loaded"
-    return ModelActionResponse(model=entry.ref, status=entry.status, message=message)
+    outcome = await run_on_every_worker(
+        engine,
+        sync,
+        ChangeAction.UNLOAD,
+        actor=admin.username,
+        model=entry.manifest.name,
+        version=entry.manifest.version,
+    )
+    if outcome.error is not None:
+        raise ServiceUnavailableError(f"{entry.ref} could not be unloaded: {outcome.error}")
+    return ModelActionResponse(model=entry.ref, status=entry.status, message=outcome.message)
 
 
 def _entry(registry: ModelRegistry, name: str, version: str | None) -> ModelEntry:
@@ -109,18 +139,24 @@ def _entry(registry: ModelRegistry, name: str, version: str | None) -> ModelEntr
 
 
 def _summary(registry: ModelRegistry, name: str) -> ModelSummary:
+    """The model as its bare name serves it: the champion when set (else the latest)."""
     versions = registry.catalogue.versions(name)
-    latest = versions[-1].manifest
+    serving = registry.serving_version(name)
+    # A champion whose manifest cannot be read: the latest readable one describes the model.
+    shown = next((e for e in versions if e.manifest.version == serving), versions[-1])
+    manifest = shown.manifest
     return ModelSummary(
         name=name,
-        latest_version=latest.version,
-        status=versions[-1].status,
+        latest_version=versions[-1].manifest.version,
+        serving_version=serving,
+        aliases=registry.aliases_of(name),
+        status=shown.status if shown.manifest.version == serving else ModelStatus.FAILED,
         is_default=registry.is_default(name),
-        task=latest.task,
-        input_kind=latest.input.kind,
-        labels=latest.output.labels,
-        description=latest.description,
-        metrics=latest.metrics,
+        task=manifest.task,
+        input_kind=manifest.input.kind,
+        labels=manifest.output.labels,
+        description=manifest.description,
+        metrics=manifest.metrics,
         versions=_versions_info(registry, name, versions),
     )
 
@@ -131,6 +167,8 @@ def _versions_info(
     """Every version in order, those whose manifest cannot be read shown as failed."""
     infos = [_version_info(entry) for entry in entries]
     infos += [_unreadable_info(item) for item in registry.unreadable if item.name == name]
+    for info in infos:
+        info.aliases = [a for a, v in registry.aliases_of(name).items() if v == info.version]
     return sorted(infos, key=lambda info: version_sort_key(info.version))
 
 

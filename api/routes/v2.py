@@ -9,17 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from api import SERVICE_NAME, __version__
-from api.deps import DataPlaneDep, RegistryDep
+from api.deps import DataPlaneDep, EngineDep, RegistryDep, RegistrySyncDep
 from api.errors import V2_PREFIX, NotFoundError, ServiceUnavailableError
+from api.registry_sync import run_on_every_worker
 from api.schemas import V2Error, V2ModelReady, V2ServerReady, error_responses
 from api.security import AdminUser
 from api.v2_infer import LABEL_OUTPUT, PROBABILITIES_OUTPUT
+from db.tables import ChangeAction
 from registry.catalogue import ModelEntry, ModelStatus
-from registry.errors import ModelLoadError, RegistryError
+from registry.errors import RegistryError
 from registry.registry import ModelRegistry
 from serving.codecs import codec_for
 
@@ -115,13 +116,24 @@ def repository_index(registry: RegistryDep) -> list[dict[str, str]]:
     "/repository/models/{model_name}/load", summary="Load a model (admin)", responses=_ADMIN_ERRORS
 )
 async def repository_load(
-    model_name: str, registry: RegistryDep, _admin: AdminUser
+    model_name: str,
+    registry: RegistryDep,
+    sync: RegistrySyncDep,
+    engine: EngineDep,
+    admin: AdminUser,
 ) -> dict[str, Any]:
+    """Load the model on every worker."""
     entry = _entry(registry, model_name, None)
-    try:
-        await run_in_threadpool(registry.loader.load, entry, retry_failed=True)
-    except ModelLoadError as error:
-        raise ServiceUnavailableError(f"{entry.ref} failed to load: {error}") from error
+    outcome = await run_on_every_worker(
+        engine,
+        sync,
+        ChangeAction.LOAD,
+        actor=admin.username,
+        model=entry.manifest.name,
+        version=entry.manifest.version,
+    )
+    if outcome.error is not None:
+        raise ServiceUnavailableError(f"{entry.ref} failed to load: {outcome.error}")
     return {}
 
 
@@ -131,10 +143,19 @@ async def repository_load(
     responses=_ADMIN_ERRORS,
 )
 async def repository_unload(
-    model_name: str, registry: RegistryDep, _admin: AdminUser
+    model_name: str,
+    registry: RegistryDep,
+    sync: RegistrySyncDep,
+    engine: EngineDep,
+    admin: AdminUser,
 ) -> dict[str, Any]:
-    for entry in registry.catalogue.versions(model_name):
-        await run_in_threadpool(registry.loader.unload, entry)
+    """Unload every version of the model on every worker."""
+    name = _entry(registry, model_name, None).manifest.name
+    outcome = await run_on_every_worker(
+        engine, sync, ChangeAction.UNLOAD, actor=admin.username, model=name
+    )
+    if outcome.error is not None:
+        raise ServiceUnavailableError(f"{name} could not be unloaded: {outcome.error}")
     return {}
 
 
