@@ -80,6 +80,8 @@ def _tabular_samples(path: Path, schema: TabularInput) -> list[EvaluationSample]
 
 def _parse_cell(text: str, feature: Any) -> object:
     """A CSV cell as the JSON value a client would send for this feature."""
+    if text == "" and feature.nullable:
+        return None  # an empty cell is a missing value
     if isinstance(feature, NumericFeature):
         return int(text) if feature.type == "integer" else float(text)
     return text

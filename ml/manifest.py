@@ -25,6 +25,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Fields added since manifests were first written are left out of the file at their default
+# (``exclude_if``), so that ``registry seal`` rewrites an old manifest byte for byte.
+def _is_false(value: bool) -> bool:
+    return not value
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class NumericFeature(_Strict):
     """A numeric input column with the range seen in training (inclusive)."""
 
@@ -33,6 +43,8 @@ class NumericFeature(_Strict):
     minimum: float | None = None
     maximum: float | None = None
     description: str = ""
+    nullable: bool = Field(default=False, exclude_if=_is_false)
+    """Whether ``null`` is accepted: a missing value, which the model itself imputes."""
 
 
 class CategoricalFeature(_Strict):
@@ -42,6 +54,8 @@ class CategoricalFeature(_Strict):
     type: Literal["category"]
     categories: list[str] = Field(min_length=1)
     description: str = ""
+    nullable: bool = Field(default=False, exclude_if=_is_false)
+    """Whether ``null`` is accepted: a missing value, which the model itself imputes."""
 
 
 Feature = Annotated[NumericFeature | CategoricalFeature, Field(discriminator="type")]
@@ -132,6 +146,26 @@ class CompiledModel(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class OnnxConversion(_Strict):
+    """How an ONNX artifact was converted from a scikit-learn pipeline, and the proof of it.
+
+    The pipeline stays beside it as the reference (``source_artifact``, hashed like every
+    artifact). The proof is the ONNX runtime, as served, against the pipeline's
+    ``predict_proba`` on every row of the sample given to ``python -m registry add``.
+    """
+
+    source_artifact: str = Field(pattern=ARTIFACT_NAME)
+    source_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    converter: str
+    """The converter and its version, e.g. ``skl2onnx 1.20.0``."""
+    precision: Literal["double", "float"]
+    """The inputs' precision: double where the converter allows, else float."""
+    rows: int = Field(gt=0)
+    """How many sample rows the conversion was proven on."""
+    max_probability_difference: float = Field(ge=0)
+    same_labels: bool
+
+
 class ModelManifest(_Strict):
     """Everything known about one version of one model."""
 
@@ -145,6 +179,8 @@ class ModelManifest(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     compiled: CompiledModel | None = None
     """Optional exact fast form of the same model (see ``CompiledModel``)."""
+    conversion: OnnxConversion | None = Field(default=None, exclude_if=_is_none)
+    """For an ONNX artifact converted from a scikit-learn pipeline: how, and its proof."""
     architecture: str | None = None
     """For frameworks that store weights only: ``module:Class`` of the network code."""
     input: InputSchema
@@ -170,6 +206,8 @@ class ModelManifest(_Strict):
         files = [(self.artifact, self.sha256)]
         if self.compiled is not None:
             files.append((self.compiled.artifact, self.compiled.sha256))
+        if self.conversion is not None:
+            files.append((self.conversion.source_artifact, self.conversion.source_sha256))
         return files
 
 

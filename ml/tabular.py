@@ -115,12 +115,26 @@ def _category_check(feature: CategoricalFeature) -> Check:
     return check_category
 
 
-def _feature_check(feature: NumericFeature | CategoricalFeature) -> Check:
+def _nullable(check: Check) -> Check:
+    """``check``, letting ``null`` through as the missing value the model imputes."""
+
+    def check_or_null(value: object) -> object:
+        return None if value is None else check(value)
+
+    return check_or_null
+
+
+def _value_check(feature: NumericFeature | CategoricalFeature) -> Check:
     if isinstance(feature, CategoricalFeature):
         return _category_check(feature)
     if feature.type == "integer":
         return _integer_check(feature)
     return _number_check(feature)
+
+
+def _feature_check(feature: NumericFeature | CategoricalFeature) -> Check:
+    check = _value_check(feature)
+    return _nullable(check) if feature.nullable else check
 
 
 class TabularValidator:
