@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ml.errors import ModelRuntimeError
+from ml.labels import LabelRule
 from ml.linear_fastpath import LINEAR_KIND, LinearScorer
 from ml.manifest import CategoricalFeature, CompiledModel, ModelManifest, TabularInput
 from ml.runtime import ModelRuntime, Prediction
@@ -58,14 +59,7 @@ class SklearnRuntime(ModelRuntime):
         self._pipeline: Any = None
         self._scorer: Scorer | None = None
         self._class_labels: list[str] = []  # the label of each predict_proba column
-        output = self.manifest.output
-        # A threshold needs a positive label to apply to; without either, the likeliest wins.
-        self._threshold: tuple[str, float] | None = (
-            (output.positive_label, output.decision_threshold)
-            if output.positive_label and output.decision_threshold is not None
-            else None
-        )
-        self._other_labels = [label for label in self.labels if label != output.positive_label]
+        self._decide = LabelRule(self.manifest.output).decide
 
     def load(self) -> None:
         started = time.perf_counter()
@@ -195,18 +189,6 @@ class SklearnRuntime(ModelRuntime):
         by_label = dict(zip(self._class_labels, class_probabilities, strict=True))
         probabilities = {label: float(by_label[label]) for label in self.labels}
         return Prediction(label=self._decide(probabilities), probabilities=probabilities)
-
-    def _decide(self, probabilities: Mapping[str, float]) -> str:
-        """The positive label when its probability reaches the threshold, else the likeliest."""
-        candidates = self.labels
-        if self._threshold is not None:
-            positive_label, threshold = self._threshold
-            if probabilities[positive_label] >= threshold:
-                return positive_label
-            candidates = self._other_labels
-        if len(candidates) == 1:
-            return candidates[0]
-        return max(candidates, key=probabilities.__getitem__)
 
 
 def _is_cheap(scorer: Scorer) -> bool:
