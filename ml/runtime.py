@@ -76,6 +76,7 @@ RUNTIME_BY_FRAMEWORK: dict[str, str] = {
     "sklearn": "ml.sklearn_runtime:SklearnRuntime",
     "torch-audio": "ml.torch_audio_runtime:TorchAudioRuntime",
     "sklearn-audio": "ml.mfcc_runtime:MfccSklearnRuntime",
+    "onnx": "ml.onnx_runtime:OnnxRuntime",
 }
 
 
