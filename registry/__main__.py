@@ -1,4 +1,5 @@
-"""``python -m registry list|show NAME|validate|seal``: inspect and check the model store."""
+"""``python -m registry list|show NAME|validate|seal|add NAME``: inspect, check and fill the
+model store."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ml.manifest import manifest_digest, write_manifest
+from registry import add
 from registry.errors import InvalidModelRefError, ModelLoadError
 from registry.hashing import verify_artifact
 from registry.refs import ModelRef, parse_model_ref, version_sort_key
@@ -41,7 +43,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also replace a digest that no longer matches, for the versions named",
     )
+    add.configure(
+        commands.add_parser(
+            "add",
+            help="package your own model as the next version of NAME",
+            description=add.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
     args = parser.parse_args(argv)
+    if args.command == "add":
+        return add.run(args)
     scan = scan_store(args.models_dir)
     if args.command == "list":
         return _list(scan)
