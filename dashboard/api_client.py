@@ -116,9 +116,24 @@ class ApiClient:
 
     def predictions(self, token: str, **filters: Any) -> dict[str, Any]:
         params = {key: value for key, value in filters.items() if value is not None}
+        return self._json("GET", "/predictions", params=params, headers=_bearer(token))
+
+    def history(self, token: str, name: str) -> dict[str, Any]:
+        """Who changed what of model ``name``, newest first."""
+        return self._json("GET", f"/models/{name}/history", headers=_bearer(token))
+
+    def set_alias(self, token: str, name: str, alias: str, version: str) -> dict[str, Any]:
+        """Point ``name@alias`` at ``version`` (admin): every worker serves it within 2 s."""
         return self._json(
-            "GET", "/predictions", params=params, headers={"Authorization": f"Bearer {token}"}
+            "PUT",
+            f"/models/{name}/aliases/{alias}",
+            json={"version": version},
+            headers=_bearer(token),
         )
+
+    def set_default_model(self, token: str, ref: str) -> dict[str, Any]:
+        """Make ``ref`` the model ``POST /predict`` serves (admin)."""
+        return self._json("PUT", "/default-model", json={"model": ref}, headers=_bearer(token))
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -141,6 +156,10 @@ class ApiClient:
         if response.is_error:
             raise _response_error(response)
         return response
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _response_error(response: httpx.Response) -> ApiResponseError:

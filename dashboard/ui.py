@@ -96,6 +96,30 @@ def token() -> str | None:
     return value if isinstance(value, str) else None
 
 
+def login_form(why: str) -> None:
+    """Ask for a user's name and password; once logged in, the page runs again with its token.
+
+    ``why`` says what the login is for. The token lasts for the browser session, on every page.
+    """
+    st.info(why, icon=":material/lock:")
+    with st.form("login"):
+        username = st.text_input("Username")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Log in")
+    if not submitted:
+        return
+    try:
+        token = client().login(username, password)
+    except LoginRequiredError:
+        st.error("Wrong username or password.")
+        return
+    except ApiError as error:
+        show_error(error, "log in")
+        return
+    st.session_state[TOKEN_KEY], st.session_state[USERNAME_KEY] = token, username
+    st.rerun()
+
+
 def log_out() -> None:
     st.session_state.pop(TOKEN_KEY, None)
     st.session_state.pop(USERNAME_KEY, None)

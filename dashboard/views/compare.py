@@ -1,40 +1,59 @@
-"""Compare: models of one task on the same held-out data, to choose the default at a glance."""
+"""Compare: models of one task on the same held-out data, to choose the default at a glance.
+
+Each model is compared as it serves (its champion, else its latest version), other versions
+on demand; an admin promotes the leader: the champion of its model, or the default model.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import charts, comparison, ui
-from dashboard.api_client import ApiError
+from dashboard.api_client import ApiError, LoginRequiredError
 
 logger = logging.getLogger(__name__)
 
 BEST_STYLE = "background-color: rgba(46, 125, 50, 0.25); font-weight: bold"
+PROMOTE_LOGIN = "Log in as an admin to promote the leader (make it a champion or the default)."
 
 
-def choose_models(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def choose_models(models: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The (model, version) pairs to compare: each chosen model as it serves, then any other
+    version asked for."""
     tasks = sorted({model["task"] for model in models})
     task = st.selectbox("Task", tasks, key="compare_task")
     of_task = [model for model in models if model["task"] == task]
     names = [model["name"] for model in of_task]
     chosen = st.multiselect("Models", names, default=names, key=f"compare_models:{task}")
-    return [model for model in of_task if model["name"] in chosen]
+    pairs = [(m["name"], m["serving_version"]) for m in of_task if m["name"] in chosen]
+    others = [
+        f"{model['name']}@{version['version']}"
+        for model in of_task
+        if model["name"] in chosen
+        for version in model["versions"]
+        if version["task"] is not None and version["version"] != model["serving_version"]
+    ]
+    if others:
+        extra = st.multiselect("Other versions", others, key=f"compare_versions:{task}")
+        pairs += [(label.split("@")[0], label.split("@")[1]) for label in extra]
+    return pairs
 
 
-def load_evaluations(models: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each model's evaluation; a model that cannot be evaluated is reported and left out."""
+def load_evaluations(pairs: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """Each version's evaluation; one that cannot be evaluated is reported and left out."""
     base_url = ui.settings().base_url
     evaluations = {}
-    for model in models:
-        with st.spinner(f"Evaluating {model['name']} on the held-out set…"):
+    for name, version in pairs:
+        with st.spinner(f"Evaluating {name}@{version} on the held-out set…"):
             try:
-                evaluation = ui.evaluation(base_url, model["name"], model["latest_version"])
+                evaluation = ui.evaluation(base_url, name, version)
             except ApiError as error:
-                ui.show_error(error, f"evaluate {model['name']}")
+                ui.show_error(error, f"evaluate {name}@{version}")
                 continue
         evaluations[comparison.model_label(evaluation)] = evaluation
     return evaluations
@@ -61,12 +80,9 @@ def warn_about_the_data(evaluations: dict[str, dict[str, Any]]) -> None:
 
 
 def show_recommendation(
-    table: pd.DataFrame, default_model: str | None, task_models: list[str]
+    advice: comparison.Recommendation, default_model: str | None, task_models: list[str]
 ) -> None:
     """Who should be the default, said against the current default when it is of this task."""
-    advice = comparison.recommend(table, default_model)
-    if advice is None:
-        return
     leads = f"ties with {', '.join(advice.tied_with)} on" if advice.tied_with else "leads on"
     text = (
         f"**{advice.model}** {leads} {advice.metric} ({advice.value:.3f}) and is best on "
@@ -77,7 +93,7 @@ def show_recommendation(
         st.success(f"{text} It is the default model already.", icon=":material/verified:")
     elif default_name in task_models:
         st.info(
-            f"{text} The default is `{default_model}`: consider `DEFAULT_MODEL={name}`.",
+            f"{text} The default is `{default_model}`: consider making `{name}` the default.",
             icon=":material/lightbulb:",
         )
     else:
@@ -86,6 +102,47 @@ def show_recommendation(
             f"`POST /predict/{name}`.",
             icon=":material/lightbulb:",
         )
+
+
+def show_promotion(
+    advice: comparison.Recommendation, models: list[dict[str, Any]], default_model: str | None
+) -> None:
+    """The admin's buttons: the leader becomes its model's champion, its model the default."""
+    st.subheader("Promote")
+    token = ui.token()
+    if token is None:
+        ui.login_form(PROMOTE_LOGIN)
+        return
+    name, version = advice.model.split("@")
+    model = next(model for model in models if model["name"] == name)
+    if model["aliases"].get("champion") == version:
+        st.caption(f"`{advice.model}` is the champion of `{name}` already.")
+    elif st.button(f"Make {advice.model} the champion of {name}", icon=":material/star:"):
+        promote(
+            f"make {advice.model} the champion",
+            lambda: ui.client().set_alias(token, name, "champion", version),
+            f"`{name}` serves version {version} on every worker within 2 s.",
+        )
+    if (default_model or "").split("@")[0] != name and st.button(
+        f"Make {name} the default model", icon=":material/verified:"
+    ):
+        promote(
+            f"make {name} the default model",
+            lambda: ui.client().set_default_model(token, name),
+            f"`POST /predict` serves `{name}` on every worker within 2 s.",
+        )
+
+
+def promote(what: str, call: Callable[[], object], done: str) -> None:
+    try:
+        call()
+    except LoginRequiredError:
+        ui.log_out()
+        st.warning("Your session has expired: log in again.", icon=":material/lock_clock:")
+    except ApiError as error:
+        ui.show_error(error, what)
+    else:
+        st.success(done, icon=":material/check_circle:")
 
 
 def show_metrics_table(table: pd.DataFrame) -> None:
@@ -143,7 +200,7 @@ def main() -> None:
     listing = ui.fetch("list the models", api.models)
     chosen = choose_models(listing["models"])
     if len(chosen) < 2:
-        st.info("Choose two or more models of the task to compare them.")
+        st.info("Choose two or more models (or versions) of the task to compare them.")
         st.stop()
     evaluations = load_evaluations(chosen)
     if len(evaluations) < 2:
@@ -151,7 +208,9 @@ def main() -> None:
         st.stop()
     warn_about_the_data(evaluations)
     table = comparison.metrics_table(evaluations)
-    show_recommendation(table, listing["default_model"], [model["name"] for model in chosen])
+    advice = comparison.recommend(table, listing["default_model"])
+    if advice is not None:
+        show_recommendation(advice, listing["default_model"], [name for name, _ in chosen])
     show_metrics_table(table)
     st.plotly_chart(charts.quality_bars(table, comparison.QUALITY_METRICS))
     show_roc_and_latency(evaluations)
@@ -159,6 +218,8 @@ def main() -> None:
     show_error_analysis(evaluations)
     st.subheader("Agreement on the same inputs")
     show_agreement(evaluations)
+    if advice is not None:
+        show_promotion(advice, listing["models"], listing["default_model"])
 
 
 main()

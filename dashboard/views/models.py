@@ -1,4 +1,4 @@
-"""Models: the registry with status, versions, key metrics and manifest details."""
+"""Models: the registry with status, versions, aliases, key metrics, manifest and history."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, ui
+from dashboard.api_client import ApiError, LoginRequiredError
 
 logger = logging.getLogger(__name__)
 
 # The metrics worth a column, in this order, when a model's manifest has them.
 KEY_METRICS = ["roc_auc", "accuracy", "f1", "macro_f1"]
+HISTORY_COLUMNS = ["changed_at", "actor", "action", "alias", "from_version", "to_version"]
+HISTORY_LOGIN = "Who changed which alias, and when: log in with an API user to see it."
 
 
 def registry_table(models: list[dict[str, Any]]) -> pd.DataFrame:
@@ -25,12 +28,19 @@ def registry_table(models: list[dict[str, Any]]) -> pd.DataFrame:
             "task": model["task"],
             "input": model["input_kind"],
             "status": model["status"],
+            "serving": model["serving_version"],
+            "aliases": describe_aliases(model["aliases"]),
             "latest": model["latest_version"],
             "versions": len(model["versions"]),
         }
         row.update({metric: model["metrics"].get(metric) for metric in KEY_METRICS})
         rows.append(row)
     return pd.DataFrame(rows).dropna(axis="columns", how="all")
+
+
+def describe_aliases(aliases: dict[str, str]) -> str:
+    """``champion → 2, challenger → 3``: each alias and the version it names."""
+    return ", ".join(f"{alias} → {version}" for alias, version in aliases.items())
 
 
 def metrics_by_task(models: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
@@ -53,7 +63,17 @@ def metrics_by_task(models: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
 
 def show_versions(detail: dict[str, Any]) -> None:
     versions = pd.DataFrame(detail["versions"])
-    columns = ["version", "status", "framework", "created_at", "loaded_at", "load_seconds", "error"]
+    versions["aliases"] = versions["aliases"].apply(", ".join)
+    columns = [
+        "version",
+        "aliases",
+        "status",
+        "framework",
+        "created_at",
+        "loaded_at",
+        "load_seconds",
+        "error",
+    ]
     st.dataframe(versions[[c for c in columns if c in versions]], hide_index=True)
 
 
@@ -106,6 +126,27 @@ def show_manifest(manifest: dict[str, Any]) -> None:
         st.json(manifest, expanded=False)
 
 
+def show_history(name: str) -> None:
+    """The model's changes, newest first, for a logged-in user."""
+    token = ui.token()
+    if token is None:
+        ui.login_form(HISTORY_LOGIN)
+        return
+    try:
+        page = ui.client().history(token, name)
+    except LoginRequiredError:
+        ui.log_out()
+        ui.login_form(HISTORY_LOGIN)
+        return
+    except ApiError as error:
+        ui.show_error(error, f"read the history of {name}")
+        return
+    if not page["items"]:
+        st.caption("No change yet: no alias set, no default changed, nothing loaded by hand.")
+        return
+    st.dataframe(pd.DataFrame(page["items"])[HISTORY_COLUMNS], hide_index=True)
+
+
 def main() -> None:
     st.title("Models")
     api = ui.client()
@@ -127,8 +168,14 @@ def main() -> None:
     name = st.selectbox("Model", names, key="models_detail")
     detail = ui.fetch(f"read model {name}", lambda: api.model(name))
     st.markdown(detail["description"] or "_No description._")
+    st.markdown(
+        f"`{name}` serves version **{detail['serving_version']}**"
+        + (" (its champion)" if "champion" in detail["aliases"] else " (its latest)")
+    )
     show_versions(detail)
     show_manifest(detail["manifest"])
+    st.subheader("History")
+    show_history(name)
 
 
 main()

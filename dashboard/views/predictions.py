@@ -14,6 +14,11 @@ from dashboard.history import OUTCOMES, history_frame, summarise
 
 logger = logging.getLogger(__name__)
 
+HISTORY_LOGIN = (
+    "The prediction history holds personal data: log in with an API user "
+    "(the admin of ADMIN_USERNAME, or a viewer)."
+)
+
 ALL = "all"
 PERIODS = {
     "last hour": timedelta(hours=1),
@@ -34,30 +39,6 @@ TABLE_COLUMNS = [
     "request_id",
     "error",
 ]
-
-
-def login_form() -> None:
-    st.info(
-        "The prediction history holds personal data: log in with an API user "
-        "(the admin of ADMIN_USERNAME, or a viewer).",
-        icon=":material/lock:",
-    )
-    with st.form("login"):
-        username = st.text_input("Username")
-        password = st.text_input("Password", type="password")
-        submitted = st.form_submit_button("Log in")
-    if not submitted:
-        return
-    try:
-        token = ui.client().login(username, password)
-    except LoginRequiredError:
-        st.error("Wrong username or password.")
-        return
-    except ApiError as error:
-        ui.show_error(error, "log in")
-        return
-    st.session_state[ui.TOKEN_KEY], st.session_state[ui.USERNAME_KEY] = token, username
-    st.rerun()
 
 
 def filters(model_names: list[str]) -> dict[str, Any]:
@@ -85,7 +66,7 @@ def history_page(token: str, query: dict[str, Any]) -> dict[str, Any] | None:
     except LoginRequiredError:
         ui.log_out()
         st.warning("Your session has expired: log in again.", icon=":material/lock_clock:")
-        login_form()
+        ui.login_form(HISTORY_LOGIN)
     except ApiError as error:
         ui.show_error(error, "read the prediction history")
     return None
@@ -118,7 +99,7 @@ def main() -> None:
     st.title("Prediction history")
     token = ui.token()
     if token is None:
-        login_form()
+        ui.login_form(HISTORY_LOGIN)
         st.stop()
     if st.sidebar.button("Log out", icon=":material/logout:"):
         ui.log_out()

@@ -1,4 +1,5 @@
-"""The dashboard served for real and opened in headless Chromium: the Compare page's charts.
+"""The dashboard served for real and opened in headless Chromium: the Compare page's charts,
+and an admin promoting the leader there.
 
 Runs the API on the committed attrition models (real runtimes, so the screenshot shows the real
 comparison), ``streamlit run dashboard/app.py`` as ``make run`` does, and Debian's chromium
@@ -13,9 +14,12 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from tests.helpers import ADMIN
 from tests.live_server import ROOT, LiveServer, answers, free_port, live_api, running_process
 
 # Debian's chromium here and in .ci/run; the runner's Chrome on GitHub's Ubuntu images.
@@ -65,6 +69,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         # One OpenMP thread: the boosted model's per-row calls otherwise spin-wait for
         # seconds on a busy 2-core runner while it is evaluated row by row.
         "OMP_NUM_THREADS": "1",
+        "ADMIN_USERNAME": ADMIN["username"],
+        "ADMIN_PASSWORD": ADMIN["password"],
     }
     with live_api(workdir, env) as server:
         yield server
@@ -169,3 +175,30 @@ def test_compare_page_renders_its_charts(dashboard: str, browser: webdriver.Chro
     assert "ROC curves" in page and "Confusion matrix: attrition-gbm@1" in page
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def _button(driver: webdriver.Chrome, label: str) -> Any:
+    return driver.find_element(By.XPATH, f"//button[.//p[normalize-space()='{label}']]")
+
+
+def test_an_admin_promotes_the_leader_from_compare(
+    api: LiveServer, dashboard: str, browser: webdriver.Chrome
+) -> None:
+    promote = "Make attrition-logreg@1 the champion of attrition-logreg"
+    browser.get(f"{dashboard}/compare")
+    wait = WebDriverWait(browser, PAGE_TIMEOUT, poll_frequency=0.5)
+    username = wait.until(
+        lambda driver: driver.find_element(By.CSS_SELECTOR, "input[aria-label='Username']")
+    )
+
+    username.send_keys(ADMIN["username"])
+    browser.find_element(By.CSS_SELECTOR, "input[aria-label='Password']").send_keys(
+        ADMIN["password"]
+    )
+    _button(browser, "Log in").click()
+    wait.until(lambda driver: _button(driver, promote)).click()
+
+    wait.until(lambda driver: "serves version 1 on every worker" in driver.page_source)
+    aliases = httpx.get(f"{api.url}/models/attrition-logreg").json()["aliases"]
+    assert aliases == {"champion": "1"}
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
