@@ -247,6 +247,11 @@ class ModelRegistry:
         """``name``'s aliases and the version each names, by alias."""
         return dict(sorted(self._view.state.aliases_of(name).items()))
 
+    def pinned(self, ref: ModelRef) -> ModelRef:
+        """``ref`` with the version it names now: an alias, or a bare name, made a version
+        when it is one (a bare name without a champion is left bare)."""
+        return self._pinned(ref, self._view.state)[0]
+
     def serving_version(self, name: str) -> str:
         """The version ``name`` alone means now: its champion when set, else its latest."""
         pinned, _alias = self._pinned(ModelRef(name), self._view.state)

@@ -36,7 +36,8 @@ async def model_evaluation(
     registry: RegistryDep,
     version: str | None = None,
 ) -> ModelEvaluation:
-    """Runs the model (latest or ``?version=``) on every sample of its task's evaluation set.
+    """Runs the model (as its name serves, or ``?version=``, a version or an alias) on every
+    sample of its task's evaluation set.
 
     Computed on the first request for a model version (seconds), then answered from memory.
     """

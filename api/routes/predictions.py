@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import SessionDep
+from api.deps import RegistryDep, SessionDep
 from api.errors import InvalidRequestError, NotFoundError
 from api.schemas import PredictionPage, PredictionRecord, UtcDatetime, error_responses
 from api.security import CurrentUser
@@ -21,8 +21,11 @@ router = APIRouter(prefix="/predictions", tags=["predictions"])
 @router.get("", response_model=PredictionPage, responses=error_responses(401, 422, 503))
 def prediction_history(
     session: SessionDep,
+    registry: RegistryDep,
     _user: CurrentUser,
-    model: Annotated[str | None, Query(description="served model: name or name@version")] = None,
+    model: Annotated[
+        str | None, Query(description="served model: name, name@version or name@alias")
+    ] = None,
     outcome: Outcome | None = None,
     since: Annotated[
         UtcDatetime | None, Query(description="received at or after (ISO 8601)")
@@ -34,6 +37,8 @@ def prediction_history(
 ) -> PredictionPage:
     """Traced requests, newest first, filtered by model, outcome and time range."""
     ref = _model_ref(model)
+    if ref is not None and ref.version is not None:
+        ref = registry.pinned(ref)  # an alias: the version it names now
     filters = PredictionFilter(
         model_name=ref.name if ref else None,
         model_version=ref.version if ref else None,

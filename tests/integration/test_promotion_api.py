@@ -236,3 +236,15 @@ def test_admin_token_user_is_the_actor(client: TestClient) -> None:
     put_alias(client, headers, "champion", "1")
     [change] = client.get("/history", headers=headers).json()["items"]
     assert change["actor"] == ADMIN["username"]
+
+
+def test_the_prediction_history_takes_an_alias(
+    client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    put_alias(client, admin_headers, "challenger", "1")
+    served(client, f"/predict/{MODEL}@1")
+    served(client, f"/predict/{MODEL}@2")
+    page = client.get(
+        "/predictions", params={"model": f"{MODEL}@challenger"}, headers=admin_headers
+    ).json()
+    assert [item["model_version"] for item in page["items"]] == ["1"]
