@@ -47,7 +47,7 @@ def read_artifact(source: str) -> Artifact:
     from ml.packaging import mlflow_source  # only here: a pickle or ONNX file needs no MLflow
 
     if mlflow_source.is_mlflow_source(source):
-        return SklearnArtifact(_mlflow_estimator(mlflow_source, source), source)
+        return _mlflow_artifact(mlflow_source, source)
     path = Path(source)
     if not path.exists():
         raise PackagingError(f"artifact {source} does not exist: give {_SUPPORTED}")
@@ -90,14 +90,13 @@ def _unpickle(path: Path) -> Any:
         ) from error
 
 
-def _mlflow_estimator(mlflow_source: Any, source: str) -> Any:
+def _mlflow_artifact(mlflow_source: Any, source: str) -> SklearnArtifact:
     try:
-        estimator = mlflow_source.load_mlflow_estimator(source)
+        model = mlflow_source.load_mlflow_model(source)
     except ImportError as error:
         raise PackagingError(
             f"{source} is an MLflow model, and mlflow is missing: {error}"
         ) from error
-    except (ValueError, OSError) as error:  # the MLflow reader's refusals say what to do
-        raise PackagingError(str(error)) from error
-    require_classifier(estimator, source)
-    return estimator
+    require_classifier(model.estimator, source)
+    # Its provenance for the manifest: the version an alias named, the run, the format.
+    return SklearnArtifact(model.estimator, model.provenance.describe())

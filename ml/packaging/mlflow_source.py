@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ml.packaging.errors import PackagingError
+
 MLMODEL_FILENAME = "MLmodel"
 _REGISTRY_SCHEME = "models:/"
 # models:/NAME@ALIAS or models:/NAME/VERSION: the registry's own forms (aliases, not stages).
@@ -33,10 +35,6 @@ _CLIENT_DEFAULTS = {
 }
 
 
-class UnsupportedArtifactError(ValueError):
-    """An artifact ``registry add`` cannot package; the message says what to do instead."""
-
-
 @dataclass(frozen=True)
 class MlflowProvenance:
     """Where an MLflow model came from, for the manifest (no credentials in it)."""
@@ -50,7 +48,6 @@ class MlflowProvenance:
     alias: str | None = None
     run_id: str | None = None
     model_uuid: str | None = None
-    mlflow_version: str | None = None
     sklearn_version: str | None = None
     serialization_format: str | None = None
 
@@ -85,11 +82,11 @@ def load_mlflow_estimator(source: str) -> object:
 
 
 def load_mlflow_model(source: str) -> MlflowModel:
-    """The estimator of an MLflow source and where it came from; UnsupportedArtifactError else."""
+    """The estimator of an MLflow source and where it came from; PackagingError else."""
     if source.startswith(_REGISTRY_SCHEME):
         return _load_registered(source)
     if not is_mlflow_source(source):
-        raise UnsupportedArtifactError(
+        raise PackagingError(
             f"{source} is not an MLflow model directory (no {MLMODEL_FILENAME} file in it)"
         )
     return _load_directory(Path(source), MlflowProvenance(source=source))
@@ -103,14 +100,14 @@ def _load_directory(path: Path, provenance: MlflowProvenance) -> MlflowModel:
     try:
         mlmodel = Model.load(str(path))
     except (MlflowException, OSError, ValueError) as error:
-        raise UnsupportedArtifactError(
+        raise PackagingError(
             f"cannot read {path / MLMODEL_FILENAME}: {error}; save the model again with "
             "mlflow.sklearn.save_model or log_model"
         ) from error
     flavor: dict[str, Any] | None = mlmodel.flavors.get("sklearn")
     if flavor is None:
         found = ", ".join(sorted(mlmodel.flavors)) or "none"
-        raise UnsupportedArtifactError(
+        raise PackagingError(
             f"the MLflow model {provenance.source} has no sklearn flavor (its flavors: {found}); "
             "registry add reads scikit-learn models: log yours with mlflow.sklearn.log_model, "
             "or pass an ONNX export of it (.onnx) as --artifact"
@@ -118,7 +115,7 @@ def _load_directory(path: Path, provenance: MlflowProvenance) -> MlflowModel:
     try:
         estimator = mlflow.sklearn.load_model(str(path))
     except Exception as error:  # a bad pickle raises anything at all
-        raise UnsupportedArtifactError(
+        raise PackagingError(
             f"cannot load the sklearn flavor of {provenance.source}: "
             f"{type(error).__name__}: {error}"
         ) from error
@@ -128,7 +125,6 @@ def _load_directory(path: Path, provenance: MlflowProvenance) -> MlflowModel:
             provenance,
             run_id=provenance.run_id or mlmodel.run_id,
             model_uuid=mlmodel.model_uuid,
-            mlflow_version=mlmodel.mlflow_version,
             sklearn_version=flavor.get("sklearn_version"),
             serialization_format=flavor.get("serialization_format", "pickle"),
         ),
@@ -138,13 +134,13 @@ def _load_directory(path: Path, provenance: MlflowProvenance) -> MlflowModel:
 def _load_registered(source: str) -> MlflowModel:
     match = _REGISTRY_URI.match(source)
     if match is None:
-        raise UnsupportedArtifactError(
+        raise PackagingError(
             f"{source} is not models:/NAME@ALIAS or models:/NAME/VERSION "
             "(stages are not read: give the model an alias in MLflow and name it)"
         )
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     if not tracking_uri:
-        raise UnsupportedArtifactError(
+        raise PackagingError(
             f"{source} needs MLFLOW_TRACKING_URI: set it to your tracking server, "
             f"e.g. MLFLOW_TRACKING_URI=http://localhost:5000"
         )
@@ -185,17 +181,17 @@ def _load_registered(source: str) -> MlflowModel:
             return _load_directory(Path(local), provenance)
 
 
-def _server_problem(source: str, tracking_uri: str, error: Exception) -> UnsupportedArtifactError:
+def _server_problem(source: str, tracking_uri: str, error: Exception) -> PackagingError:
     shown = _without_credentials(tracking_uri)
     said = str(error).replace(tracking_uri.rstrip("/"), shown.rstrip("/"))
     # MLflow wraps a failed connection or a timeout (requests' errors are OSErrors) in its own
     # exception; an answer from the server is an MlflowException with the server's message.
     if isinstance(error.__context__, OSError):
-        return UnsupportedArtifactError(
+        return PackagingError(
             f"cannot reach the MLflow tracking server {shown} for {source}: {said}; "
             "check MLFLOW_TRACKING_URI and that the server runs"
         )
-    return UnsupportedArtifactError(
+    return PackagingError(
         f"the MLflow tracking server {shown} could not give {source}: {said}; check the "
         "model's name and its alias or version in the MLflow UI"
     )

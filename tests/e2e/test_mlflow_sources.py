@@ -6,12 +6,15 @@ tmp_path), with two versions of one model registered through MLflow's own client
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import joblib
 import mlflow
 import mlflow.sklearn
 import numpy as np
@@ -25,12 +28,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from ml.packaging.errors import PackagingError
 from ml.packaging.mlflow_source import (
-    UnsupportedArtifactError,
     is_mlflow_source,
     load_mlflow_estimator,
     load_mlflow_model,
 )
+from registry.__main__ import main as registry_cli
 from tests.live_server import answers, free_port, running_process
 
 # Importing mlflow.pyfunc (which save_model and log_model do; loading does not) warns about
@@ -71,6 +75,17 @@ def fit_pipeline(rows: pd.DataFrame, strength: float = 1.0) -> Pipeline:
     return pipeline.fit(rows.drop(columns="churned"), rows["churned"])
 
 
+def save_model_directory(directory: Path, model: Pipeline, serialization_format: str) -> Path:
+    mlflow.sklearn.save_model(
+        model,
+        directory,
+        serialization_format=serialization_format,
+        skops_trusted_types=SKOPS_TRUSTED if serialization_format == "skops" else None,
+        pip_requirements=REQUIREMENTS,
+    )
+    return directory
+
+
 def assert_same_model(loaded: object, original: Pipeline, rows: pd.DataFrame) -> None:
     inputs = rows.drop(columns="churned")
     assert isinstance(loaded, Pipeline)
@@ -91,14 +106,7 @@ def pipeline(rows: pd.DataFrame) -> Pipeline:
 def test_a_model_directory_loads_in_each_serialisation(
     tmp_path: Path, rows: pd.DataFrame, pipeline: Pipeline, serialization_format: str
 ) -> None:
-    directory = tmp_path / "churn-model"
-    mlflow.sklearn.save_model(
-        pipeline,
-        directory,
-        serialization_format=serialization_format,
-        skops_trusted_types=SKOPS_TRUSTED if serialization_format == "skops" else None,
-        pip_requirements=REQUIREMENTS,
-    )
+    directory = save_model_directory(tmp_path / "churn-model", pipeline, serialization_format)
 
     assert is_mlflow_source(str(directory))
     loaded = load_mlflow_model(str(directory))
@@ -117,18 +125,15 @@ def test_a_model_without_the_sklearn_flavor_is_refused_with_its_flavors(tmp_path
     mlmodel.save(str(directory / "MLmodel"))
 
     assert is_mlflow_source(str(directory))
-    with pytest.raises(UnsupportedArtifactError, match="flavors: python_function, xgboost"):
+    with pytest.raises(PackagingError, match="flavors: python_function, xgboost"):
         load_mlflow_estimator(str(directory))
 
 
 def test_a_broken_pickle_is_refused(tmp_path: Path, pipeline: Pipeline) -> None:
-    directory = tmp_path / "churn-model"
-    mlflow.sklearn.save_model(
-        pipeline, directory, serialization_format="pickle", pip_requirements=REQUIREMENTS
-    )
+    directory = save_model_directory(tmp_path / "churn-model", pipeline, "pickle")
     (directory / "model.pkl").write_bytes(b"not a pickle")
 
-    with pytest.raises(UnsupportedArtifactError, match="cannot load the sklearn flavor"):
+    with pytest.raises(PackagingError, match="cannot load the sklearn flavor"):
         load_mlflow_estimator(str(directory))
 
 
@@ -137,7 +142,7 @@ def test_what_is_not_an_mlflow_source(tmp_path: Path) -> None:
     assert not is_mlflow_source(str(tmp_path))
     assert not is_mlflow_source(str(tmp_path / "model.joblib"))
     assert not is_mlflow_source(str(tmp_path / "missing"))
-    with pytest.raises(UnsupportedArtifactError, match="no MLmodel file"):
+    with pytest.raises(PackagingError, match="no MLmodel file"):
         load_mlflow_estimator(str(tmp_path))
 
 
@@ -146,19 +151,19 @@ def test_a_registry_uri_needs_an_alias_or_a_version_number(
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     assert is_mlflow_source("models:/churn/Production")
-    with pytest.raises(UnsupportedArtifactError, match="give the model an alias"):
+    with pytest.raises(PackagingError, match="give the model an alias"):
         load_mlflow_estimator("models:/churn/Production")
 
 
 def test_a_registry_uri_needs_mlflow_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    with pytest.raises(UnsupportedArtifactError, match="needs MLFLOW_TRACKING_URI: set it"):
+    with pytest.raises(PackagingError, match="needs MLFLOW_TRACKING_URI: set it"):
         load_mlflow_estimator("models:/churn@champion")
 
 
 def test_an_unreachable_server_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:secret@127.0.0.1:{free_port()}")
-    with pytest.raises(UnsupportedArtifactError, match="cannot reach the MLflow tracking") as error:
+    with pytest.raises(PackagingError, match="cannot reach the MLflow tracking") as error:
         load_mlflow_estimator("models:/churn@champion")
     assert "secret" not in str(error.value)
 
@@ -175,7 +180,10 @@ class TrackingServer:
 def tracking_server(
     tmp_path_factory: pytest.TempPathFactory, rows: pd.DataFrame
 ) -> Iterator[TrackingServer]:
-    """``mlflow server`` with ``churn`` versions 1 and 2 registered; ``champion`` names 2."""
+    """``mlflow server`` with ``churn`` versions 1 and 2 registered; ``champion`` names 2.
+
+    ``MLFLOW_TRACKING_URI`` names it for as long as it runs.
+    """
     workdir = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -272,6 +280,78 @@ def test_a_version_number_loads_that_version(
 def test_what_the_registry_does_not_hold_is_named(
     tracking_server: TrackingServer, source: str, problem: str
 ) -> None:
-    with pytest.raises(UnsupportedArtifactError, match=problem) as error:
+    with pytest.raises(PackagingError, match=problem) as error:
         load_mlflow_estimator(source)
     assert str(error.value).startswith(f"the MLflow tracking server {tracking_server.url}")
+
+
+def add_churn(store: Path, artifact: str, sample: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """``python -m registry add churn`` (in this process: mlflow is imported already); its output.
+
+    Its exit code is asserted to be 0, and ``python -m registry validate`` then passes.
+    """
+    arguments = ["add", "churn", "--artifact", artifact, "--sample", str(sample)]
+    exit_code = registry_cli([*arguments, "--target", "churned", "--models-dir", str(store)])
+    added = capsys.readouterr()
+    assert exit_code == 0, added.err
+    assert registry_cli(["--models-dir", str(store), "validate"]) == 0, capsys.readouterr().out
+    return added.out
+
+
+def packaged_manifest(store: Path, model: Pipeline, rows: pd.DataFrame) -> dict[str, Any]:
+    """The manifest of ``churn@1``, after checking that the version holds ``model``."""
+    version = store / "churn" / "1"
+    manifest: dict[str, Any] = json.loads((version / "manifest.json").read_text())
+    # The pipeline itself: the artifact, or the reference an ONNX conversion was proven against.
+    conversion = manifest.get("conversion") or {"source_artifact": manifest["artifact"]}
+    assert_same_model(joblib.load(version / conversion["source_artifact"]), model, rows)
+    return manifest
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_registry_add_packages_a_model_directory(
+    tmp_path: Path, rows: pd.DataFrame, pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = save_model_directory(tmp_path / "churn-model", pipeline, "skops")
+    rows.to_csv(sample := tmp_path / "sample.csv", index=False)
+
+    assert add_churn(tmp_path / "models", str(directory), sample, capsys).strip() == "churn@1"
+
+    manifest = packaged_manifest(tmp_path / "models", pipeline, rows)
+    assert manifest["description"].startswith(f"Pipeline from MLflow {directory} (model ")
+    assert "skops" in manifest["description"]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_registry_add_packages_the_version_an_alias_names(
+    tracking_server: TrackingServer,
+    tmp_path: Path,
+    rows: pd.DataFrame,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows.to_csv(sample := tmp_path / "sample.csv", index=False)
+
+    added = add_churn(tmp_path / "models", "models:/churn@champion", sample, capsys)
+
+    assert added.strip() == "churn@1"
+    manifest = packaged_manifest(tmp_path / "models", tracking_server.second, rows)
+    assert "MLflow models:/churn@champion (version 2, run " in manifest["description"]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_registry_add_refuses_an_unknown_alias_and_writes_nothing(
+    tracking_server: TrackingServer,
+    tmp_path: Path,
+    rows: pd.DataFrame,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows.to_csv(sample := tmp_path / "sample.csv", index=False)
+    arguments = ["add", "churn", "--artifact", "models:/churn@nobody", "--sample", str(sample)]
+
+    assert registry_cli([*arguments, "--models-dir", str(tmp_path / "models")]) == 2
+
+    assert "alias nobody not found" in capsys.readouterr().err
+    assert not (tmp_path / "models" / "churn").exists()
