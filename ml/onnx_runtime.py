@@ -63,13 +63,37 @@ class ModelInput:
     features: tuple[str, ...]
     rank: int
 
-    def array(self, rows: Sequence[Mapping[str, object]]) -> np.ndarray:
-        """The rows' values of this input; a null number becomes NaN (numpy's own cast)."""
-        if len(self.features) == 1:
-            (feature,) = self.features
-            column = np.array([row[feature] for row in rows], dtype=self.dtype)
-            return column.reshape(-1, 1) if self.rank == 2 else column
-        return np.array([[row[name] for name in self.features] for row in rows], dtype=self.dtype)
+
+@dataclass(frozen=True, slots=True)
+class InputGroup:
+    """The inputs of one dtype, cut from one array of all their features: one numpy call per
+    batch and dtype, not one per input (30 inputs cost 40 µs a row that way)."""
+
+    dtype: Any
+    features: tuple[str, ...]
+    inputs: tuple[tuple[str, slice, int], ...]
+    """Each input's name, its columns of the array, and its rank."""
+
+    @classmethod
+    def of(cls, inputs: Sequence[ModelInput]) -> list[InputGroup]:
+        groups = []
+        for dtype in dict.fromkeys(model_input.dtype for model_input in inputs):
+            features: list[str] = []
+            cut = []
+            for model_input in (i for i in inputs if i.dtype == dtype):
+                start = len(features)
+                features.extend(model_input.features)
+                cut.append((model_input.name, slice(start, len(features)), model_input.rank))
+            groups.append(cls(dtype, tuple(features), tuple(cut)))
+        return groups
+
+    def feed(self, rows: Sequence[Mapping[str, object]]) -> dict[str, np.ndarray]:
+        """Each input's array of the rows; a null number becomes NaN (numpy's own cast)."""
+        values = np.array([[row[name] for name in self.features] for row in rows], self.dtype)
+        return {
+            name: values[:, columns] if rank == 2 else values[:, columns.start]
+            for name, columns, rank in self.inputs
+        }
 
 
 class OnnxRuntime(ModelRuntime):
@@ -84,7 +108,7 @@ class OnnxRuntime(ModelRuntime):
         self.schema: TabularInput = self.manifest.input
         self.labels = list(self.manifest.output.labels)
         self._session: Any = None
-        self._inputs: list[ModelInput] = []
+        self._inputs: list[InputGroup] = []
         self._output = ""
         self._output_is_map = False
         self._decide = LabelRule(self.manifest.output).decide
@@ -98,7 +122,7 @@ class OnnxRuntime(ModelRuntime):
         started = time.perf_counter()
         try:
             session = self._new_session()
-            inputs = plan_inputs(session.get_inputs(), self.schema)
+            inputs = InputGroup.of(plan_inputs(session.get_inputs(), self.schema))
             output, is_map, is_float32 = probabilities_output(session.get_outputs())
         except ModelRuntimeError as error:
             raise ModelRuntimeError(f"{self.manifest.ref}: {error}") from error
@@ -123,7 +147,11 @@ class OnnxRuntime(ModelRuntime):
         if not instances:
             return []
         try:
-            feed = {model_input.name: model_input.array(instances) for model_input in self._inputs}
+            feed = {
+                name: array
+                for group in self._inputs
+                for name, array in group.feed(instances).items()
+            }
             (probabilities,) = self._session.run([self._output], feed)
             rows = self._probability_rows(probabilities)
         except ModelRuntimeError:
