@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from api.http_protocol import CoalescingHttpToolsProtocol
 from api.logs import configure_logging
 from api.settings import Settings, load_settings
 
@@ -58,7 +59,7 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         log_level=settings.log_level,
         # Every prediction is already traced in the database; an access log line per
         # request would double that cost for no new information.
