@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, MetaData
+from sqlalchemy import JSON, Column, DateTime, Index, MetaData
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -47,6 +47,12 @@ class Prediction(SQLModel, table=True):
     """A prediction request: its input as received, then what served it and the answer."""
 
     __tablename__ = "prediction"
+    # Each index costs every traced request a b-tree insert: only those the history's
+    # queries use (db/queries.py): newest first, by model or by outcome, one request by id.
+    __table_args__ = (
+        Index("ix_prediction_model_name_received_at", "model_name", "received_at"),
+        Index("ix_prediction_outcome_received_at", "outcome", "received_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=64)
     """Made by the server for each request: a client cannot make two requests share a row."""
@@ -58,18 +64,18 @@ class Prediction(SQLModel, table=True):
         sa_column=Column(DateTime(timezone=True), index=True, nullable=False)
     )
     completed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
-    model_requested: str = Field(max_length=128, index=True)
-    model_name: str | None = Field(default=None, max_length=128, index=True)
+    model_requested: str = Field(max_length=128)
+    model_name: str | None = Field(default=None, max_length=128)
     model_version: str | None = Field(default=None, max_length=64)
     is_fallback: bool = False
     fallback_reason: str | None = None
-    outcome: str = Field(max_length=32, index=True)
+    outcome: str = Field(max_length=32)
     input_kind: str = Field(max_length=16)
     rows: int = 1
     input: Any = Field(default=None, sa_column=Column(_JSON))
     """Tabular: the features as sent. Audio: sha256, duration, format and size, never bytes."""
     output: Any = Field(default=None, sa_column=Column(_JSON))
-    label: str | None = Field(default=None, max_length=128, index=True)
+    label: str | None = Field(default=None, max_length=128)
     error: str | None = None
     latency_ms: float | None = None
 
