@@ -183,7 +183,7 @@ def _load_registered(source: str) -> MlflowModel:
 
 def _server_problem(source: str, tracking_uri: str, error: Exception) -> PackagingError:
     shown = _without_credentials(tracking_uri)
-    said = str(error).replace(tracking_uri.rstrip("/"), shown.rstrip("/"))
+    said = str(error).replace(tracking_uri.rstrip("/"), shown.rstrip("/")).rstrip(".")
     # MLflow wraps a failed connection or a timeout (requests' errors are OSErrors) in its own
     # exception; an answer from the server is an MlflowException with the server's message.
     if isinstance(error.__context__, OSError):
