@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import functools
 import logging
 import multiprocessing
 import os
@@ -11,11 +13,11 @@ import shutil
 import signal
 import sys
 import tempfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import uvicorn
 
-from api.http_protocol import CoalescingHttpToolsProtocol
+from api.http_protocol import ServingHttpProtocol
 from api.logs import configure_logging
 from api.settings import Settings, load_settings
 
@@ -59,7 +61,13 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
+        # A partial, not a class made here: uvicorn pickles it for each worker it spawns.
+        http=cast(
+            "type[asyncio.Protocol]",
+            functools.partial(
+                ServingHttpProtocol, header_timeout=settings.header_read_timeout_seconds
+            ),
+        ),
         log_level=settings.log_level,
         # Every prediction is already traced in the database; an access log line per
         # request would double that cost for no new information.

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_audio_seconds: float = Field(default=30.0, gt=0)
     max_batch_rows: int = Field(default=1000, ge=1)
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A request line and headers that have not all arrived this long after the connection
+    opened or the request began are refused (408) and the connection closed."""
     body_read_timeout_seconds: float = Field(default=30.0, gt=0)
     """A request body that has not all arrived this long after it began is refused (408)."""
     trace_commit_timeout_seconds: float = Field(default=5.0, gt=0)

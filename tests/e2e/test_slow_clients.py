@@ -1,4 +1,5 @@
-"""A client that sends part of its body and stops is answered 408 in time, and traced."""
+"""A client that sends part of its body and stops is answered 408 in time, and traced; one that
+sends part of its headers is answered 408 and its connection closed."""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     store = workdir / "models"
     copy_model(store, "attrition-logreg")
     env = server_env(
-        store, workdir, BODY_READ_TIMEOUT_SECONDS="1", DEFAULT_MODEL="attrition-logreg"
+        store,
+        workdir,
+        BODY_READ_TIMEOUT_SECONDS="1",
+        HEADER_READ_TIMEOUT_SECONDS="1",
+        DEFAULT_MODEL="attrition-logreg",
     )
     with live_api(workdir, env) as live:
         yield live
@@ -63,3 +68,17 @@ def test_a_body_that_stops_arriving_is_answered_408_and_traced(
     outcomes = [row.outcome for row in trace_rows(engine, request_id)]
     engine.dispose()
     assert outcomes == ["invalid_input"]
+
+
+def test_a_head_that_stops_arriving_is_answered_408_and_the_connection_closed(
+    server: LiveServer,
+) -> None:
+    address = urlsplit(server.url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as client:
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
+        started = time.monotonic()
+        answer = read_response(client)
+        assert client.recv(65536) == b""  # closed by the server
+    assert time.monotonic() - started < 5
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert "did not all arrive within 1 s" in answer

@@ -1,5 +1,6 @@
-"""The server's HTTP protocol against the pinned uvicorn: one write per whole response, and
-nothing held back that a client waits for (a streamed body's head, ``100 Continue``)."""
+"""The server's HTTP protocol against the pinned uvicorn: one write per whole response,
+nothing held back that a client waits for (a streamed body's head, ``100 Continue``), and a
+deadline for request heads."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from api.http_protocol import CoalescingHttpToolsProtocol
+from api.http_protocol import ServingHttpProtocol
 from tests.live_server import free_port
 
 Message = dict[str, Any]
@@ -33,11 +34,14 @@ class RecordingTransport:
 
 
 @asynccontextmanager
-async def serving(app: App) -> AsyncIterator[tuple[int, list[bytes]]]:
+async def serving(app: App, header_timeout: float = 10.0) -> AsyncIterator[tuple[int, list[bytes]]]:
     """A real uvicorn server on a free port with the server's protocol; its writes."""
     writes: list[bytes] = []
 
-    class Recorded(CoalescingHttpToolsProtocol):
+    class Recorded(ServingHttpProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, header_timeout=header_timeout, **kwargs)
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(RecordingTransport(transport, writes))  # type: ignore[arg-type]
 
@@ -172,5 +176,53 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent() -> None:
                 answer += await loop.run_in_executor(None, client.recv, 65536)
             client.close()
         assert answer.startswith(b"HTTP/1.1 200 OK")
+
+    asyncio.run(scenario())
+
+
+def test_a_request_head_that_stops_arriving_is_answered_408_and_closed() -> None:
+    async def scenario() -> None:
+        async with serving(whole, header_timeout=0.3) as (port, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Half")  # and nothing more
+            started = asyncio.get_running_loop().time()
+            answer = await asyncio.wait_for(reader.read(), 5)  # until the server closes
+            waited = asyncio.get_running_loop().time() - started
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        assert answer.endswith(
+            b'{"error":"the request line and headers did not all arrive within 0.3 s"}'
+        )
+        assert 0.2 < waited < 2
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout() -> None:
+    async def scenario() -> None:
+        async with serving(whole, header_timeout=0.3) as (port, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+
+    asyncio.run(scenario())
+
+
+def test_the_header_deadline_spares_a_slow_app_and_the_requests_after_it() -> None:
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.5)  # longer than the header timeout: the head was whole
+        await whole(scope, receive, send)
+
+    async def scenario() -> None:
+        async with serving(slow, header_timeout=0.3) as (port, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(2):  # the same connection: the second head has its own deadline
+                writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = b""
+                while not answer.endswith(b'{"ok":true}'):
+                    answer += await asyncio.wait_for(reader.read(65536), 5)
+                assert answer.startswith(b"HTTP/1.1 200 OK")
+            writer.close()
 
     asyncio.run(scenario())
