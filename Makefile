@@ -33,8 +33,9 @@ migrate: install  ## bring the database of DATABASE_URL to the latest schema
 	$(BIN)/python -m api.manage migrate
 
 # No `migrate` prerequisite: the API applies pending migrations itself at start.
-run: install  ## API on :8000 and dashboard on :8501 (Ctrl-C stops both)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --port "$${PORT:-8000}"
+# honcho under local_run.py, so that closing the terminal (SIGHUP) stops both, as Ctrl-C does.
+run: install  ## API on :8000 and dashboard on :8501 (Ctrl-C or closing the terminal stops both)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python local_run.py --port "$${PORT:-8000}"
 
 api: install  ## the API alone (python -m api)
 	$(BIN)/python -m api
