@@ -19,13 +19,19 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 # Re-install only when a requirements file changed.
+# Each step says what it does, and pip shows its downloads: the first install takes minutes.
 $(INSTALLED): $(REQUIREMENTS)
+	@echo "==> [1/4] virtualenv in $(VENV)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> [2/4] pip itself"
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "==> [3/4] torch (its CPU build) from $(TORCH_INDEX_URL)"
 	# torch alone from its index; its dependencies come with the requirements, from PyPI.
-	$(BIN)/python -m pip install --quiet --no-deps --index-url $(TORCH_INDEX_URL) "$$(grep -E '^torch==' requirements.txt)"
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --no-deps --index-url $(TORCH_INDEX_URL) "$$(grep -E '^torch==' requirements.txt)"
+	@echo "==> [4/4] every other dependency, from requirements-dev.txt"
+	$(BIN)/python -m pip install -r requirements-dev.txt
 	touch $@
+	@echo "==> installed into $(VENV)"
 
 install: $(INSTALLED)  ## virtualenv and every Python dependency
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,6 +81,13 @@ def build_registry(settings: Settings) -> ModelRegistry:
     )
 
 
+def warm_in_background(registry: ModelRegistry, refs: list[str]) -> None:
+    """Load ``refs`` on a thread of their own, so that the first request for one does not
+    pay for its load (torch's import and an audio model: seconds) and start-up is not held."""
+    logger.info("Loading %s in the background (WARM_MODELS)", ", ".join(refs))
+    threading.Thread(target=registry.preload, args=(refs,), name="warm-models", daemon=True).start()
+
+
 def create_served_app() -> FastAPI:
     """The factory ``python -m api`` gives uvicorn: the app of a long-running server process."""
     return create_app(freeze_startup_objects=True)
@@ -118,7 +126,10 @@ def create_app(
         app.state.evaluator = ModelEvaluator(settings.max_audio_seconds)
         login_guard = app.state.login_guard = LoginGuard.from_settings(settings)
         if settings.preloaded_models:
+            logger.info("Loading %s before serving (PRELOAD_MODELS)", settings.preload_models)
             await asyncio.to_thread(registry.preload, settings.preloaded_models)
+        if settings.warmed_models:
+            warm_in_background(registry, settings.warmed_models)
         if freeze_startup_objects:
             keep_startup_objects_out_of_gc()
         logger.info("%s %s ready (env=%s)", SERVICE_NAME, __version__, settings.env)

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     """Least recently used models are unloaded beyond this many (0: no limit)."""
     preload_models: str = ""
     """Comma-separated models loaded at start, so that no request waits for them."""
+    warm_models: str = ""
+    """Comma-separated models loaded in the background once the API is up: ``/ready`` does
+    not wait for them, and a request for one that is still loading waits for that load."""
     registry_poll_seconds: float = Field(default=0.5, gt=0, le=10)
     """How often each worker checks the database for a change of aliases, default or
     fallback models, or a load, unload or reload to carry out (one cheap query)."""
@@ -134,6 +137,10 @@ class Settings(BaseSettings):
     @property
     def preloaded_models(self) -> list[str]:
         return _split_list(self.preload_models)
+
+    @property
+    def warmed_models(self) -> list[str]:
+        return _split_list(self.warm_models)
 
     @property
     def uses_mock_runtimes(self) -> bool:

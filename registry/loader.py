@@ -124,6 +124,7 @@ class ModelLoader:
 
     def _load_runtime(self, entry: ModelEntry) -> ModelRuntime:
         started = time.perf_counter()
+        logger.info("Loading model %s (%s)", entry.ref, entry.manifest.framework)
         try:
             # Every runtime, the mocks of ENV=test included, and before any is built from it:
             # a changed manifest is caught in the tests too.
