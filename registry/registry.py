@@ -133,6 +133,9 @@ class ModelRegistry:
     """Registered models by name and version, loaded lazily, with default and fallbacks."""
 
     _view: _View
+    default: str | None
+    """The reference ``POST /predict`` serves (None: requests must name their model); the
+    state's, kept as a plain attribute because every request that names no model reads it."""
 
     def __init__(
         self,
@@ -186,11 +189,6 @@ class ModelRegistry:
     @property
     def state(self) -> ServingState:
         return self._view.state
-
-    @property
-    def default(self) -> str | None:
-        """The reference ``POST /predict`` serves (None: requests must name their model)."""
-        return self._view.state.default
 
     @property
     def fallbacks(self) -> list[str]:
@@ -264,7 +262,7 @@ class ModelRegistry:
         current = self._view.state
         if state == current:
             return False
-        self._view = self._new_view(state)
+        self._set_view(state)
         if (state.default, state.fallbacks) != (current.default, current.fallbacks):
             logger.info(
                 "Default model %s, fallback models %s",
@@ -309,13 +307,13 @@ class ModelRegistry:
             unreadable, key=lambda item: (item.name, version_sort_key(item.version))
         )
         """The model versions whose manifest could not be read, oldest first per model."""
-        self._view = self._new_view(state)  # last: it resolves in the new catalogue
+        self._set_view(state)  # last: it resolves in the new catalogue
 
-    def _new_view(self, state: ServingState) -> _View:
+    def _set_view(self, state: ServingState) -> None:
         policy = FallbackPolicy(
             self.catalogue, state.fallbacks, lambda ref: self._pinned(ref, state)[0]
         )
-        return _View(state, policy)
+        self._view, self.default = _View(state, policy), state.default
 
     def _pinned(self, ref: ModelRef, state: ServingState) -> tuple[ModelRef, str | None]:
         try:
