@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from sqlmodel import Session
 
 from api import SERVICE_NAME, __version__, rest_predict, v2_infer
+from api.docs import install_docs
 from api.errors import register_error_handlers
 from api.evaluation import ModelEvaluator
 from api.fast_routes import ServingApp
@@ -148,6 +149,8 @@ def create_app(
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # install_docs serves both pages with their files, not from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.started_monotonic = time.monotonic()
@@ -164,4 +167,5 @@ def create_app(
     for module in (service, models, promotion, evaluation, metadata, predictions, auth, v2):
         app.include_router(module.router)
     install_openapi(app)
+    install_docs(app)
     return app
