@@ -41,6 +41,10 @@ def _create_user(settings: Settings, username: str, role: Role, from_stdin: bool
     if len(password) < 8:
         print("the password must have at least 8 characters", file=sys.stderr)
         return 2
+    # Typed blind: a typo would make a user nobody can log in as.
+    if not from_stdin and getpass.getpass("Password again: ") != password:
+        print("the passwords do not match; nothing was created", file=sys.stderr)
+        return 2
     engine = make_engine(settings.database_url)
     with Session(engine) as session:
         try:

@@ -228,6 +228,17 @@ def decode_token(token: str, secret: str) -> dict[str, Any]:
         )
     except jwt.ExpiredSignatureError:
         raise UnauthorizedError("token expired: log in again at POST /auth/token") from None
+    except jwt.InvalidSignatureError:
+        raise UnauthorizedError(
+            "invalid token: not signed by this server's key (without SECRET_KEY, a new key "
+            "is made at each start): log in again at POST /auth/token"
+        ) from None
+    except jwt.DecodeError:
+        # `jq -r .access_token` of a failed login's answer is the string "null".
+        raise UnauthorizedError(
+            "invalid token: not a JWT; did the login fail? POST /auth/token answers "
+            '{"access_token": ...} for a right username and password'
+        ) from None
     except jwt.InvalidTokenError:
         raise UnauthorizedError("invalid token") from None
     missing = [claim for claim in _REQUIRED_CLAIMS if claim not in claims]

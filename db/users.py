@@ -33,6 +33,10 @@ def get_user(session: Session, username: str) -> User | None:
     return next((user for user in users if user.username == username), users[0])
 
 
+def any_user_exists(session: Session) -> bool:
+    return session.exec(select(User.id).limit(1)).first() is not None
+
+
 def list_users(session: Session) -> list[User]:
     return list(session.exec(select(User).order_by(col(User.username))).all())
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep, SettingsDep
 from api.errors import ConflictError, NotFoundError, UnauthorizedError
@@ -20,7 +21,14 @@ from api.security import (
     log_in,
 )
 from db.tables import Role, User
-from db.users import UserExistsError, create_user, get_user, list_users, update_user
+from db.users import (
+    UserExistsError,
+    any_user_exists,
+    create_user,
+    get_user,
+    list_users,
+    update_user,
+)
 
 router = APIRouter(tags=["auth"])
 
@@ -53,11 +61,24 @@ async def issue_token(
     """
     user = await log_in(guard, session, form.username, form.password, client_address(request))
     if user is None:
-        raise UnauthorizedError("wrong username or password")
+        raise UnauthorizedError(await _login_failed_message(session))
     token = create_access_token(user, settings.jwt_secret, settings.access_token_minutes)
     return TokenResponse(
         access_token=token, expires_in=settings.access_token_minutes * 60, role=user.role
     )
+
+
+_NO_USER_YET = (
+    "wrong username or password: no user exists yet; start the API with ADMIN_USERNAME and "
+    "ADMIN_PASSWORD set, or run `python -m api.manage create-user NAME --role admin`"
+)
+
+
+async def _login_failed_message(session: SessionDep) -> str:
+    """Why a login failed; a fresh install, with no user at all, is told how to make one."""
+    if await run_in_threadpool(any_user_exists, session):
+        return "wrong username or password"
+    return _NO_USER_YET
 
 
 @router.get("/auth/me", response_model=UserPublic, responses=error_responses(401, 503))
