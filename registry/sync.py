@@ -26,6 +26,7 @@ from registry.registry import ModelRegistry
 logger = logging.getLogger(__name__)
 
 _KEPT_OUTCOMES = 256
+_CLOSE_TIMEOUT_SECONDS = 2.0
 
 
 class CommandAction(StrEnum):
@@ -97,10 +98,14 @@ class RegistrySync:
 
     async def close(self) -> None:
         """Stop following, once the query or command in progress is done: cancelling its
-        task would leave its thread using a connection of an engine about to be disposed."""
+        task would leave its thread using a connection of an engine about to be disposed.
+        A query that a frozen database holds is given up after ``_CLOSE_TIMEOUT_SECONDS``."""
         self._stopping.set()
         self._commands.put_nowait(None)
-        await asyncio.gather(*self._tasks)
+        _done, pending = await asyncio.wait(self._tasks, timeout=_CLOSE_TIMEOUT_SECONDS)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def refresh(self) -> None:
         """Apply what the store holds now: the state, and the commands not seen yet."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from registry import sync as sync_module
 from registry.aliases import ServingState
 from registry.catalogue import ModelStatus
 from registry.factories import mock_runtimes
@@ -167,3 +169,29 @@ def test_the_poll_outlives_a_database_outage(
     outage = [r.message for r in caplog.records if "Cannot read the serving state" in r.message]
     assert len(outage) == 1, "one line for the outage, not one per poll"
     assert any("readable again" in record.message for record in caplog.records)
+
+
+def test_closing_gives_up_a_query_that_a_frozen_database_holds(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sync_module, "_CLOSE_TIMEOUT_SECONDS", 0.1)
+    store, thawed = FakeStore(), threading.Event()
+    frozen = threading.Event()
+
+    def frozen_generation() -> int:
+        frozen.set()
+        thawed.wait(5)
+        return 0
+
+    async def run() -> float:
+        sync = RegistrySync(registry, store, POLL_SECONDS)
+        await sync.start()
+        store.generation = frozen_generation  # type: ignore[method-assign]
+        await eventually(frozen.is_set)
+        started = time.monotonic()
+        await sync.close()
+        elapsed = time.monotonic() - started
+        thawed.set()  # the thread ends, and asyncio.run with it
+        return elapsed
+
+    assert asyncio.run(run()) < 1.0
