@@ -175,7 +175,10 @@ class RegistrySync:
     async def _action(self, command: Command) -> CommandOutcome:
         registry = self._registry
         if command.action is CommandAction.RELOAD:
-            await asyncio.to_thread(registry.rescan)
+            # Under the lock: a state applied during the rescan would be lost to the one the
+            # rescan read when it began.
+            async with self._lock:
+                await asyncio.to_thread(registry.rescan)
             return CommandOutcome("reloaded")
         entries = _entries(registry, command)
         if command.action is CommandAction.LOAD:
