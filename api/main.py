@@ -31,6 +31,7 @@ from api.routes import (
     predictions,
     promotion,
     service,
+    traffic,
     v2,
 )
 from api.security import LoginGuard, ensure_admin
@@ -164,7 +165,17 @@ def create_app(
     app.add_middleware(HttpMetricsMiddleware)  # outermost: it counts those 500s too
     for route in [*rest_predict.ROUTES, *v2_infer.ROUTES]:
         app.add_fast_route(route)
-    for module in (service, models, promotion, evaluation, metadata, predictions, auth, v2):
+    for module in (
+        service,
+        models,
+        promotion,
+        evaluation,
+        metadata,
+        predictions,
+        traffic,
+        auth,
+        v2,
+    ):
         app.include_router(module.router)
     install_openapi(app)
     install_docs(app)
