@@ -38,6 +38,7 @@ from api.security import LoginGuard, ensure_admin
 from api.settings import Settings
 from db.engine import make_engine
 from db.migrate import upgrade_to_head
+from db.trace_replay import open_trace_log
 from db.traces import make_trace_writer
 from registry.factories import framework_runtimes, mock_runtimes
 from registry.registry import ModelRegistry
@@ -106,7 +107,10 @@ def create_app(
         configure_logging(settings.log_level)
         await asyncio.to_thread(upgrade_to_head, settings.database_url)
         engine = make_engine(settings.database_url)
-        writer = make_trace_writer(engine)
+        trace_log = None
+        if settings.trace_log_dir is not None:
+            trace_log = await asyncio.to_thread(open_trace_log, settings.trace_log_dir, engine)
+        writer = make_trace_writer(engine, trace_log)
         writer.start()
         registry = build_registry(settings)
         if settings.admin_username and settings.admin_password:

@@ -85,18 +85,26 @@ class Settings(BaseSettings):
     """A request body that has not all arrived this long after it began is refused (408)."""
     trace_commit_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a prediction waits for its trace row's commit before it is answered 503."""
+    trace_log_dir: Path | None = None
+    """A folder (a Space's bucket mount) where every committed trace row is also appended
+    before its answer leaves, replayed into the database at start (db/trace_log.py)."""
     dashboard_url: str = "http://localhost:8501"
     """Where the Streamlit dashboard is, for the links on ``GET /``."""
     git_commit: str = "unknown"
     """The deployed commit, shown by ``/metadata`` (set by the image build)."""
     trace_storage: str = "local"
     """Whether traces outlive a restart, shown by ``/metadata``: ``local`` (a file on this
-    machine), ``persistent`` (a mounted volume), ``ephemeral`` (wiped on restart, as a Space's
-    disk without persistent storage) or ``external`` (a database server); set by
+    machine), ``persistent`` (a trace log on a bucket volume), ``ephemeral`` (wiped on
+    restart, as a Space's disk without a bucket) or ``external`` (a database server); set by
     ``deploy/start.sh``."""
 
     @field_validator(
-        "secret_key", "admin_username", "admin_password", "metrics_token", mode="before"
+        "secret_key",
+        "admin_username",
+        "admin_password",
+        "metrics_token",
+        "trace_log_dir",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

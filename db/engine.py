@@ -33,13 +33,13 @@ def make_engine(database_url: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
-        json_serializer=_to_json,
+        json_serializer=to_json,
     )
     event.listen(engine, "connect", _tune_sqlite)
     return engine
 
 
-def _to_json(value: Any) -> str:
+def to_json(value: Any) -> str:
     # orjson: several times faster than json.dumps on every traced input and output.
     try:
         return orjson.dumps(value).decode()
@@ -52,8 +52,8 @@ def _to_json(value: Any) -> str:
 def _to_jsonb(value: Any) -> str:
     # PostgreSQL's jsonb cannot hold U+0000, which JSON allows; an audit row must still be
     # written, so the rare input that has one is stored with U+FFFD in its place.
-    text = _to_json(value)
-    return _to_json(_without_nul(value)) if "\\u0000" in text else text
+    text = to_json(value)
+    return to_json(_without_nul(value)) if "\\u0000" in text else text
 
 
 def _without_nul(value: Any) -> Any:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import logging
-import tempfile
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+
+from db.host_lock import host_lock
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +25,6 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade_to_head(database_url: str) -> None:
     """Apply every pending migration; workers starting together wait for each other."""
-    lock_name = hashlib.sha256(database_url.encode()).hexdigest()[:16]
-    lock_path = Path(tempfile.gettempdir()) / f"futurisys-migrate-{lock_name}.lock"
-    with lock_path.open("w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            command.upgrade(alembic_config(database_url), "head")
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+    with host_lock("migrate", database_url):
+        command.upgrade(alembic_config(database_url), "head")
     logger.info("Database schema is up to date")

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -32,10 +32,15 @@ from sqlalchemy import (
     TypeDecorator,
     insert,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
 
 from db.engine import is_reachable
 from db.tables import Outcome, Prediction
+
+if TYPE_CHECKING:
+    from db.trace_log import TraceLog
 
 logger = logging.getLogger(__name__)
 
@@ -80,17 +85,18 @@ class _Pending:
     future: asyncio.Future[None]
 
 
-def make_trace_writer(engine: Engine) -> TraceWriter:
+def make_trace_writer(engine: Engine, log: TraceLog | None = None) -> TraceWriter:
     """The writer that suits the database: on the event loop for SQLite, a thread otherwise.
 
     A SQLite commit in WAL mode with ``synchronous=NORMAL`` is a local write of a few tens of
     microseconds: done on the event loop it costs less than handing rows to a thread and
     waking the loop again, and nothing contends for the GIL. A PostgreSQL commit waits for
-    the server's fsync and a network round trip, so it goes to a thread.
+    the server's fsync and a network round trip, so it goes to a thread; so does every
+    commit that ``log`` (a bucket mount, see db/trace_log.py) must also flush.
     """
-    if engine.dialect.name == "sqlite":
+    if engine.dialect.name == "sqlite" and log is None:
         return LoopTraceWriter(engine)
-    return ThreadTraceWriter(engine)
+    return ThreadTraceWriter(engine, log)
 
 
 class TraceWriter(ABC):
@@ -211,11 +217,13 @@ class _RowInsert:
 
     Executed on the driver's cursor: the same SQL and the same value conversions (JSON,
     datetimes, booleans) as SQLAlchemy's, without building an execution context per batch.
+    ``skip_existing``: a row whose id is already there is left as it is (a replay).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, skip_existing: bool = False) -> None:
         dialect = engine.dialect
-        compiled = insert(_TABLE).compile(dialect=dialect)
+        statement = _insert_skipping_existing(dialect) if skip_existing else insert(_TABLE)
+        compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
         self._positional = dialect.positional
         names = compiled.positiontup if dialect.positional else list(compiled.binds)
@@ -241,6 +249,25 @@ class _RowInsert:
         if self._positional:
             return converted
         return [dict(zip(self._names, values, strict=True)) for values in converted]
+
+
+def _insert_skipping_existing(dialect: Dialect) -> Insert:
+    if dialect.name == "postgresql":
+        return postgresql.insert(_TABLE).on_conflict_do_nothing(index_elements=["id"])
+    return sqlite.insert(_TABLE).on_conflict_do_nothing(index_elements=["id"])
+
+
+def insert_rows(engine: Engine, rows: list[TraceRow], *, skip_existing: bool = False) -> None:
+    """Insert ``rows`` in one transaction, as the writers do (for a replay: ``skip_existing``)."""
+    statement = _RowInsert(engine, skip_existing=skip_existing)
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.executemany(statement.sql, statement.parameters(rows))
+        cursor.close()
+        connection.commit()
+    finally:
+        connection.close()
 
 
 class LoopTraceWriter(TraceWriter):
@@ -291,10 +318,15 @@ _STOP = object()
 
 
 class ThreadTraceWriter(TraceWriter):
-    """Commits on its own thread: every row queued while the last commit ran, in one."""
+    """Commits on its own thread: every row queued while the last commit ran, in one.
 
-    def __init__(self, engine: Engine) -> None:
+    With a ``log``, the committed rows are appended to it and flushed before anyone is
+    answered: a prediction is acknowledged once it is both in the database and on the log.
+    """
+
+    def __init__(self, engine: Engine, log: TraceLog | None = None) -> None:
         super().__init__(engine)
+        self._log = log
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -333,8 +365,13 @@ class ThreadTraceWriter(TraceWriter):
             stopping = any(item is _STOP for item in batch)
             pending = [item for item in batch if item is not _STOP]
             if pending:
-                _resolve_threadsafe(self._write_batch(pending))
+                outcomes = self._write_batch(pending)
+                if self._log is not None:
+                    outcomes = _logged(self._log, outcomes)
+                _resolve_threadsafe(outcomes)
         self._disconnect()
+        if self._log is not None:
+            self._log.close()
 
 
 def _converter(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -373,6 +410,19 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
 
 
 _Outcomes = list[tuple[_Pending, Exception | None]]
+
+
+def _logged(log: TraceLog, outcomes: _Outcomes) -> _Outcomes:
+    """``outcomes`` once the committed rows are on ``log``; all failed if they are not."""
+    committed = [pending.row for pending, error in outcomes if error is None]
+    if not committed:
+        return outcomes
+    try:
+        log.append(committed)
+    except OSError as error:
+        logger.error("Could not append %d trace rows to the log: %s", len(committed), error)
+        return [(pending, failure or error) for pending, failure in outcomes]
+    return outcomes
 
 
 def _resolve_threadsafe(outcomes: _Outcomes) -> None:

@@ -19,6 +19,12 @@ from registry.registry import ModelRegistry
 
 router = APIRouter(tags=["service"])
 
+# The Space's log says the same, in the same capitals (deploy/start.sh).
+_EPHEMERAL_WARNING = (
+    "TRACES ARE EPHEMERAL: the prediction history is lost at every restart. Mount a "
+    "storage bucket volume or set DATABASE_URL to keep it."
+)
+
 
 @router.get(
     "/metadata",
@@ -41,6 +47,7 @@ def metadata(
         "fallback_models": registry.fallbacks,
         "database": make_url(settings.database_url).get_backend_name(),
         "trace_storage": settings.trace_storage,
+        "trace_warning": _EPHEMERAL_WARNING if settings.trace_storage == "ephemeral" else None,
         "uptime_seconds": round(time.monotonic() - request.app.state.started_monotonic, 3),
         "worker_pid": os.getpid(),
         "registry": {
