@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from dashboard.colours import UNKNOWN
+
 logger = logging.getLogger(__name__)
 
 COLUMNS = [
@@ -25,6 +27,7 @@ COLUMNS = [
     "error",
 ]
 OUTCOMES = ["ok", "invalid_input", "not_found", "unavailable", "error"]
+REQUESTED_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ def history_frame(items: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             "received_at": item["received_at"],
             "request_id": item["request_id"],
             "model": _served(item),
-            "requested": item["model_requested"],
+            "requested": _shortened(item["model_requested"]),
             "outcome": item["outcome"],
             "label": item.get("label"),
             "fallback": bool(item["is_fallback"]),
@@ -70,8 +73,16 @@ def summarise(frame: pd.DataFrame) -> HistorySummary:
 
 
 def _served(item: Mapping[str, Any]) -> str:
-    # A refused request never reached a model: name it by what it asked for.
+    # A refused request never reached a model. What it asked for is anyone's text (`nope`,
+    # `a@@b`, 5,000 characters): all of them are one "unknown" bucket in the charts.
     name, version = item.get("model_name"), item.get("model_version")
     if name is None:
-        return str(item["model_requested"] or "unknown")
+        return UNKNOWN
     return f"{name}@{version}" if version else str(name)
+
+
+def _shortened(text: str | None) -> str | None:
+    """At most ``REQUESTED_CHARS`` characters of what a client sent, for the table."""
+    if text is None or len(text) <= REQUESTED_CHARS:
+        return text
+    return text[: REQUESTED_CHARS - 1] + "…"

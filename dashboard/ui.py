@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.api_client import (
@@ -15,6 +16,7 @@ from dashboard.api_client import (
     ApiUnavailableError,
     LoginRequiredError,
 )
+from dashboard.colours import model_colours, paint
 from dashboard.settings import DashboardSettings
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ T = TypeVar("T")
 TOKEN_KEY = "api_token"
 USERNAME_KEY = "api_username"
 EVALUATION_CACHE_SECONDS = 600
+MODEL_NAMES_CACHE_SECONDS = 30
 
 
 def settings() -> DashboardSettings:
@@ -89,6 +92,20 @@ def fetch(what: str, call: Callable[[], T]) -> T:
 def evaluation(base_url: str, name: str, version: str) -> dict[str, Any]:
     """A model version's evaluation (``base_url`` keys the cache: one API, one entry)."""
     return client().evaluation(name, version)
+
+
+@st.cache_data(ttl=MODEL_NAMES_CACHE_SECONDS, show_spinner=False)
+def _model_names(base_url: str) -> list[str]:
+    return [model["name"] for model in client().models()["models"]]
+
+
+def painted(figure: go.Figure) -> go.Figure:
+    """``figure`` with each model in its own colour, the same on every page."""
+    try:
+        names = _model_names(settings().base_url)
+    except ApiError:
+        names = []  # the page says the API is down; the chart keeps plotly's colours
+    return paint(figure, model_colours(names))
 
 
 def token() -> str | None:

@@ -164,7 +164,7 @@ def show_roc_and_latency(evaluations: dict[str, dict[str, Any]]) -> None:
         st.plotly_chart(latency)
         return
     left, right = st.columns(2)
-    left.plotly_chart(charts.roc_chart(roc))
+    left.plotly_chart(ui.painted(charts.roc_chart(roc)))
     right.plotly_chart(latency)
 
 
@@ -176,7 +176,7 @@ def show_error_analysis(evaluations: dict[str, dict[str, Any]]) -> None:
                 evaluation["confusion_matrix"], evaluation["labels"], f"Confusion matrix: {model}"
             )
         )
-    st.plotly_chart(charts.per_class_chart(comparison.per_class_frame(evaluations)))
+    st.plotly_chart(ui.painted(charts.per_class_chart(comparison.per_class_frame(evaluations))))
 
 
 def show_agreement(evaluations: dict[str, dict[str, Any]]) -> None:
@@ -212,7 +212,7 @@ def main() -> None:
     if advice is not None:
         show_recommendation(advice, listing["default_model"], [name for name, _ in chosen])
     show_metrics_table(table)
-    st.plotly_chart(charts.quality_bars(table, comparison.QUALITY_METRICS))
+    st.plotly_chart(ui.painted(charts.quality_bars(table, comparison.QUALITY_METRICS)))
     show_roc_and_latency(evaluations)
     st.subheader("Errors")
     show_error_analysis(evaluations)

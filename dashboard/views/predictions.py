@@ -27,17 +27,18 @@ PERIODS = {
     "all time": None,
 }
 FALLBACK_FILTERS = {"all requests": None, "fallbacks only": True, "no fallbacks": False}
+# The error next to the outcome: last, it was off-screen on a laptop.
 TABLE_COLUMNS = [
     "received_at",
     "model",
     "outcome",
+    "error",
     "label",
     "fallback",
     "latency_ms",
     "rows",
     "requested",
     "request_id",
-    "error",
 ]
 
 
@@ -86,13 +87,17 @@ def show_history(page: dict[str, Any]) -> None:
     if page["total"] > len(frame):
         st.caption(f"Charts cover the {len(frame)} most recent of {page['total']} requests.")
     left, right = st.columns(2)
-    left.plotly_chart(charts.volume_chart(frame))
+    left.plotly_chart(ui.painted(charts.volume_chart(frame)))
     right.plotly_chart(charts.outcome_timeline_chart(frame))
     left, right = st.columns(2)
-    left.plotly_chart(charts.label_chart(frame))
-    right.plotly_chart(charts.latency_histogram(frame))
+    left.plotly_chart(ui.painted(charts.label_chart(frame)))
+    right.plotly_chart(ui.painted(charts.latency_histogram(frame)))
     st.subheader("Recent requests")
-    st.dataframe(frame[TABLE_COLUMNS], hide_index=True)
+    # Times as text: Arrow's conversion of zoned timestamps warns, and UTC says which zone.
+    table = frame[TABLE_COLUMNS].assign(
+        received_at=frame["received_at"].dt.strftime("%Y-%m-%d %H:%M:%S UTC")
+    )
+    st.dataframe(table, hide_index=True)
 
 
 def main() -> None:

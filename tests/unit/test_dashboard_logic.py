@@ -139,7 +139,7 @@ def test_agreement_and_who_is_right() -> None:
     }
 
 
-def test_history_frame_names_refused_requests_by_what_they_asked() -> None:
+def test_history_frame_puts_refused_requests_in_one_unknown_bucket() -> None:
     items = [
         {
             "received_at": "2026-01-01T10:00:00Z",
@@ -167,12 +167,18 @@ def test_history_frame_names_refused_requests_by_what_they_asked() -> None:
         },
     ]
 
+    items += [
+        {**items[1], "request_id": "r3", "model_requested": "a@@b"},
+        {**items[1], "request_id": "r4", "model_requested": "x" * 5000},
+    ]
     frame = history_frame(items)
 
-    assert list(frame["model"]) == ["a@1", "nope"]
+    assert list(frame["model"]) == ["a@1", "unknown", "unknown", "unknown"]
+    assert list(frame["requested"][:3]) == ["a", "nope", "a@@b"]
+    assert len(frame["requested"][3]) == 60 and frame["requested"][3].endswith("…")
     assert isinstance(frame["received_at"].dtype, pd.DatetimeTZDtype)
     summary = summarise(frame)
-    assert (summary.requests, summary.failed, summary.median_latency_ms) == (2, 1, 1.5)
+    assert (summary.requests, summary.failed, summary.median_latency_ms) == (4, 3, 1.5)
 
 
 def client_answering(status: int, body: Any) -> ApiClient:
