@@ -6,7 +6,8 @@
 # Environment (defaults are the Space's):
 #   PORT=7860 LISTEN_HOST=0.0.0.0   the public port and interface (nginx)
 #   API_PORT=8000 DASHBOARD_PORT=8501   internal loopback ports
-#   DATA_DIR=/data                  the Space's persistent storage, when attached
+#   BUCKET_DIR=/data                where the Space's storage bucket volume is mounted, if any
+#   LOCAL_DATA_DIR                  the local disk's database folder (default $APP_DIR/data)
 #   RUN_DIR                         pid files, socket, nginx temp files (default under TMPDIR)
 #   PYTHON=python NGINX_BIN=nginx   the interpreter with the requirements, the nginx binary
 #   DASHBOARD_SCRIPT                the Streamlit script (default dashboard/app.py)
@@ -30,31 +31,38 @@ export NGINX_BIN="${NGINX_BIN:-nginx}"
 export RUN_DIR="${RUN_DIR:-${TMPDIR:-/tmp}/futurisys-space}"
 # The links on GET / point at the dashboard behind the same port.
 export DASHBOARD_URL="${DASHBOARD_URL:-/dashboard/}"
-DATA_DIR="${DATA_DIR:-/data}"
+BUCKET_DIR="${BUCKET_DIR:-/data}"
+LOCAL_DATA_DIR="${LOCAL_DATA_DIR:-$APP_DIR/data}"
 
-# Trace storage. A Space's disk is wiped at every restart; its persistent storage, when
-# attached, is mounted at /data. DATABASE_URL, when set, always wins.
+# Trace storage. A Space's disk is wiped at every restart. A storage bucket volume outlives
+# it, but is eventually consistent with no locking across nodes: no live SQLite file goes
+# there. The database stays on local disk, and every trace row is also appended to a log on
+# the bucket before its answer leaves, replayed at the next start (db/trace_log.py).
+# DATABASE_URL, when set, always wins.
 if [ -z "${DATABASE_URL:-}" ]; then
-    if [ -d "$DATA_DIR" ] && [ -w "$DATA_DIR" ]; then
-        export DATABASE_URL="sqlite:///$DATA_DIR/traces.db"
-        storage=persistent
-    else
-        storage=ephemeral
+    export DATABASE_URL="sqlite:///$LOCAL_DATA_DIR/traces.db"
+    if [ -d "$BUCKET_DIR" ] && [ -w "$BUCKET_DIR" ]; then
+        export TRACE_LOG_DIR="${TRACE_LOG_DIR:-$BUCKET_DIR/trace-log}"
     fi
-else
-    case "$DATABASE_URL" in
-        "sqlite:///$DATA_DIR/"*) storage=persistent ;;
-        sqlite*) storage=ephemeral ;;
-        *) storage=external ;;
-    esac
 fi
+case "$DATABASE_URL" in
+    "sqlite:///$BUCKET_DIR/"*)
+        storage=persistent
+        log "WARNING: DATABASE_URL is a SQLite file on the bucket mount $BUCKET_DIR: a bucket"
+        log "has no file locking and is eventually consistent, so that file can be corrupted."
+        log "Unset DATABASE_URL to keep the database local with its log on the bucket." ;;
+    sqlite*) if [ -n "${TRACE_LOG_DIR:-}" ]; then storage=persistent; else storage=ephemeral; fi ;;
+    *) storage=external ;;
+esac
 export TRACE_STORAGE="${TRACE_STORAGE:-$storage}"
 if [ "$TRACE_STORAGE" = ephemeral ]; then
     log "############################################################################"
-    log "WARNING: traces are EPHEMERAL: the prediction history is lost at every restart."
-    log "Attach persistent storage to the Space (mounted at $DATA_DIR) or set DATABASE_URL"
-    log "to a PostgreSQL database to keep them."
+    log "WARNING: TRACES ARE EPHEMERAL: the prediction history is lost at every restart."
+    log "Mount a storage bucket volume on the Space at $BUCKET_DIR, or set DATABASE_URL"
+    log "to a PostgreSQL database reachable on port 443, 80 or 8080, to keep them."
     log "############################################################################"
+elif [ -n "${TRACE_LOG_DIR:-}" ]; then
+    log "trace storage: $TRACE_STORAGE (trace log in $TRACE_LOG_DIR)"
 else
     log "trace storage: $TRACE_STORAGE"
 fi

@@ -2,12 +2,15 @@
 
 nginx on one port in front of the API and the Streamlit dashboard, all under supervisord:
 the routes through the proxy, the dashboard's websocket upgrade, restarts after a crash,
-and the trace storage the script chooses. ENV=test (mock runtimes) keeps it fast.
+the trace storage the script chooses, and every acknowledged prediction found again after
+everything was killed and started on a fresh disk with only the bucket left. ENV=test (mock
+runtimes) keeps it fast.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -16,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,8 +29,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ATTRITION_MODELS, attrition_example, copy_model
-from tests.live_server import answers, free_port, running_process
+from db.trace_log import read_segment, segment_paths
+from tests.helpers import ADMIN, ATTRITION_MODELS, attrition_example, copy_model
+from tests.live_server import answers, free_port, is_running, running_process
 
 ROOT = Path(__file__).resolve().parents[2]
 START_SCRIPT = ROOT / "deploy" / "start.sh"
@@ -100,7 +105,9 @@ def space_env(workdir: Path, **overrides: str) -> dict[str, str]:
         "ENV": "test",
         "MODELS_DIR": str(store),
         "FALLBACK_MODEL": "attrition-gbm",
-        "DATA_DIR": str(workdir / "persistent"),
+        # No bucket unless a test makes this folder; the database on this run's own disk.
+        "BUCKET_DIR": str(workdir / "bucket"),
+        "LOCAL_DATA_DIR": str(workdir / "disk"),
         "RUN_DIR": str(workdir / "run"),
         "LISTEN_HOST": "127.0.0.1",
         "PORT": str(port),
@@ -144,8 +151,8 @@ def running_space(workdir: Path, env: dict[str, str]) -> Iterator[Space]:
 @pytest.fixture(scope="module")
 def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Space]:
     workdir = tmp_path_factory.mktemp("space")
-    # A mounted persistent volume, as a Space with persistent storage has at /data.
-    (workdir / "persistent").mkdir()
+    # A mounted storage bucket, as a Space with a bucket volume has at /data.
+    (workdir / "bucket").mkdir()
     with running_space(workdir, space_env(workdir)) as running:
         yield running
 
@@ -171,10 +178,17 @@ def test_api_routes_are_served_through_nginx(space: Space) -> None:
     assert 'mldeploy_predictions_total{model="attrition-logreg"' in metrics.text
 
 
-def test_traces_go_to_the_persistent_volume(space: Space) -> None:
+def test_traces_are_logged_to_the_bucket_and_queried_from_local_disk(space: Space) -> None:
+    answer = httpx.post(f"{space.url}/predict", json={"features": attrition_example()})
+    assert answer.status_code == 200, answer.text
+
     metadata = httpx.get(f"{space.url}/metadata").json()
-    assert metadata["trace_storage"] == "persistent"
-    assert (Path(space.env["DATA_DIR"]) / "traces.db").is_file()
+    assert metadata["trace_storage"] == "persistent" and metadata["trace_warning"] is None
+    bucket = Path(space.env["BUCKET_DIR"])
+    assert (Path(space.env["LOCAL_DATA_DIR"]) / "traces.db").is_file()
+    assert not list(bucket.glob("**/*.db"))  # no live SQLite file on the bucket
+    logged = {i for path in segment_paths(bucket / "trace-log") for i, _ in read_segment(path).rows}
+    assert len(logged) >= 1
     assert "EPHEMERAL" not in space.log()
 
 
@@ -242,11 +256,121 @@ def test_a_killed_process_is_restarted(space: Space, program: str, path: str) ->
 
 
 def test_ephemeral_traces_are_announced(tmp_path: Path) -> None:
-    # No volume at DATA_DIR and a SQLite file elsewhere: what a Space without storage has.
-    env = space_env(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'traces.db'}")
-    with running_space(tmp_path, env) as space:
-        assert httpx.get(f"{space.url}/metadata").json()["trace_storage"] == "ephemeral"
-        assert "traces are EPHEMERAL" in space.log()
+    # No bucket mounted at BUCKET_DIR: what a Space without storage has.
+    with running_space(tmp_path, space_env(tmp_path)) as space:
+        metadata = httpx.get(f"{space.url}/metadata").json()
+        assert metadata["trace_storage"] == "ephemeral"
+        assert metadata["trace_warning"].startswith("TRACES ARE EPHEMERAL")
+        assert "TRACES ARE EPHEMERAL" in space.log()
+
+
+def session_processes(session_id: int) -> list[int]:
+    """Every live process of ``session_id`` (Linux: read from /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.name.isdigit() and int(fields[3]) == session_id and is_running(int(entry.name)):
+            members.append(int(entry.name))
+    return members
+
+
+def kill_everything(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the Space's every process, as a crash of the container would.
+
+    supervisord puts each program in a process group of its own, so the start script's
+    group is not all of it: its session is (start_new_session below).
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    while members := session_processes(process.pid):
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    process.wait()
+
+
+def predict_until(url: str, stop: threading.Event, acknowledged: list[str]) -> None:
+    """Predict until ``stop`` or until the Space dies; the request ids answered 200."""
+    with httpx.Client(timeout=10) as client:
+        while not stop.is_set():
+            try:
+                answer = client.post(f"{url}/predict", json={"features": attrition_example()})
+            except httpx.HTTPError:
+                return
+            if answer.status_code == 200:
+                acknowledged.append(answer.json()["request_id"])
+
+
+def bucket_files(bucket: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in bucket.rglob("*") if path.is_file()}
+
+
+def test_every_acknowledged_prediction_outlives_sigkill_and_a_fresh_disk(tmp_path: Path) -> None:
+    bucket = tmp_path / "bucket"  # the one thing that outlives the container
+    bucket.mkdir()
+    first = tmp_path / "first"
+    first.mkdir()
+    admin = {"ADMIN_USERNAME": ADMIN["username"], "ADMIN_PASSWORD": ADMIN["password"]}
+    env = space_env(first, BUCKET_DIR=str(bucket), WORKERS="2", **admin)
+    url = f"http://127.0.0.1:{env['PORT']}"
+    with (first / "space.log").open("ab") as log_file:
+        process = subprocess.Popen(
+            ["sh", str(START_SCRIPT)],
+            cwd=first,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    acknowledged: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while not answers(f"{url}/health"):
+            assert process.poll() is None and time.monotonic() < deadline, (
+                first / "space.log"
+            ).read_text(errors="replace")
+            time.sleep(0.1)
+        stop = threading.Event()
+        clients = [
+            threading.Thread(target=predict_until, args=(url, stop, acknowledged)) for _ in range(8)
+        ]
+        for client in clients:
+            client.start()
+        time.sleep(2)
+        kill_everything(process)  # in the middle of the traffic
+        stop.set()
+        for client in clients:
+            client.join(30)
+    finally:
+        kill_everything(process)  # again, when something above failed
+    assert len(acknowledged) > 50, (first / "space.log").read_text(errors="replace")
+    before = bucket_files(bucket)
+
+    second = tmp_path / "second"  # a fresh local disk: the database starts empty
+    second.mkdir()
+    with running_space(second, space_env(second, BUCKET_DIR=str(bucket), **admin)) as space:
+        token = httpx.post(f"{space.url}/auth/token", data=ADMIN).json()["access_token"]
+        history: set[str] = set()
+        while True:
+            page = httpx.get(
+                f"{space.url}/predictions",
+                params={"limit": 1000, "offset": len(history)},
+                headers={"Authorization": f"Bearer {token}"},
+            ).json()
+            history |= {item["request_id"] for item in page["items"]}
+            if not page["items"]:
+                break
+        assert "rows replayed" in space.log()
+    missing = set(acknowledged) - history
+    assert not missing, f"{len(missing)} acknowledged predictions lost of {len(acknowledged)}"
+    # The bucket took appends only: every file is gone (compacted) or grew from its old bytes.
+    after = bucket_files(bucket)
+    for path, old in before.items():
+        assert path not in after or after[path].startswith(old), path
 
 
 def test_a_program_that_cannot_start_stops_the_space(tmp_path: Path) -> None:
