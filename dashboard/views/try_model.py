@@ -48,14 +48,13 @@ def feature_input(feature: dict[str, Any], example: Any, key: str) -> Any:
         if feature.get(name) is not None
     }
     value = cast(example) if example is not None else bounds.get("minimum", cast(0))
+    # The range is said, not enforced: the browser silently refused an out-of-range value and
+    # Predict did nothing; sent as typed, the API's answer names the field and its range.
+    if bounds:
+        allowed = f"from {bounds.get('minimum', '−∞')} to {bounds.get('maximum', '∞')}"
+        help_text = f"{help_text}. {allowed}" if help_text else allowed.capitalize()
     return st.number_input(
-        label,
-        min_value=bounds.get("minimum"),
-        max_value=bounds.get("maximum"),
-        value=value,
-        step=cast(1) if integer else None,
-        key=key,
-        help=help_text,
+        label, value=value, step=cast(1) if integer else None, key=key, help=help_text
     )
 
 

@@ -284,11 +284,16 @@ def test_try_a_model_with_the_generated_form(api_url: str) -> None:
     assert plotly_charts(app) == 1
 
 
-def test_the_form_keeps_to_the_schemas_ranges(api_url: str) -> None:
+def test_the_form_states_the_range_and_shows_the_apis_refusal(api_url: str) -> None:
     app = open_page("views/try_model.py")
 
     age = next(widget for widget in app.number_input if widget.label == "Age")
-    assert (age.min, age.max, age.value) == (18, 100, 24)
+    assert age.value == 24 and "from 18 to 100" in age.help
+    age.set_value(7)
+    app.button[0].click().run()
+
+    assert not app.exception
+    assert "Age" in texts(app.error) and "between 18 and 100" in texts(app.error)
 
 
 def test_history_with_traffic(api_url: str) -> None:
