@@ -57,7 +57,9 @@ class TensorInput:
         )
         try:
             self.request = decode_infer_request(
-                body, parse_header_length(text_header(self._scope, _HEADER_LENGTH))
+                body,
+                parse_header_length(text_header(self._scope, _HEADER_LENGTH)),
+                codec.tensor_bounds(schema, limits),
             )
         except V2RequestError as error:
             record.value = {"size_bytes": len(body)}

@@ -23,7 +23,7 @@ from ml.manifest import AudioInput, InputSchema, TabularInput
 from ml.runtime import ModelRuntime
 from serving.errors import InvalidRequest, PayloadTooLarge, UnsupportedMedia
 from serving.payload import InputRecord, Limits, Payload
-from serving.v2_codec import Tensor
+from serving.v2_codec import Tensor, TensorBounds
 
 _TABULAR_HINT = 'send {"features": {...}} for one row or {"instances": [{...}, ...]} for a batch'
 _MAX_RECORDED_TENSORS = 256
@@ -82,6 +82,10 @@ class InputCodec(ABC):
     @abstractmethod
     def tensor_specs(self, schema: InputSchema) -> list[TensorSpec]:
         """The OIP inputs of a model with this input schema."""
+
+    @abstractmethod
+    def tensor_bounds(self, schema: InputSchema, limits: Limits) -> TensorBounds:
+        """The largest OIP request a model with this schema can take, refused past it."""
 
     def validate(self, runtime: ModelRuntime, payload: Payload) -> list[Any]:
         """The instances checked against ``runtime``'s schema, ready to predict."""
@@ -147,6 +151,13 @@ class TabularCodec(InputCodec):
             TensorSpec(feature.name, _DATATYPE_BY_FEATURE[feature.type], (-1,))
             for feature in schema.features
         ]
+
+    def tensor_bounds(self, schema: InputSchema, limits: Limits) -> TensorBounds:
+        assert isinstance(schema, TabularInput)
+        # One input per feature, one element per row ([N] or [N, 1]).
+        return TensorBounds(
+            len(schema.features), limits.max_batch_rows, " (MAX_BATCH_ROWS rows a request)"
+        )
 
     def validate(self, runtime: ModelRuntime, payload: Payload) -> list[Any]:
         super().validate(runtime, payload)
@@ -244,6 +255,9 @@ class AudioCodec(InputCodec):
 
     def tensor_specs(self, schema: InputSchema) -> list[TensorSpec]:
         return [TensorSpec(AUDIO_TENSOR, "BYTES", (1,))]
+
+    def tensor_bounds(self, schema: InputSchema, limits: Limits) -> TensorBounds:
+        return TensorBounds(1, 1, " (one audio file a request)")
 
     async def _decode(
         self, upload: Upload, schema: AudioInput, limits: Limits, record: InputRecord

@@ -24,6 +24,7 @@ from serving.v2_codec import (
     InferenceRequest,
     RequestedOutput,
     Tensor,
+    TensorBounds,
     V2RequestError,
     decode_infer_request,
     encode_infer_response,
@@ -283,9 +284,9 @@ def test_malformed_documents(body: bytes, message: str) -> None:
         ({"shape": [2.0]}, "must hold integers"),
         ({"shape": [True]}, "must hold integers"),
         ({"shape": [2**16, 2**16]}, f"has more than {MAX_ELEMENTS} elements"),
-        ({"shape": [2**62, 2**62, 2**62, 0]}, "'data' has 2"),  # zero elements: not absurd
+        ({"shape": [2**62, 2**62, 2**62, 0]}, "'data' has more"),  # zero elements: not absurd
         ({"shape": [3]}, "input 'age': shape [3] needs 3 elements, 'data' has 2"),
-        ({"shape": [2, 1], "data": [[1], [2], [3]]}, "needs 2 elements, 'data' has 3"),
+        ({"shape": [2, 1], "data": [[1], [2], [3]]}, "needs 2 elements, 'data' has more"),
         ({"data": None}, "input 'age' has neither 'data' nor binary_data_size"),
         ({"data": 5}, "'data' must be a list"),
         ({"data": [1, "x"]}, "input 'age': element 1 ('x') is not a valid INT64"),
@@ -308,6 +309,76 @@ def test_malformed_documents(body: bytes, message: str) -> None:
 )
 def test_bad_inputs_are_refused_with_what_is_wrong(fields: dict[str, Any], message: str) -> None:
     assert message in refused(one_input(**fields))
+
+
+MODEL_BOUNDS = TensorBounds(inputs=2, max_elements=3, limit_hint=" (MAX_BATCH_ROWS)")
+
+
+def bounded_refusal(body: bytes, header_length: int | None = None) -> str:
+    with pytest.raises(V2RequestError) as caught:
+        decode_infer_request(body, header_length, MODEL_BOUNDS)
+    return str(caught.value)
+
+
+def test_a_request_within_the_models_bounds_is_decoded() -> None:
+    body = json_request(
+        {"name": "a", "shape": [3], "datatype": "INT64", "data": [1, 2, 3]},
+        {"name": "b", "shape": [3, 1], "datatype": "BYTES", "data": [["x"], ["y"], ["z"]]},
+    )
+    assert [t.name for t in decode_infer_request(body, None, MODEL_BOUNDS).inputs] == ["a", "b"]
+
+
+def test_more_than_twice_the_inputs_the_model_takes_are_refused_before_decoding() -> None:
+    tensors = [{"name": n, "shape": [1], "datatype": "INT64", "data": [1]} for n in "abcde"]
+    # Four pass: the model's own checks then name the unknown ones.
+    assert len(decode_infer_request(json_request(*tensors[:4]), None, MODEL_BOUNDS).inputs) == 4
+    assert bounded_refusal(json_request(*tensors)) == (
+        "the request has 5 inputs; this model takes 2 (see its metadata for their names)"
+    )
+
+
+@pytest.mark.parametrize(
+    "tensor",
+    [
+        {"name": "a", "shape": [4], "datatype": "INT64", "data": [1, 2, 3, 4]},  # quick path
+        {"name": "a", "shape": [4, 1], "datatype": "INT64", "data": [[1], [2], [3], [4]]},
+        {"name": "a", "shape": [2, 2], "datatype": "BYTES", "data": [["a", "b"], ["c", "d"]]},
+    ],
+)
+def test_more_elements_than_the_model_takes_are_refused_naming_the_limit(
+    tensor: dict[str, Any],
+) -> None:
+    message = bounded_refusal(json_request(tensor))
+    assert (
+        message == f"input 'a': shape {tensor['shape']} has more than 3 elements (MAX_BATCH_ROWS)"
+    )
+
+
+def test_binary_bytes_past_the_bounds_are_refused_without_reading_them() -> None:
+    count = 2_500_000  # 10 MB of empty elements: seconds of Python to read one by one
+    binary = struct.pack("<I", 0) * count
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "a",
+                    "datatype": "BYTES",
+                    "shape": [count],
+                    "parameters": {"binary_data_size": len(binary)},
+                }
+            ]
+        }
+    ).encode()
+    # Refused on its shape, before its data is read.
+    message = bounded_refusal(header + binary, len(header))
+    assert message == f"input 'a': shape [{count}] has more than 3 elements (MAX_BATCH_ROWS)"
+
+
+def test_nested_data_longer_than_its_shape_is_not_read_to_its_end() -> None:
+    tensor = {"name": "a", "shape": [2, 1], "datatype": "INT64", "data": [[1]] * 2_000_000}
+    message = bounded_refusal(json_request(tensor))
+    # "more", not 2,000,000: the walk stopped at the third element.
+    assert message == "input 'a': shape [2, 1] needs 2 elements, 'data' has more"
 
 
 def test_duplicate_input_names() -> None:
