@@ -124,6 +124,14 @@ class ModelVersionInfo(BaseModel):
     aliases: list[str] = Field(default=[], description="the aliases naming this version")
 
 
+class MeasuredOn(BaseModel):
+    """The data set a model's headline ``metrics`` were measured on."""
+
+    dataset: str = Field(description="relative to the model store")
+    samples: int
+    description: str
+
+
 class ModelSummary(BaseModel):
     name: str
     latest_version: str
@@ -138,6 +146,9 @@ class ModelSummary(BaseModel):
     labels: list[str]
     description: str
     metrics: dict[str, float]
+    metrics_measured_on: MeasuredOn | None = Field(
+        description="the evaluation set of `metrics`; null when no recorded evaluation matches"
+    )
     versions: list[ModelVersionInfo]
 
 

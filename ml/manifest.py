@@ -201,6 +201,15 @@ class ModelManifest(_Strict):
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
+    def headline_evaluation(self) -> Evaluation | None:
+        """The evaluation ``metrics`` were measured on: the first whose every figure is the
+        headline's, or None. A figure is only meaningful with the data set it came from."""
+        for evaluation in self.evaluations:
+            figures = evaluation.metrics.items()
+            if figures and all(self.metrics.get(name) == value for name, value in figures):
+                return evaluation
+        return None
+
     def artifact_files(self) -> list[tuple[str, str]]:
         """Every file of this version with its expected sha256."""
         files = [(self.artifact, self.sha256)]

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from ml.manifest import manifest_digest, write_manifest
+from ml.manifest import ModelManifest, manifest_digest, write_manifest
 from registry import add
 from registry.errors import InvalidModelRefError, ModelLoadError
 from registry.hashing import verify_artifact
@@ -68,13 +68,22 @@ def _list(scan: StoreScan) -> int:
     print(f"{'MODEL':<24} {'VERSION':<9} {'TASK':<24} {'FRAMEWORK':<14} KEY METRIC")
     for stored in _sorted(scan.models):
         manifest = stored.manifest
-        metric = next(iter(manifest.metrics.items()), None)
-        shown = f"{metric[0]}={metric[1]:.3f}" if metric else "-"
+        shown = _key_metric(manifest)
         print(
             f"{manifest.name:<24} {manifest.version:<9} {manifest.task:<24} "
             f"{manifest.framework:<14} {shown}"
         )
     return 0
+
+
+def _key_metric(manifest: ModelManifest) -> str:
+    """The first headline figure, named with the data set it was measured on when known."""
+    measured = manifest.headline_evaluation()
+    if measured is not None:
+        name, value = next(iter(measured.metrics.items()))
+        return f"{name}={value:.3f} on {measured.dataset} ({measured.samples} samples)"
+    metric = next(iter(manifest.metrics.items()), None)
+    return f"{metric[0]}={metric[1]:.3f}" if metric else "-"
 
 
 def _show(scan: StoreScan, ref: str) -> int:

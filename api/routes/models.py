@@ -12,6 +12,7 @@ from api.deps import EngineDep, RegistryDep, RegistrySyncDep
 from api.errors import NotFoundError, ServiceUnavailableError
 from api.registry_sync import run_on_every_worker
 from api.schemas import (
+    MeasuredOn,
     ModelActionResponse,
     ModelDetail,
     ModelsResponse,
@@ -22,6 +23,7 @@ from api.schemas import (
 )
 from api.security import AdminUser
 from db.tables import ChangeAction
+from ml.manifest import ModelManifest
 from registry.catalogue import ModelEntry, ModelStatus
 from registry.errors import ModelNotFoundError, RegistryError
 from registry.refs import version_sort_key
@@ -157,7 +159,17 @@ def _summary(registry: ModelRegistry, name: str) -> ModelSummary:
         labels=manifest.output.labels,
         description=manifest.description,
         metrics=manifest.metrics,
+        metrics_measured_on=_measured_on(manifest),
         versions=_versions_info(registry, name, versions),
+    )
+
+
+def _measured_on(manifest: ModelManifest) -> MeasuredOn | None:
+    measured = manifest.headline_evaluation()
+    if measured is None:
+        return None
+    return MeasuredOn(
+        dataset=measured.dataset, samples=measured.samples, description=measured.description
     )
 
 

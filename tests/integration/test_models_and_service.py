@@ -33,6 +33,9 @@ def test_models_lists_status_default_and_metrics(client: TestClient) -> None:
     assert models["attrition-logreg"]["status"] == "loaded"
     assert models["attrition-logreg"]["is_default"] and not models["attrition-gbm"]["is_default"]
     assert models["attrition-logreg"]["metrics"]["roc_auc"] > 0.8
+    measured_on = models["attrition-logreg"]["metrics_measured_on"]
+    assert measured_on["dataset"] == "_evaluation/employee-attrition/heldout.csv"
+    assert measured_on["samples"] == 294
     assert listing["fallback_models"] == ["attrition-gbm", "instrument-mfcc"]
 
 
