@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from typing import Any
 
@@ -49,6 +50,8 @@ def metadata(
         "trace_storage": settings.trace_storage,
         "trace_warning": _EPHEMERAL_WARNING if settings.trace_storage == "ephemeral" else None,
         "uptime_seconds": round(time.monotonic() - request.app.state.started_monotonic, 3),
+        # A pod's name is its hostname: which replica answered, with the worker in it.
+        "hostname": socket.gethostname(),
         "worker_pid": os.getpid(),
         "registry": {
             "models": len(registry.catalogue.names()),
