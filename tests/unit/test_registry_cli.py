@@ -24,9 +24,9 @@ def test_list_names_the_data_set_of_each_figure(capsys: pytest.CaptureFixture[st
     assert main(["--models-dir", "models", "list"]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     # The headline accuracy is the other soundfont's, not the held-out pitches' 0.991.
-    assert "accuracy=0.795 on ../data/instruments/musescore (1078 samples)" in rows[
-        "instrument-mfcc"
-    ]
+    assert (
+        "accuracy=0.795 on ../data/instruments/musescore (1078 samples)" in rows["instrument-mfcc"]
+    )
     assert "on _evaluation/employee-attrition/heldout.csv (294 samples)" in rows["attrition-gbm"]
 
 
