@@ -118,6 +118,10 @@ class ApiClient:
         params = {key: value for key, value in filters.items() if value is not None}
         return self._json("GET", "/predictions", params=params, headers=_bearer(token))
 
+    def traffic(self, token: str, window: str) -> dict[str, Any]:
+        """Requests, errors, fallbacks and latency per bucket over the last hour, day or week."""
+        return self._json("GET", "/traffic", params={"window": window}, headers=_bearer(token))
+
     def history(self, token: str, name: str) -> dict[str, Any]:
         """Who changed what of model ``name``, newest first."""
         return self._json("GET", f"/models/{name}/history", headers=_bearer(token))

@@ -13,14 +13,25 @@ import plotly.graph_objects as go
 logger = logging.getLogger(__name__)
 
 _HEIGHT = 360
+_TOOLBAR_PX = 40  # plotly's modebar: its buttons and their padding take about 35 px
 _WAVEFORM_POINTS = 4000  # enough for the eye; a 30 s clip has a million samples
 
 
 def _tidy(figure: go.Figure, title: str, height: int = _HEIGHT) -> go.Figure:
+    # The title sits below the band plotly's toolbar (modebar) takes at the top right, which
+    # would otherwise cover the end of a long title on a half-width chart.
     figure.update_layout(
-        title=title,
+        title={
+            "text": title,
+            "x": 0,
+            "xref": "paper",
+            "y": 1,
+            "yref": "container",
+            "yanchor": "top",
+            "pad": {"t": _TOOLBAR_PX},
+        },
         height=height,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        margin={"l": 10, "r": 10, "t": _TOOLBAR_PX + 50, "b": 10},
         legend_title_text="",
     )
     return figure
@@ -29,8 +40,8 @@ def _tidy(figure: go.Figure, title: str, height: int = _HEIGHT) -> go.Figure:
 # --- Compare ---------------------------------------------------------------------------
 
 
-def quality_bars(table: pd.DataFrame, metrics: Sequence[str]) -> go.Figure:
-    """Each quality metric, one bar per model."""
+def quality_bars(table: pd.DataFrame, metrics: Sequence[str], measured_on: str) -> go.Figure:
+    """Each quality metric, one bar per model, on the data set ``measured_on`` names."""
     models = [column for column in table.columns if column != "best"]
     shown = table.loc[[m for m in metrics if m in table.index], models]
     frame = shown.reset_index(names="metric").melt(id_vars="metric", var_name="model")
@@ -43,7 +54,7 @@ def quality_bars(table: pd.DataFrame, metrics: Sequence[str]) -> go.Figure:
         text_auto=".3f",
         range_y=[0, 1.05],
     )
-    return _tidy(figure, "Quality on the held-out set (higher is better)")
+    return _tidy(figure, f"Quality on {measured_on} (higher is better)")
 
 
 def roc_chart(points: pd.DataFrame) -> go.Figure:
@@ -52,7 +63,9 @@ def roc_chart(points: pd.DataFrame) -> go.Figure:
     figure.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line={"dash": "dot", "color": "grey"})
     figure.update_xaxes(range=[0, 1], constrain="domain")
     figure.update_yaxes(range=[0, 1.01], scaleanchor="x", scaleratio=1)
-    return _tidy(figure, "ROC curves (dotted: chance)", height=420)
+    figure = _tidy(figure, "ROC curves (dotted: chance)", height=480)
+    # Below the plot: beside it, the model names took the width the square plot needs.
+    return figure.update_layout(legend={"orientation": "h", "x": 0, "y": -0.15, "yanchor": "top"})
 
 
 def confusion_chart(
@@ -114,26 +127,26 @@ def breakdown_chart(frame: pd.DataFrame, title: str) -> go.Figure:
 # --- Overview --------------------------------------------------------------------------
 
 
-def rates_chart(history: pd.DataFrame) -> go.Figure:
-    series = ["requests_per_s", "failed_per_s", "fallbacks_per_s"]
-    frame = history.melt(id_vars="time", value_vars=series, var_name="series")
-    figure = px.line(
-        frame, x="time", y="value", color="series", markers=True, labels={"value": "per second"}
+def traffic_counts_chart(buckets: pd.DataFrame, window: str) -> go.Figure:
+    """Requests, errors and fallbacks per bucket of ``GET /traffic``."""
+    frame = buckets.melt(
+        id_vars="start", value_vars=["requests", "errors", "fallbacks"], var_name="series"
     )
-    return _tidy(figure, "Prediction requests, failures and fallbacks per second")
+    figure = px.line(frame, x="start", y="value", color="series", labels={"value": "requests"})
+    figure.update_xaxes(title_text="")
+    return _tidy(figure, f"Requests, errors and fallbacks over the last {window}")
 
 
-def latency_history_chart(history: pd.DataFrame) -> go.Figure:
-    frame = history.melt(id_vars="time", value_vars=["p50_ms", "p95_ms"], var_name="percentile")
-    figure = px.line(
-        frame,
-        x="time",
-        y="value",
-        color="percentile",
-        markers=True,
-        labels={"value": "milliseconds"},
+def traffic_latency_chart(buckets: pd.DataFrame, window: str) -> go.Figure:
+    frame = buckets.melt(
+        id_vars="start", value_vars=["latency_ms_avg", "latency_ms_max"], var_name="latency"
     )
-    return _tidy(figure, "Prediction latency percentiles (per interval)")
+    frame["latency"] = frame["latency"].str.removeprefix("latency_ms_")
+    figure = px.line(
+        frame, x="start", y="value", color="latency", markers=True, labels={"value": "ms"}
+    )
+    figure.update_xaxes(title_text="")
+    return _tidy(figure, f"Prediction latency over the last {window}")
 
 
 def outcomes_chart(frame: pd.DataFrame) -> go.Figure:

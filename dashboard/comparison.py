@@ -170,6 +170,14 @@ def datasets(evaluations: Evaluations) -> set[str]:
     return {str(evaluation["dataset"]) for evaluation in evaluations.values()}
 
 
+def measured_on(evaluations: Evaluations) -> str:
+    """The data set every figure of the comparison was measured on, with its size."""
+    if len(datasets(evaluations)) > 1:
+        return "different data sets"
+    first = next(iter(evaluations.values()))
+    return f"{first['dataset']} ({first['samples']} samples)"
+
+
 def _predicted(evaluation: Mapping[str, Any]) -> pd.Series:
     return pd.Series({p["id"]: p["predicted_label"] for p in evaluation["predictions"]})
 

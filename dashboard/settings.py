@@ -19,10 +19,6 @@ class DashboardSettings(BaseSettings):
     """For every call but evaluations."""
     dashboard_evaluation_timeout_seconds: float = Field(default=300.0, gt=0)
     """A model's first evaluation runs it on its whole held-out set: seconds, not millis."""
-    dashboard_refresh_seconds: float = Field(default=5.0, gt=0)
-    """How often the Overview page reads ``/metrics`` again while auto-refresh is on."""
-    dashboard_history_points: int = Field(default=120, ge=2)
-    """Metric snapshots kept per browser session for the charts over time."""
 
     @property
     def base_url(self) -> str:

@@ -116,7 +116,8 @@ def token() -> str | None:
 def login_form(why: str) -> None:
     """Ask for a user's name and password; once logged in, the page runs again with its token.
 
-    ``why`` says what the login is for. The token lasts for the browser session, on every page.
+    ``why`` says what the login is for. The token serves every page, and a reload too
+    (``login_cookie``).
     """
     st.info(why, icon=":material/lock:")
     with st.form("login"):

@@ -80,13 +80,16 @@ def warn_about_the_data(evaluations: dict[str, dict[str, Any]]) -> None:
 
 
 def show_recommendation(
-    advice: comparison.Recommendation, default_model: str | None, task_models: list[str]
+    advice: comparison.Recommendation,
+    default_model: str | None,
+    task_models: list[str],
+    measured_on: str,
 ) -> None:
     """Who should be the default, said against the current default when it is of this task."""
     leads = f"ties with {', '.join(advice.tied_with)} on" if advice.tied_with else "leads on"
     text = (
-        f"**{advice.model}** {leads} {advice.metric} ({advice.value:.3f}) and is best on "
-        f"{advice.wins} of {advice.compared_metrics} metrics."
+        f"**{advice.model}** {leads} {advice.metric} ({advice.value:.3f} on {measured_on}) "
+        f"and is best on {advice.wins} of {advice.compared_metrics} metrics."
     )
     name, default_name = advice.model.split("@")[0], (default_model or "").split("@")[0]
     if name == default_name:
@@ -145,7 +148,7 @@ def promote(what: str, call: Callable[[], object], done: str) -> None:
         st.success(done, icon=":material/check_circle:")
 
 
-def show_metrics_table(table: pd.DataFrame) -> None:
+def show_metrics_table(table: pd.DataFrame, measured_on: str) -> None:
     models = [column for column in table.columns if column != comparison.BEST_COLUMN]
 
     def mark_best(row: pd.Series) -> list[str]:
@@ -154,7 +157,9 @@ def show_metrics_table(table: pd.DataFrame) -> None:
 
     styled = table.style.apply(mark_best, axis=1).format(precision=3, subset=models)
     st.dataframe(styled)
-    st.caption("Highlighted: the best value of each metric (latency: lowest).")
+    st.caption(
+        f"Measured on {measured_on}. Highlighted: the best value of each metric (latency: lowest)."
+    )
 
 
 def show_roc_and_latency(evaluations: dict[str, dict[str, Any]]) -> None:
@@ -207,12 +212,16 @@ def main() -> None:
         st.warning("Fewer than two of these models could be evaluated: nothing to compare.")
         st.stop()
     warn_about_the_data(evaluations)
+    measured_on = comparison.measured_on(evaluations)
     table = comparison.metrics_table(evaluations)
     advice = comparison.recommend(table, listing["default_model"])
     if advice is not None:
-        show_recommendation(advice, listing["default_model"], [name for name, _ in chosen])
-    show_metrics_table(table)
-    st.plotly_chart(ui.painted(charts.quality_bars(table, comparison.QUALITY_METRICS)))
+        show_recommendation(
+            advice, listing["default_model"], [name for name, _ in chosen], measured_on
+        )
+    show_metrics_table(table, measured_on)
+    quality = charts.quality_bars(table, comparison.QUALITY_METRICS, measured_on)
+    st.plotly_chart(ui.painted(quality))
     show_roc_and_latency(evaluations)
     st.subheader("Errors")
     show_error_analysis(evaluations)

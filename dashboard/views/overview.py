@@ -9,18 +9,14 @@ from typing import Any
 import streamlit as st
 
 from dashboard import charts, ui
-from dashboard.api_client import ApiError
-from dashboard.service_metrics import (
-    MetricsSnapshot,
-    history_frame,
-    latency_percentiles_ms,
-    parse_metrics,
-    predictions_frame,
-)
+from dashboard.api_client import ApiError, LoginRequiredError
+from dashboard.service_metrics import parse_metrics, predictions_frame
+from dashboard.traffic import totals, traffic_frame
 
 logger = logging.getLogger(__name__)
 
-HISTORY_KEY = "metrics_history"
+WINDOWS = ["hour", "day", "week"]
+TRAFFIC_LOGIN = "Traffic over the last hour, day or week: log in with an API user to see it."
 
 
 def show_service(metadata: dict[str, Any], models: dict[str, Any]) -> None:
@@ -58,48 +54,47 @@ def show_failed_models(models: dict[str, Any]) -> None:
         st.caption("No model has failed to load.")
 
 
-def take_snapshot() -> MetricsSnapshot | None:
-    api = ui.client()
+def show_traffic() -> None:
+    """Requests, errors, fallbacks and latency over the window chosen, from the trace table."""
+    token = ui.token()
+    if token is None:
+        ui.login_form(TRAFFIC_LOGIN)
+        return
+    window = st.radio("Window", WINDOWS, horizontal=True, key="overview_window")
     try:
-        return parse_metrics(api.metrics_text(), datetime.now(UTC))
+        frame = traffic_frame(ui.client().traffic(token, window))
+    except LoginRequiredError:
+        ui.log_out()
+        ui.login_form(TRAFFIC_LOGIN)
+        return
+    except ApiError as error:
+        ui.show_error(error, "read the traffic")
+        return
+    total = totals(frame)
+    columns = st.columns(5)
+    columns[0].metric(f"Requests, last {window}", f"{total.requests:,}")
+    columns[1].metric("Errors", f"{total.errors:,}")
+    columns[2].metric("Fallbacks", f"{total.fallbacks:,}")
+    columns[3].metric("Latency, mean", _readable_ms(total.latency_ms_mean))
+    columns[4].metric("Latency, max", _readable_ms(total.latency_ms_max))
+    if total.requests == 0:
+        st.info(f"No prediction request in the last {window}.")
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(charts.traffic_counts_chart(frame, window))
+    right.plotly_chart(charts.traffic_latency_chart(frame, window))
+
+
+def show_since_start() -> None:
+    """Requests by model and outcome since the API started (its counters)."""
+    try:
+        snapshot = parse_metrics(ui.client().metrics_text(), datetime.now(UTC))
     except ApiError as error:
         ui.show_error(error, "read /metrics")
+        return
     except ValueError as error:
         st.error(f"/metrics is not Prometheus text: {error}")
-    return None
-
-
-def remember(snapshot: MetricsSnapshot) -> list[MetricsSnapshot]:
-    """The session's recent snapshots of this API, ``snapshot`` last."""
-    key = f"{HISTORY_KEY}:{ui.settings().base_url}"
-    history: list[MetricsSnapshot] = st.session_state.setdefault(key, [])
-    history.append(snapshot)
-    del history[: -ui.settings().dashboard_history_points]
-    return history
-
-
-def show_live_metrics() -> None:
-    snapshot = take_snapshot()
-    if snapshot is None:
         return
-    history = remember(snapshot)
-    p50, p95 = latency_percentiles_ms(snapshot.latency_buckets)
-    first, second, third, fourth = st.columns(4)
-    first.metric("Prediction requests", f"{snapshot.total_predictions:,.0f}")
-    second.metric("Failed", f"{snapshot.failed_predictions:,.0f}")
-    third.metric("Fallbacks", f"{snapshot.fallbacks:,.0f}")
-    fourth.metric("Latency p50 / p95", _latency_text(p50, p95))
-    frame = history_frame(history)
-    if frame.empty:
-        st.info(
-            "Rates and recent latency appear from the second reading of /metrics: "
-            "refresh, or turn auto-refresh on.",
-            icon=":material/hourglass_top:",
-        )
-    else:
-        left, right = st.columns(2)
-        left.plotly_chart(charts.rates_chart(frame))
-        right.plotly_chart(charts.latency_history_chart(frame))
     outcomes = predictions_frame(snapshot)
     if outcomes.empty:
         st.info("No prediction requests since the API started.")
@@ -115,12 +110,9 @@ def main() -> None:
     show_service(metadata, models)
     show_failed_models(models)
     st.subheader("Traffic")
-    refresh = ui.settings().dashboard_refresh_seconds
-    if st.toggle(f"Auto-refresh every {refresh:g} s", key="overview_auto_refresh"):
-        st.fragment(run_every=refresh)(show_live_metrics)()
-    else:
-        st.button("Refresh", icon=":material/refresh:")
-        show_live_metrics()
+    show_traffic()
+    st.subheader("Since the API started")
+    show_since_start()
 
 
 def _duration(seconds: float) -> str:
@@ -129,13 +121,9 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
-def _latency_text(p50: float | None, p95: float | None) -> str:
-    if p50 is None or p95 is None:
+def _readable_ms(milliseconds: float | None) -> str:
+    if milliseconds is None:
         return "no data"
-    return f"{_readable_ms(p50)} / {_readable_ms(p95)}"
-
-
-def _readable_ms(milliseconds: float) -> str:
     # Fixed-point: ".3g" turns 8,870 ms into "8.87e+03".
     if milliseconds >= 1000:
         return f"{milliseconds / 1000:.2f} s"

@@ -179,9 +179,13 @@ def test_overview_with_no_traffic_yet(fresh_api_url: str) -> None:
 
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Status"] == "ready"
-    assert metrics["Prediction requests"] == "0"
-    assert metrics["Latency p50 / p95"] == "no data"
+    assert "log in" in texts(app.info)  # the traffic over time is a user's to read
     assert "No prediction requests since the API started" in texts(app.info)
+    log_in(app, ADMIN["username"], ADMIN["password"])
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Requests, last hour"] == "0"
+    assert metrics["Latency, mean"] == "no data"
+    assert "No prediction request in the last hour" in texts(app.info)
     assert "default model:** `attrition-logreg`" in texts(app.markdown).lower()
     assert f"API up at {fresh_api_url}" in texts(app.sidebar.success)
 
@@ -325,13 +329,14 @@ def test_logging_out_shows_the_login_again(api_url: str) -> None:
     assert [field.label for field in app.text_input] == ["Username", "Password"]
 
 
-def test_overview_with_traffic_draws_rates_after_two_readings(api_url: str) -> None:
-    app = open_page("views/overview.py")
-    app.button[0].click().run()  # Refresh: a second reading of /metrics
+def test_overview_counts_the_traffic_of_each_window(api_url: str) -> None:
+    app = log_in(open_page("views/overview.py"), ADMIN["username"], ADMIN["password"])
 
-    assert not app.exception
     metrics = {metric.label: metric.value for metric in app.metric}
-    assert int(metrics["Prediction requests"]) >= 3
-    assert metrics["Latency p50 / p95"] != "no data"
-    # Rates, latency over time, and requests by outcome.
+    assert int(metrics["Requests, last hour"]) >= 3 and int(metrics["Errors"]) >= 1
+    assert metrics["Latency, mean"] != "no data"
+    app.radio(key="overview_window").set_value("week").run()
+    assert not app.exception
+    assert int({m.label: m.value for m in app.metric}["Requests, last week"]) >= 3
+    # Requests over time, latency over time (from /traffic), and by outcome (from /metrics).
     assert plotly_charts(app) == 3

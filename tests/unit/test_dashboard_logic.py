@@ -1,8 +1,12 @@
-"""The dashboard's pure parts: Prometheus parsing, rates, comparison tables, API errors."""
+"""The dashboard's pure parts: Prometheus parsing, traffic totals, comparison tables, the
+login cookie's token, API errors."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import base64
+import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,11 +21,9 @@ from dashboard.api_client import (
     LoginRequiredError,
 )
 from dashboard.history import history_frame, summarise
-from dashboard.service_metrics import (
-    histogram_quantile,
-    history_frame as metrics_history,
-    parse_metrics,
-)
+from dashboard.login_cookie import unexpired_subject
+from dashboard.service_metrics import parse_metrics
+from dashboard.traffic import totals, traffic_frame
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -59,31 +61,56 @@ def test_parse_metrics_sums_what_the_overview_shows() -> None:
     assert snapshot.latency_buckets == {0.001: 6, 0.1: 8, float("inf"): 8}
 
 
-def test_histogram_quantile_interpolates_like_prometheus() -> None:
-    buckets = {0.001: 6.0, 0.1: 8.0, float("inf"): 8.0}
+def test_traffic_totals_weigh_each_buckets_latency_by_its_requests() -> None:
+    bucket = {"errors": 0, "fallbacks": 0}
+    frame = traffic_frame(
+        {
+            "buckets": [
+                {
+                    **bucket,
+                    "start": "2026-01-01T00:00:00Z",
+                    "requests": 3,
+                    "errors": 1,
+                    "latency_ms_avg": 1.0,
+                    "latency_ms_max": 2.0,
+                },
+                {
+                    **bucket,
+                    "start": "2026-01-01T00:01:00Z",
+                    "requests": 0,
+                    "latency_ms_avg": None,
+                    "latency_ms_max": None,
+                },
+                {
+                    **bucket,
+                    "start": "2026-01-01T00:02:00Z",
+                    "requests": 1,
+                    "fallbacks": 1,
+                    "latency_ms_avg": 5.0,
+                    "latency_ms_max": 9.0,
+                },
+            ]
+        }
+    )
 
-    assert histogram_quantile(0.5, buckets) == pytest.approx(0.001 * 4 / 6)
-    assert histogram_quantile(0.95, buckets) == pytest.approx(0.001 + 0.099 * (7.6 - 6) / 2)
-    assert histogram_quantile(0.5, {0.1: 0.0, float("inf"): 0.0}) is None
-    assert histogram_quantile(0.99, {0.1: 1.0, float("inf"): 5.0}) == 0.1
+    total = totals(frame)
+
+    assert (total.requests, total.errors, total.fallbacks) == (4, 1, 1)
+    assert total.latency_ms_mean == pytest.approx(2.0) and total.latency_ms_max == 9.0
+    assert totals(frame.iloc[1:2]).latency_ms_mean is None
 
 
-def test_history_gives_rates_and_recent_latency_per_interval() -> None:
-    first = parse_metrics(exposition(ok=8, failed=2, fast=6, slow=2), T0)
-    second = parse_metrics(exposition(ok=18, failed=2, fast=6, slow=12), T0 + timedelta(seconds=5))
-
-    frame = metrics_history([first, second])
-
-    row = frame.iloc[0]
-    assert row["requests_per_s"] == pytest.approx(2.0) and row["failed_per_s"] == 0
-    assert row["p50_ms"] > 1  # the interval's requests were all slow ones
+def _jwt(claims: dict[str, Any]) -> str:
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    return f"header.{body}.signature"
 
 
-def test_a_restarted_api_does_not_give_negative_rates() -> None:
-    before = parse_metrics(exposition(ok=100, failed=0, fast=100, slow=0), T0)
-    after = parse_metrics(exposition(ok=3, failed=0, fast=3, slow=0), T0 + timedelta(seconds=1))
+def test_the_login_cookie_keeps_only_a_token_that_has_not_expired() -> None:
+    now = time.time()
 
-    assert metrics_history([before, after]).iloc[0]["requests_per_s"] == pytest.approx(3.0)
+    assert unexpired_subject(_jwt({"sub": "ana", "exp": now + 60})) == "ana"
+    assert unexpired_subject(_jwt({"sub": "ana", "exp": now - 1})) is None
+    assert unexpired_subject("null") is None and unexpired_subject("a.b.c") is None
 
 
 def evaluation(model: str, auc: float, p50: float, predicted: list[str]) -> dict[str, Any]:
