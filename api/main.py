@@ -25,6 +25,7 @@ from api.openapi import install_openapi
 from api.registry_sync import start_registry_sync
 from api.routes import (
     auth,
+    drift,
     evaluation,
     metadata,
     models,
@@ -43,6 +44,7 @@ from db.traces import make_trace_writer
 from registry.factories import framework_runtimes, mock_runtimes
 from registry.registry import ModelRegistry
 from serving.dataplane import DataPlane
+from serving.drift_monitor import DriftMonitor
 from serving.metrics import PrometheusListener
 from serving.payload import Limits
 
@@ -130,6 +132,14 @@ def create_app(
             commit_timeout=settings.trace_commit_timeout_seconds,
         )
         app.state.evaluator = ModelEvaluator(settings.max_audio_seconds)
+        drift_monitor = app.state.drift_monitor = DriftMonitor(
+            engine,
+            registry.entries,
+            interval=settings.drift_interval_seconds,
+            window=settings.drift_window,
+            min_rows=settings.drift_min_rows,
+        )
+        drift_monitor.start()
         login_guard = app.state.login_guard = LoginGuard.from_settings(settings)
         if settings.preloaded_models:
             logger.info("Loading %s before serving (PRELOAD_MODELS)", settings.preload_models)
@@ -141,6 +151,7 @@ def create_app(
         logger.info("%s %s ready (env=%s)", SERVICE_NAME, __version__, settings.env)
         yield
         login_guard.close()
+        await drift_monitor.close()
         await sync.close()
         writer.close()
         registry.loader.unload_all()
@@ -174,6 +185,7 @@ def create_app(
         models,
         promotion,
         evaluation,
+        drift,
         metadata,
         predictions,
         traffic,

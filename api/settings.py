@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     """A request body that has not all arrived this long after it began is refused (408)."""
     trace_commit_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a prediction waits for its trace row's commit before it is answered 503."""
+    drift_interval_seconds: float = Field(default=60.0, gt=0)
+    """How often each worker measures drift (``serving/drift_monitor.py``), off the request path."""
+    drift_window: int = Field(default=1000, ge=1)
+    """Drift is measured on the last this many answered requests of each model version."""
+    drift_min_rows: int = Field(default=100, ge=1)
+    """Fewer rows than this in the window give no drift figures (too few to mean anything)."""
     trace_log_dir: Path | None = None
     """A folder (a Space's bucket mount) where every committed trace row is also appended
     before its answer leaves, replayed into the database at start (db/trace_log.py)."""

@@ -166,6 +166,17 @@ class OnnxConversion(_Strict):
     same_labels: bool
 
 
+class ReferenceProfileFile(_Strict):
+    """The reference profile of the model's inputs and outputs, for drift (``ml.drift``).
+
+    Not among ``artifact_files``: serving does not need it, so a damaged profile stops the
+    drift figures (which say why) and never the model.
+    """
+
+    file: str = Field(pattern=ARTIFACT_NAME)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class ModelManifest(_Strict):
     """Everything known about one version of one model."""
 
@@ -181,6 +192,8 @@ class ModelManifest(_Strict):
     """Optional exact fast form of the same model (see ``CompiledModel``)."""
     conversion: OnnxConversion | None = Field(default=None, exclude_if=_is_none)
     """For an ONNX artifact converted from a scikit-learn pipeline: how, and its proof."""
+    reference_profile: ReferenceProfileFile | None = Field(default=None, exclude_if=_is_none)
+    """Written at packaging beside the manifest; None for models packaged before drift."""
     architecture: str | None = None
     """For frameworks that store weights only: ``module:Class`` of the network code."""
     input: InputSchema

@@ -47,6 +47,7 @@ from ml.packaging.artifact import OnnxArtifact, SklearnArtifact, read_artifact
 from ml.packaging.errors import PackagingError
 from ml.packaging.heldout import heldout_evaluation
 from ml.packaging.proof import Proof, prove
+from ml.packaging.reference_profile import with_reference_profile
 from ml.packaging.sample import Sample, read_sample, sample_rows, sample_schema, split_sample
 from ml.runtime import ModelRuntime, Prediction
 
@@ -140,7 +141,7 @@ def _package_sklearn(
     manifest = _served_as(base, out_dir, form)
     packaged.notes.append(form.note)
     predictions = _predict(runtime, rows)
-    return _finish(packaged, manifest, request, sample, predictions, out_dir)
+    return _finish(packaged, manifest, request, sample, rows, predictions, out_dir)
 
 
 def _package_onnx(
@@ -166,7 +167,7 @@ def _package_onnx(
     runtime = _loaded(OnnxRuntime(manifest, out_dir))
     predictions = _predict(runtime, rows)
     packaged = Packaged(manifest, notes=["served by ONNX Runtime, as given"])
-    return _finish(packaged, manifest, request, sample, predictions, out_dir)
+    return _finish(packaged, manifest, request, sample, rows, predictions, out_dir)
 
 
 def _onnx_features(path: Path, frame: pd.DataFrame, target: str | None) -> list[str]:
@@ -377,10 +378,12 @@ def _finish(
     manifest: ModelManifest,
     request: PackageRequest,
     sample: Sample,
+    rows: list[dict[str, object]],
     predictions: list[Prediction],
     out_dir: Path,
 ) -> Packaged:
-    """Add the held-out metrics (with a target), then write the sealed manifest."""
+    """Add the held-out metrics (with a target) and the reference profile of the sample, then
+    write the sealed manifest."""
     evaluations: list[Evaluation] = []
     if sample.target is not None:
         evaluation = heldout_evaluation(
@@ -403,6 +406,13 @@ def _finish(
             "evaluations": evaluations,
             "metrics": dict(evaluations[0].metrics) if evaluations else {},
         }
+    )
+    manifest = with_reference_profile(
+        manifest,
+        rows,
+        [prediction.label for prediction in predictions],
+        f"the sample given to {CODE} ({sample.path.name})",
+        out_dir,
     )
     packaged.manifest = read_manifest(write_manifest(manifest, out_dir))
     return packaged

@@ -19,6 +19,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from ml.drift import read_profile
 from ml.manifest import read_manifest
 from ml.onnx_runtime import OnnxRuntime
 from registry.__main__ import main
@@ -165,8 +166,14 @@ def test_a_linear_pipeline_keeps_its_exact_compiled_form(
     manifest = read_manifest(store / "linear" / "1" / "manifest.json")
     assert manifest.framework == "sklearn" and manifest.compiled is not None
     assert sorted(path.name for path in (store / "linear" / "1").iterdir()) == [
-        "manifest.json", "model.compiled.json", "model.joblib",
+        "manifest.json", "model.compiled.json", "model.joblib", "reference_profile.json",
     ]  # fmt: skip
+    # The drift reference: every feature of the sample, and the labels it was predicted.
+    assert manifest.reference_profile is not None
+    profile = read_profile(store / "linear" / "1" / "reference_profile.json",
+                           manifest.reference_profile.sha256)  # fmt: skip
+    assert (profile.rows, list(profile.features)) == (len(frame), list(frame.drop(columns=TARGET)))
+    assert set(profile.labels) <= {"No", "Yes"} and sum(profile.labels.values()) == 1
 
 
 def test_a_pipeline_that_does_not_convert_keeps_the_pickle_with_a_warning(
@@ -182,7 +189,7 @@ def test_a_pipeline_that_does_not_convert_keeps_the_pickle_with_a_warning(
     manifest = read_manifest(store / "logged" / "1" / "manifest.json")
     assert (manifest.framework, manifest.compiled, manifest.conversion) == ("sklearn", None, None)
     assert sorted(path.name for path in (store / "logged" / "1").iterdir()) == [
-        "manifest.json", "model.joblib",
+        "manifest.json", "model.joblib", "reference_profile.json",
     ]  # fmt: skip
 
 

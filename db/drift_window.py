@@ -1,0 +1,47 @@
+"""The recent inputs and answers of one model version, read back from the trace table for drift."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from db.tables import Outcome, Prediction
+
+
+@dataclass(slots=True)
+class DriftWindow:
+    """The rows of the last ``requests`` answered requests (a batch gives several rows)."""
+
+    requests: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def recent_window(engine: Engine, model: str, version: str, limit: int) -> DriftWindow:
+    """The inputs and predicted labels of the last ``limit`` ``ok`` requests served by
+    ``model@version`` (read with the ``model_name, received_at`` index, newest first)."""
+    query = (
+        select(Prediction.input, Prediction.output, Prediction.received_at)
+        .where(
+            col(Prediction.model_name) == model,
+            col(Prediction.model_version) == version,
+            col(Prediction.outcome) == Outcome.OK,
+        )
+        .order_by(col(Prediction.received_at).desc())
+        .limit(limit)
+    )
+    window = DriftWindow()
+    with Session(engine) as session:
+        for data, output, received_at in session.exec(query):
+            window.requests += 1
+            window.since = received_at
+            window.until = window.until or received_at
+            window.rows.extend(data if isinstance(data, list) else [data])
+            window.labels.extend(answer["label"] for answer in output or [])
+    return window
