@@ -29,7 +29,7 @@ from registry.registry import ModelRegistry, Serving
 from serving.codecs import InputCodec, codec_for
 from serving.errors import ServingError, as_serving_error
 from serving.ids import new_id
-from serving.metrics import PredictionMeter
+from serving.metrics import TRACE_WRITE_FAILURES, PredictionMeter
 from serving.payload import InputRecord, Limits, Payload, PredictRequest
 
 logger = logging.getLogger(__name__)
@@ -209,6 +209,7 @@ class DataPlane:
         try:
             await self._committed(row)
         except TraceWriteError as error:
+            TRACE_WRITE_FAILURES.inc()
             logger.error(
                 "Request %s predicted but not recorded: %s", call.request.request_id, error
             )
@@ -247,6 +248,7 @@ class DataPlane:
         try:
             await self._committed(row)
         except TraceWriteError as write_error:
+            TRACE_WRITE_FAILURES.inc()
             # Its refusal would be an answer without a row: the client gets the 503 instead,
             # and its retry, once the database is back, the refusal with its row.
             logger.error(

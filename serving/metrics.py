@@ -62,6 +62,11 @@ FALLBACKS = Counter(
     ["requested_model", "model", "version"],
     namespace=NAMESPACE,
 )
+TRACE_WRITE_FAILURES = Counter(
+    "trace_write_failures",
+    "Trace rows that could not be committed (their requests were answered 503).",
+    namespace=NAMESPACE,
+)
 
 
 class PrometheusListener:

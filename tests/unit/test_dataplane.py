@@ -608,6 +608,7 @@ def test_a_prediction_whose_trace_cannot_be_written_is_not_answered(
         connection.exec_driver_sql("DROP TABLE prediction")
     ok_before = predictions_total(DEFAULT, "1", Outcome.OK)
     unavailable_before = predictions_total(DEFAULT, "1", Outcome.UNAVAILABLE)
+    failures_before = metric_value("mldeploy_trace_write_failures_total")
 
     error = refusal(plane, features_request(DEFAULT, attrition_example()), NotRecorded)
 
@@ -616,6 +617,8 @@ def test_a_prediction_whose_trace_cannot_be_written_is_not_answered(
     assert predictions_total(DEFAULT, "1", Outcome.UNAVAILABLE) == unavailable_before + 1
     # A refusal whose trace cannot be written is no answer without a row either: a 503.
     refusal(plane, features_request("no-such-model", attrition_example()), NotRecorded)
+    # Both count for the trace-write alert (deploy/prometheus/rules.yml).
+    assert metric_value("mldeploy_trace_write_failures_total") == failures_before + 2
 
 
 def test_ready_while_the_database_answers(plane: DataPlane) -> None:
