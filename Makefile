@@ -52,11 +52,17 @@ suite: install  ## the whole suite with coverage, without lint (CI lints in a st
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml \
 		--cov-fail-under=$(COVERAGE_FLOOR)
 
-lint: install typecheck format-check  ## ruff (lint, format), mypy, actionlint, hadolint, shellcheck
+lint: install typecheck format-check  ## ruff (lint, format), mypy, actionlint, hadolint, shellcheck, promtool
 	$(BIN)/ruff check .
 	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/shellcheck deploy/*.sh .ci/run
+	@# promtool comes with Debian's prometheus (CI installs it, .ci/run); skipped without it.
+	@if command -v promtool >/dev/null; then \
+		set -x; promtool check config deploy/prometheus/prometheus.yml && \
+		promtool check rules deploy/prometheus/rules.yml && \
+		promtool test rules deploy/prometheus/tests/*.yml; \
+	else echo "promtool not found (apt-get install prometheus): Prometheus checks skipped"; fi
 
 typecheck: install  ## mypy, strict, on the serving code (pyproject.toml says which)
 	$(BIN)/mypy
