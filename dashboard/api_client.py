@@ -122,6 +122,11 @@ class ApiClient:
         """Requests, errors, fallbacks and latency per bucket over the last hour, day or week."""
         return self._json("GET", "/traffic", params={"window": window}, headers=_bearer(token))
 
+    def drift(self, token: str, name: str, version: str | None = None) -> dict[str, Any]:
+        """PSI of each feature and of the predictions over the version's recent traffic."""
+        params = {"version": version} if version else {}
+        return self._json("GET", f"/models/{name}/drift", params=params, headers=_bearer(token))
+
     def history(self, token: str, name: str) -> dict[str, Any]:
         """Who changed what of model ``name``, newest first."""
         return self._json("GET", f"/models/{name}/history", headers=_bearer(token))

@@ -18,6 +18,7 @@ PAGES = [
     st.Page("views/models.py", title="Models", icon=":material/inventory_2:"),
     st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("views/predictions.py", title="Predictions", icon=":material/history:"),
+    st.Page("views/drift.py", title="Drift", icon=":material/query_stats:"),
     st.Page("views/try_model.py", title="Try a model", icon=":material/science:"),
 ]
 
