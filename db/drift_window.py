@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -40,8 +40,9 @@ def recent_window(engine: Engine, model: str, version: str, limit: int) -> Drift
     with Session(engine) as session:
         for data, output, received_at in session.exec(query):
             window.requests += 1
-            window.since = received_at
-            window.until = window.until or received_at
+            # SQLite gives back naive datetimes; every one the server writes is UTC.
+            window.since = received_at.replace(tzinfo=received_at.tzinfo or UTC)
+            window.until = window.until or window.since
             window.rows.extend(data if isinstance(data, list) else [data])
             window.labels.extend(answer["label"] for answer in output or [])
     return window

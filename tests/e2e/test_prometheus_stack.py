@@ -136,6 +136,11 @@ def test_the_fallback_alert_fires(stack: Stack) -> None:
 
 def test_every_grafana_panel_answers_with_data(stack: Stack) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
+    provisioned = yaml.safe_load(
+        (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
+    (datasource,) = provisioned["datasources"]
+    assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {datasource["uid"]}
     queries = [
         (panel["title"], target["expr"])
         for panel in dashboard["panels"]

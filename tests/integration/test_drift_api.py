@@ -57,6 +57,7 @@ def test_ages_twenty_years_older_cross_the_alert_and_held_out_rows_stay_stable(
     stable = drift_client.get("/models/attrition-logreg/drift", headers=headers).json()
     assert stable["problem"] is None
     assert stable["window"]["requests"] == BATCHES
+    assert stable["window"]["since"].endswith("Z")  # UTC, SQLite's naive times included
     assert stable["window"]["rows"] == len(rows) // BATCHES * BATCHES
     assert stable["thresholds"] == {"warn": PSI_WARN, "alert": PSI_ALERT}
     assert len(stable["features"]) == 30
