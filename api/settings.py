@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     drift_interval_seconds: float = Field(default=60.0, gt=0)
     """How often each worker measures drift (``serving/drift_monitor.py``), off the request path."""
     drift_window: int = Field(default=1000, ge=1)
-    """Drift is measured on the last this many answered requests of each model version."""
+    """Drift is measured on the last this many rows answered by each model version."""
     drift_min_rows: int = Field(default=100, ge=1)
     """Fewer rows than this in the window give no drift figures (too few to mean anything)."""
     trace_log_dir: Path | None = None

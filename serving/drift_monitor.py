@@ -1,7 +1,7 @@
 """Drift, off the request path: recent traced inputs of each model version against its profile.
 
-Every ``interval`` seconds a task reads, on a thread, the last ``window`` answered requests of
-each version that has a reference profile (one indexed query each), computes the PSI of every
+Every ``interval`` seconds a task reads, on a thread, the last ``window`` rows answered by each
+version that has a reference profile (one indexed query each), computes the PSI of every
 feature and of the predicted labels, and sets the gauges. Predictions do no work for it: it
 reads what the trace table already holds.
 """

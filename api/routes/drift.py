@@ -27,9 +27,9 @@ class FeatureDrift(BaseModel):
 
 class DriftWindowInfo(BaseModel):
     requests: int
-    """Answered requests read (at most ``limit``): the last ones served by this version."""
+    """The answered requests the rows came in (a batch request gives several rows)."""
     rows: int
-    """Their rows (a batch request gives several)."""
+    """The last rows this version answered, ``limit`` at most."""
     limit: int
     since: datetime | None
     until: datetime | None
@@ -67,7 +67,7 @@ async def model_drift(
     _user: CurrentUser,
     version: str | None = None,
 ) -> ModelDrift:
-    """Measured now on the last ``DRIFT_WINDOW`` answered requests of the version the name
+    """Measured now on the last ``DRIFT_WINDOW`` rows answered by the version the name
     serves (or ``?version=``, a version or an alias); the gauges are updated too."""
     entry = registry.resolve(f"{name}@{version}" if version else name)
     if entry.manifest.reference_profile is None:

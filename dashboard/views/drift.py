@@ -20,7 +20,7 @@ def main() -> None:
         "PSI (population stability index) of the recent answered requests of a model version "
         "against the profile it was packaged with: under 0.1 stable, 0.1 to 0.25 worth a look, "
         "above 0.25 drifted. The server measures it every DRIFT_INTERVAL_SECONDS, off the "
-        "request path, on the last DRIFT_WINDOW requests."
+        "request path, on the last DRIFT_WINDOW rows answered."
     )
     token = ui.token()
     if token is None:
@@ -57,8 +57,8 @@ def show(drift: dict[str, object]) -> None:
     window = drift["window"]
     assert isinstance(window, dict)
     first, second, third = st.columns(3)
-    first.metric("Requests in the window", f"{window['requests']:,} of {window['limit']:,}")
-    second.metric("Rows", f"{window['rows']:,}")
+    first.metric("Rows in the window", f"{window['rows']:,} of {window['limit']:,}")
+    second.metric("Requests", f"{window['requests']:,}")
     psi = drift["prediction_psi"]
     third.metric("Prediction PSI", "—" if psi is None else f"{psi:.3f}", drift["prediction_level"])
     if window["since"]:

@@ -42,7 +42,7 @@ def test_the_drift_page_names_the_drifted_feature(
 
     assert "Drifted (PSI above 0.25): Age" in texts(app.error)
     metrics = {metric.label: metric.value for metric in app.metric}
-    assert metrics["Rows"] == "200"
+    assert metrics["Rows in the window"] == "200 of 1,000"
     assert len(app.get("plotly_chart")) == 1
 
 

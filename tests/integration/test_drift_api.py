@@ -17,13 +17,14 @@ from tests.factories import rewrite_manifest
 from tests.helpers import ADMIN, bearer, copy_model, heldout_rows, metric_value
 
 BATCHES = 6
+ROWS = 294  # the held-out set, in BATCHES requests of 49 rows
 
 
 @pytest.fixture
 def drift_client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
-    """The real runtimes, drift measured every 0.2 s on the last ``BATCHES`` requests."""
+    """The real runtimes, drift measured every 0.2 s on the last ``ROWS`` rows."""
     settings = make_settings(
-        env="dev", drift_interval_seconds=0.2, drift_window=BATCHES, drift_min_rows=50
+        env="dev", drift_interval_seconds=0.2, drift_window=ROWS, drift_min_rows=50
     )
     with TestClient(create_app(settings)) as client:
         yield client
@@ -58,7 +59,7 @@ def test_ages_twenty_years_older_cross_the_alert_and_held_out_rows_stay_stable(
     assert stable["problem"] is None
     assert stable["window"]["requests"] == BATCHES
     assert stable["window"]["since"].endswith("Z")  # UTC, SQLite's naive times included
-    assert stable["window"]["rows"] == len(rows) // BATCHES * BATCHES
+    assert stable["window"]["rows"] == len(rows) == ROWS
     assert stable["thresholds"] == {"warn": PSI_WARN, "alert": PSI_ALERT}
     assert len(stable["features"]) == 30
     assert max(f["psi"] for f in stable["features"]) < PSI_WARN, stable["features"][:3]
@@ -71,6 +72,7 @@ def test_ages_twenty_years_older_cross_the_alert_and_held_out_rows_stay_stable(
         time.sleep(0.1)
     assert _gauge("Age") > PSI_ALERT
     shifted = drift_client.get("/models/attrition-logreg/drift", headers=headers).json()
+    assert (shifted["window"]["rows"], shifted["window"]["requests"]) == (ROWS, BATCHES)
     assert shifted["features"][0]["feature"] == "Age"
     assert shifted["features"][0]["psi"] > PSI_ALERT
     assert shifted["features"][0]["level"] == "alert"
