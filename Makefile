@@ -6,14 +6,14 @@ VENV ?= .venv
 TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-REQUIREMENTS := requirements.txt requirements-dev.txt requirements-train.txt
+REQUIREMENTS := requirements.txt requirements-dev.txt requirements-train.txt requirements-ray.txt
 # The suite fails below this coverage, in percent: 92 in CI (.ci/run), 89 without its system
 # packages (nginx, FluidSynth), less three.
 COVERAGE_FLOOR ?= 86
 
 .DEFAULT_GOAL := help
 .PHONY: help install migrate run api test suite lint typecheck format format-check data train \
-	train-attrition train-audio validate-models bench clean
+	train-attrition train-audio validate-models bench ray-run ray-stop clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -45,6 +45,18 @@ run: install  ## API on :8000 and dashboard on :8501 (Ctrl-C or closing the term
 
 api: install  ## the API alone (python -m api)
 	$(BIN)/python -m api
+
+# The pid of `make ray-run`'s process, for `make ray-stop` (which stops that process only).
+RAY_PID_FILE ?= data/ray-serve.pid
+
+ray-run: install  ## the API as a Ray Serve application: REPLICAS replicas (2) on PORT (RAY_ADDRESS: join)
+	mkdir -p "$(dir $(RAY_PID_FILE))"
+	echo $$$$ > "$(RAY_PID_FILE)"; exec $(BIN)/python -m ray_serve
+
+ray-stop:  ## stop what `make ray-run` started (the application, and its local Ray cluster)
+	@test -f "$(RAY_PID_FILE)" || { echo "no $(RAY_PID_FILE): nothing to stop"; exit 0; }
+	pid=$$(cat "$(RAY_PID_FILE)"); kill -TERM "$$pid" 2>/dev/null || true; \
+	while kill -0 "$$pid" 2>/dev/null; do sleep 0.5; done; rm -f "$(RAY_PID_FILE)"
 
 test: lint suite  ## lint, then the whole suite with coverage
 

@@ -37,7 +37,7 @@ def metadata(
 ) -> dict[str, Any]:
     """Version, commit, environment, default and fallback models, registry stats, uptime."""
     if model is not None:
-        return _model_card(registry, model)
+        return {**_model_card(registry, model), "replica": _replica(request)}
     entries = list(registry.entries())
     return {
         "service": SERVICE_NAME,
@@ -53,6 +53,7 @@ def metadata(
         # A pod's name is its hostname: which replica answered, with the worker in it.
         "hostname": socket.gethostname(),
         "worker_pid": os.getpid(),
+        "replica": _replica(request),
         "registry": {
             "models": len(registry.catalogue.names()),
             "versions": len(entries),
@@ -68,6 +69,15 @@ def metadata(
             "max_audio_seconds": settings.max_audio_seconds,
         },
     }
+
+
+# Under `python -m api`; ray_serve.deployment sets app.state.ray_replica in each replica.
+_NOT_UNDER_RAY = {"ray_replica_id": None, "ray_node_id": None}
+
+
+def _replica(request: Request) -> dict[str, Any]:
+    """Which process answered, and under Ray Serve (ray_serve/) which replica on which node."""
+    return {"pid": os.getpid(), **getattr(request.app.state, "ray_replica", _NOT_UNDER_RAY)}
 
 
 def _model_card(registry: ModelRegistry, ref: str) -> dict[str, Any]:
