@@ -46,12 +46,14 @@ def _create_user(settings: Settings, username: str, role: Role, from_stdin: bool
         print("the passwords do not match; nothing was created", file=sys.stderr)
         return 2
     engine = make_engine(settings.database_url)
-    with Session(engine) as session:
-        try:
+    try:
+        with Session(engine) as session:
             user = create_user(session, username, hash_password(password), role)
-        except UserExistsError as error:
-            print(error, file=sys.stderr)
-            return 1
+    except UserExistsError as error:
+        print(error, file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()  # its pooled connection would outlive the command
     print(f"created {role} '{user.username}'")
     return 0
 
