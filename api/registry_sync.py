@@ -12,6 +12,7 @@ import logging
 
 from sqlalchemy import Engine
 
+from api.errors import ServiceUnavailableError
 from api.settings import Settings
 from db.serving_state import (
     commands_after,
@@ -95,3 +96,26 @@ async def run_on_every_worker(
     )
     assert change.id is not None  # flushed: the database gave it its id
     return await sync.outcome(change.id)
+
+
+_FAILURE = {ChangeAction.LOAD: "failed to load", ChangeAction.UNLOAD: "could not be unloaded"}
+
+
+async def load_or_unload_everywhere(
+    engine: Engine,
+    sync: RegistrySync,
+    action: ChangeAction,
+    *,
+    actor: str,
+    model: str,
+    version: str | None = None,
+) -> str:
+    """``run_on_every_worker`` for a load or an unload: this worker's message, or a 503 when
+    it failed here (an admin route's answer)."""
+    outcome = await run_on_every_worker(
+        engine, sync, action, actor=actor, model=model, version=version
+    )
+    if outcome.error is not None:
+        subject = f"{model}@{version}" if version else model
+        raise ServiceUnavailableError(f"{subject} {_FAILURE[action]}: {outcome.error}")
+    return outcome.message

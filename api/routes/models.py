@@ -10,7 +10,7 @@ from fastapi import APIRouter
 
 from api.deps import EngineDep, RegistryDep, RegistrySyncDep
 from api.errors import NotFoundError, ServiceUnavailableError
-from api.registry_sync import run_on_every_worker
+from api.registry_sync import load_or_unload_everywhere, run_on_every_worker
 from api.schemas import (
     MeasuredOn,
     ModelActionResponse,
@@ -96,7 +96,7 @@ async def load_model(
 ) -> ModelActionResponse:
     """Load a model now on every worker, retrying one that failed before (admin)."""
     entry = _entry(registry, name, version)
-    outcome = await run_on_every_worker(
+    message = await load_or_unload_everywhere(
         engine,
         sync,
         ChangeAction.LOAD,
@@ -104,9 +104,7 @@ async def load_model(
         model=entry.manifest.name,
         version=entry.manifest.version,
     )
-    if outcome.error is not None:
-        raise ServiceUnavailableError(f"{entry.ref} failed to load: {outcome.error}")
-    return ModelActionResponse(model=entry.ref, status=entry.status, message=outcome.message)
+    return ModelActionResponse(model=entry.ref, status=entry.status, message=message)
 
 
 @router.post("/{name}/unload", response_model=ModelActionResponse, responses=_ADMIN_ERRORS)
@@ -120,7 +118,7 @@ async def unload_model(
 ) -> ModelActionResponse:
     """Unload a model on every worker; the next request that needs it loads it (admin)."""
     entry = _entry(registry, name, version)
-    outcome = await run_on_every_worker(
+    message = await load_or_unload_everywhere(
         engine,
         sync,
         ChangeAction.UNLOAD,
@@ -128,9 +126,7 @@ async def unload_model(
         model=entry.manifest.name,
         version=entry.manifest.version,
     )
-    if outcome.error is not None:
-        raise ServiceUnavailableError(f"{entry.ref} could not be unloaded: {outcome.error}")
-    return ModelActionResponse(model=entry.ref, status=entry.status, message=outcome.message)
+    return ModelActionResponse(model=entry.ref, status=entry.status, message=message)
 
 
 def _entry(registry: ModelRegistry, name: str, version: str | None) -> ModelEntry:

@@ -13,8 +13,8 @@ from starlette.responses import JSONResponse
 
 from api import SERVICE_NAME, __version__
 from api.deps import DataPlaneDep, EngineDep, RegistryDep, RegistrySyncDep
-from api.errors import V2_PREFIX, NotFoundError, ServiceUnavailableError
-from api.registry_sync import run_on_every_worker
+from api.errors import V2_PREFIX, NotFoundError
+from api.registry_sync import load_or_unload_everywhere
 from api.schemas import V2Error, V2ModelReady, V2ServerReady, error_responses
 from api.security import AdminUser
 from api.v2_infer import LABEL_OUTPUT, PROBABILITIES_OUTPUT
@@ -124,7 +124,7 @@ async def repository_load(
 ) -> dict[str, Any]:
     """Load the model on every worker."""
     entry = _entry(registry, model_name, None)
-    outcome = await run_on_every_worker(
+    await load_or_unload_everywhere(
         engine,
         sync,
         ChangeAction.LOAD,
@@ -132,8 +132,6 @@ async def repository_load(
         model=entry.manifest.name,
         version=entry.manifest.version,
     )
-    if outcome.error is not None:
-        raise ServiceUnavailableError(f"{entry.ref} failed to load: {outcome.error}")
     return {}
 
 
@@ -151,11 +149,9 @@ async def repository_unload(
 ) -> dict[str, Any]:
     """Unload every version of the model on every worker."""
     name = _entry(registry, model_name, None).manifest.name
-    outcome = await run_on_every_worker(
+    await load_or_unload_everywhere(
         engine, sync, ChangeAction.UNLOAD, actor=admin.username, model=name
     )
-    if outcome.error is not None:
-        raise ServiceUnavailableError(f"{name} could not be unloaded: {outcome.error}")
     return {}
 
 
