@@ -13,7 +13,7 @@ COVERAGE_FLOOR ?= 86
 
 .DEFAULT_GOAL := help
 .PHONY: help install migrate run api test suite lint typecheck format format-check data train \
-	train-attrition train-audio validate-models bench ray-run ray-stop clean
+	train-attrition train-audio validate-models bench ray-run ray-stop airflow-install clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -34,6 +34,19 @@ $(INSTALLED): $(REQUIREMENTS)
 	@echo "==> installed into $(VENV)"
 
 install: $(INSTALLED)  ## virtualenv and every Python dependency
+
+# Airflow in a virtualenv of its own: its pins differ from the app's (the DAG runs the app's
+# commands with $(BIN)/python). About a minute; the suite's retraining test needs it.
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_INSTALLED := $(AIRFLOW_VENV)/.installed
+
+$(AIRFLOW_INSTALLED): requirements-airflow.txt
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install -r requirements-airflow.txt
+	touch $@
+
+airflow-install: $(AIRFLOW_INSTALLED)  ## Airflow 3 in $(AIRFLOW_VENV), for deploy/airflow/dags
 
 migrate: install  ## bring the database of DATABASE_URL to the latest schema
 	$(BIN)/python -m api.manage migrate
@@ -60,7 +73,7 @@ ray-stop:  ## stop what `make ray-run` started (the application, and its local R
 
 test: lint suite  ## lint, then the whole suite with coverage
 
-suite: install  ## the whole suite with coverage, without lint (CI lints in a step of its own)
+suite: install airflow-install  ## the whole suite with coverage, without lint (CI lints in a step of its own)
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-report=xml \
 		--cov-fail-under=$(COVERAGE_FLOOR)
 

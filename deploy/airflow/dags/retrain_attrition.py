@@ -1,0 +1,217 @@
+"""Retrain the attrition model, gate it against the champion, promote it only when better.
+
+load_dataset -> train_candidate -> evaluate -> gate -> package -> promote. The project's own
+commands do the work, run as subprocesses with the app's Python (``mldeploy_app_python``), so
+Airflow's virtualenv needs none of the app's dependencies. The candidate is trained on the
+latest stored version of the data set and measured on its recorded held-out rows (its
+manifest's metrics); the champion is measured by the API on the task's held-out set
+(``GET /models/{name}/evaluation``). Only when the candidate beats it by more than
+``mldeploy_promotion_margin`` is it packaged into the API's model store (``registry add``)
+and made ``champion`` through the admin API; otherwise ``package`` and ``promote`` are
+skipped and the champion stays as it was.
+
+Settings are Airflow Variables, which ``AIRFLOW_VAR_<NAME>`` environment variables also set:
+mldeploy_api_url, mldeploy_admin_username and mldeploy_admin_password (or mldeploy_admin_token),
+mldeploy_models_dir (the API's store), mldeploy_database_url (where the data sets are),
+mldeploy_app_dir and mldeploy_app_python (the project and its venv's python), mldeploy_model,
+mldeploy_metric, mldeploy_promotion_margin, mldeploy_work_dir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+from airflow.sdk import Variable, dag, task
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "mldeploy_api_url": "http://localhost:8000",
+    "mldeploy_admin_username": "",
+    "mldeploy_admin_password": "",
+    "mldeploy_admin_token": "",
+    "mldeploy_models_dir": "models",
+    "mldeploy_database_url": "sqlite:///data/traces.db",
+    "mldeploy_app_dir": ".",
+    "mldeploy_app_python": ".venv/bin/python",
+    "mldeploy_model": "attrition-logreg",
+    "mldeploy_metric": "roc_auc",
+    # ROC AUC points the candidate must gain over the champion to replace it.
+    "mldeploy_promotion_margin": "0.005",
+    "mldeploy_work_dir": tempfile.gettempdir(),
+}
+DATASET = "attrition"
+TARGET = "Attrition"
+HELDOUT = "_evaluation/employee-attrition/heldout.csv"
+TIMEOUT = httpx.Timeout(30.0, read=300.0)  # the champion's first evaluation runs the model
+
+
+def setting(name: str) -> str:
+    return str(Variable.get(name, default=DEFAULTS[name]))
+
+
+def run_app(*args: str) -> str:
+    """Run ``python ARGS`` in the project with its venv; its output logged, stdout returned."""
+    app_dir = Path(setting("mldeploy_app_dir")).resolve()
+    # Not resolved: a venv's python is a symlink, and its target is outside the venv.
+    python = os.path.abspath(app_dir / setting("mldeploy_app_python"))
+    env = {**os.environ, "DATABASE_URL": setting("mldeploy_database_url"), "PYTHONPATH": ""}
+    logger.info("Running %s %s", python, " ".join(args))
+    done = subprocess.run(
+        [python, *args], cwd=app_dir, env=env, capture_output=True, text=True, check=False
+    )
+    for stream, text in (("stdout", done.stdout), ("stderr", done.stderr)):
+        if text.strip():
+            logger.info("%s:\n%s", stream, text.rstrip())
+    if done.returncode != 0:
+        raise RuntimeError(f"{args[1]} exited with {done.returncode}: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def admin_headers(client: httpx.Client) -> dict[str, str]:
+    token = setting("mldeploy_admin_token")
+    if not token:
+        answer = client.post(
+            "/auth/token",
+            data={
+                "username": setting("mldeploy_admin_username"),
+                "password": setting("mldeploy_admin_password"),
+            },
+        )
+        answer.raise_for_status()
+        token = answer.json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def api_client() -> httpx.Client:
+    return httpx.Client(base_url=setting("mldeploy_api_url"), timeout=TIMEOUT)
+
+
+@dag(schedule=None, catchup=False, tags=["mldeploy"], doc_md=__doc__)
+def retrain_attrition() -> None:
+    @task
+    def load_dataset() -> str:
+        """Store the source's current content: a new version only when it changed."""
+        line = run_app("-m", "api.manage", "load-dataset", DATASET).strip()
+        logger.info("Data set: %s", line)
+        return line
+
+    @task
+    def train_candidate(dataset: str, run_id: str | None = None) -> dict[str, Any]:
+        """Train on the latest stored version into a work folder of this run."""
+        work = Path(setting("mldeploy_work_dir")) / f"retrain-{run_id}".replace(":", "_")
+        run_app("-m", "ml.training.attrition", "--models-dir", str(work), "--dataset", DATASET)
+        model_dir = work / setting("mldeploy_model") / "1"
+        manifest = json.loads((model_dir / "manifest.json").read_text())
+        metric = setting("mldeploy_metric")
+        candidate = {
+            "artifact": str(model_dir / manifest["artifact"]),
+            "heldout": str(work / HELDOUT),
+            "dataset": manifest["training"]["data"].get("dataset"),
+            "score": manifest["metrics"][metric],
+            "samples": manifest["evaluations"][0]["samples"],
+        }
+        logger.info(
+            "Candidate (trained on %s): %s %.4f on %d held-out rows",
+            dataset,
+            metric,
+            candidate["score"],
+            candidate["samples"],
+        )
+        return candidate
+
+    @task
+    def evaluate(candidate: dict[str, Any]) -> dict[str, Any]:
+        """The champion's score from the API beside the candidate's; the gate's decision."""
+        name, metric = setting("mldeploy_model"), setting("mldeploy_metric")
+        margin = float(setting("mldeploy_promotion_margin"))
+        with api_client() as client:
+            answer = client.get(f"/models/{name}/evaluation")
+        answer.raise_for_status()
+        champion = answer.json()
+        gain = candidate["score"] - champion["metrics"][metric]
+        decision = {
+            "champion_version": champion["version"],
+            "champion_score": champion["metrics"][metric],
+            "champion_samples": champion["samples"],
+            "candidate_score": candidate["score"],
+            "gain": gain,
+            "margin": margin,
+            "promote": gain > margin,
+        }
+        logger.info(
+            "%s: candidate %.4f, champion %s@%s %.4f on %d samples: gain %+.4f %s margin %.4f",
+            metric,
+            candidate["score"],
+            name,
+            champion["version"],
+            champion["metrics"][metric],
+            champion["samples"],
+            gain,
+            ">" if decision["promote"] else "<=",
+            margin,
+        )
+        return decision
+
+    @task.short_circuit
+    def gate(decision: dict[str, Any]) -> bool:
+        """False skips package and promote: the champion is left alone."""
+        verdict = "passed: promoting" if decision["promote"] else "failed: champion kept"
+        logger.info(
+            "Gate %s (gain %+.4f, margin %.4f)", verdict, decision["gain"], decision["margin"]
+        )
+        return bool(decision["promote"])
+
+    @task
+    def package(candidate: dict[str, Any]) -> str:
+        """``registry add`` into the API's store; measured on the same held-out rows."""
+        name = setting("mldeploy_model")
+        output = run_app(
+            "-m",
+            "registry",
+            "add",
+            name,
+            "--artifact",
+            candidate["artifact"],
+            "--sample",
+            candidate["heldout"],
+            "--target",
+            TARGET,
+            "--description",
+            f"retrained by Airflow on {candidate['dataset']}",
+            "--models-dir",
+            str(Path(setting("mldeploy_models_dir")).resolve()),
+        )
+        ref = output.strip().splitlines()[-1]
+        logger.info("Packaged %s", ref)
+        return ref
+
+    @task
+    def promote(ref: str) -> str:
+        """Reload the store (the new version), then point ``champion`` at it."""
+        name, version = ref.split("@")
+        with api_client() as client:
+            headers = admin_headers(client)
+            client.post("/models/reload", headers=headers).raise_for_status()
+            answer = client.put(
+                f"/models/{name}/aliases/champion", json={"version": version}, headers=headers
+            )
+            answer.raise_for_status()
+        logger.info("Champion of %s is now version %s: %s", name, version, answer.json())
+        return ref
+
+    candidate = train_candidate(load_dataset())
+    decision = evaluate(candidate)
+    ref = package(candidate)
+    gate(decision) >> ref
+    promote(ref)
+
+
+retrain_attrition()
