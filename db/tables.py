@@ -1,10 +1,20 @@
-"""The tables: one row per prediction request (the audit trail) and the API's users."""
+"""The tables: one row per prediction request (the audit trail), the API's users, the serving
+state, and the training data sets."""
 
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, MetaData
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -170,3 +180,72 @@ class RegistryChange(SQLModel, table=True):
     from_version: str | None = None
     """The version before (a reference for the default model, a list for the fallbacks)."""
     to_version: str | None = None
+
+
+DATASET_NAME_MAX_CHARS = 64
+
+
+class Dataset(SQLModel, table=True):
+    """One version of a training data set: where it came from and the hash of its content.
+
+    A name's versions count 1, 2, … in the order their contents were first loaded; loading a
+    content already stored (same sha256) finds its version instead of making a new one.
+    """
+
+    __tablename__ = "dataset"
+    __table_args__ = (
+        UniqueConstraint("name", "version", name="uq_dataset_name_version"),
+        UniqueConstraint("name", "sha256", name="uq_dataset_name_sha256"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=DATASET_NAME_MAX_CHARS)
+    version: int
+    source: str
+    sha256: str = Field(max_length=64)
+    row_count: int
+    columns: list[dict[str, str]] = Field(sa_column=Column(_JSON, nullable=False))
+    """The schema: ``[{"name": ..., "type": "integer" | "number" | "string"}, …]`` in order."""
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class DatasetRow(SQLModel, table=True):
+    """One row of a data set version, as a JSON object keyed by column name.
+
+    JSON rather than one SQL column per feature: any data set fits the one table, and
+    training always reads a version whole.
+    """
+
+    __tablename__ = "dataset_row"
+
+    dataset_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True)
+    )
+    row_index: int = Field(primary_key=True)
+    """The row's position in the data set, from 0: what splits refer to."""
+    data: dict[str, Any] = Field(sa_column=Column(_JSON, nullable=False))
+
+
+class DatasetSplit(SQLModel, table=True):
+    """A named split of a data set version (``heldout``): which rows train, which evaluate.
+
+    Recorded by the first training on the version and reused by every later one, so models
+    of the task are trained and compared on the same rows. Both lists keep their order:
+    cross-validation folds are drawn by position, so the order is part of the split.
+    """
+
+    __tablename__ = "dataset_split"
+
+    dataset_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("dataset.id", ondelete="CASCADE"), primary_key=True)
+    )
+    name: str = Field(primary_key=True, max_length=64)
+    method: str
+    """How the rows were drawn, e.g. ``stratified 20 % on Attrition, seed 42``."""
+    train_rows: list[int] = Field(sa_column=Column(_JSON, nullable=False))
+    heldout_rows: list[int] = Field(sa_column=Column(_JSON, nullable=False))
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

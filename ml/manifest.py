@@ -77,6 +77,13 @@ class TabularInput(_Strict):
         return self
 
 
+class HashedFile(_Strict):
+    """A file of the model's folder that serving reads, with its sha256."""
+
+    file: str = Field(pattern=ARTIFACT_NAME)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class AudioInput(_Strict):
     """Input schema of an audio model: one uploaded file, resampled and cut as stated."""
 
@@ -86,6 +93,9 @@ class AudioInput(_Strict):
     formats: list[str] = Field(min_length=1)
     features: dict[str, Any] = Field(default_factory=dict)
     """Feature-extraction parameters (n_mels, n_fft, hop_length, ...) shared with training."""
+    mel_filterbank: HashedFile | None = Field(default=None, exclude_if=_is_none)
+    """The (n_mels, 1 + n_fft / 2) float32 ``.npy`` that ``ml.log_mel`` applies, beside the
+    model; None for runtimes that compute their own (librosa)."""
 
 
 InputSchema = Annotated[TabularInput | AudioInput, Field(discriminator="kind")]
@@ -119,10 +129,22 @@ class Evaluation(_Strict):
     """Rows are true labels, columns predicted labels, both in ``output.labels`` order."""
 
 
+class DatasetRef(_Strict):
+    """The stored data set version a model was trained on (``db.datasets``), and its split."""
+
+    name: str
+    version: int = Field(ge=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    split: str
+    """The recorded split whose held-out rows the model was evaluated on."""
+
+
 class TrainingData(_Strict):
     source: str
     sha256: str
     rows: int | None = None
+    dataset: DatasetRef | None = Field(default=None, exclude_if=_is_none)
+    """Where the data was read from, when it was read from the database."""
 
 
 class Training(_Strict):
@@ -147,11 +169,13 @@ class CompiledModel(_Strict):
 
 
 class OnnxConversion(_Strict):
-    """How an ONNX artifact was converted from a scikit-learn pipeline, and the proof of it.
+    """How an ONNX artifact was converted from a scikit-learn pipeline or a torch network,
+    and the proof of it.
 
-    The pipeline stays beside it as the reference (``source_artifact``, hashed like every
-    artifact). The proof is the ONNX runtime, as served, against the pipeline's
-    ``predict_proba`` on every row of the sample given to ``python -m registry add``.
+    The source stays beside it as the reference (``source_artifact``, hashed like every
+    artifact). The proof is the ONNX runtime, as served, against the source's probabilities:
+    on every row of the sample given to ``python -m registry add`` (a pipeline), on the
+    evaluation clips (an audio network, ``ml.packaging.export_audio_onnx``).
     """
 
     source_artifact: str = Field(pattern=ARTIFACT_NAME)
@@ -164,6 +188,8 @@ class OnnxConversion(_Strict):
     """How many sample rows the conversion was proven on."""
     max_probability_difference: float = Field(ge=0)
     same_labels: bool
+    max_logit_difference: float | None = Field(default=None, ge=0, exclude_if=_is_none)
+    """For a network: its graph against the source on the same inputs, before softmax."""
 
 
 class ReferenceProfileFile(_Strict):
@@ -230,6 +256,8 @@ class ModelManifest(_Strict):
             files.append((self.compiled.artifact, self.compiled.sha256))
         if self.conversion is not None:
             files.append((self.conversion.source_artifact, self.conversion.source_sha256))
+        if isinstance(self.input, AudioInput) and self.input.mel_filterbank is not None:
+            files.append((self.input.mel_filterbank.file, self.input.mel_filterbank.sha256))
         return files
 
 

@@ -38,7 +38,7 @@ def _reset_postgres(url: str) -> None:
         connection.execute(
             text(
                 "DROP TABLE IF EXISTS prediction, app_user, serving_config, model_alias, "
-                "registry_change, alembic_version"
+                "registry_change, dataset_split, dataset_row, dataset, alembic_version"
             )
         )
     engine.dispose()

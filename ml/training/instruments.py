@@ -32,6 +32,7 @@ from ml.manifest import (
     sha256_file,
     write_manifest,
 )
+from ml.training import tracking
 from ml.training.config import TrainConfig
 from ml.training.instruments_data import (
     ClipSet,
@@ -288,6 +289,8 @@ def run(
         model_dir = models_dir / name / config.version
         trained, evals = trainer(split, config, model_dir)
         manifests[name] = publish(trained, model_dir, config, split, evals, committed_dir)
+        if tracking.tracking_enabled():
+            tracking.track_training(manifests[name], model_dir, tracking.model_files(model_dir))
     return manifests
 
 

@@ -7,8 +7,6 @@ tmp_path), with two versions of one model registered through MLflow's own client
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,8 @@ from ml.packaging.mlflow_source import (
     load_mlflow_model,
 )
 from registry.__main__ import main as registry_cli
-from tests.live_server import answers, free_port, running_process
+from tests.live_server import free_port
+from tests.mlflow_server import running_mlflow_server
 
 # Importing mlflow.pyfunc (which save_model and log_model do; loading does not) warns about
 # MLflow's own type hints, once.
@@ -184,39 +183,8 @@ def tracking_server(
 
     ``MLFLOW_TRACKING_URI`` names it for as long as it runs.
     """
-    workdir = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{workdir / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(workdir / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    environment = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(workdir),
-        # Its job runner (GenAI evaluations) starts seven more processes, which outlive SIGTERM.
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }
     with (
-        running_process(
-            command,
-            cwd=workdir,
-            env=environment,
-            log_path=workdir / "mlflow-server.log",
-            is_up=lambda: answers(f"{url}/health"),
-        ),
+        running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url,
         pytest.MonkeyPatch.context() as patch,
     ):
         patch.setenv("MLFLOW_TRACKING_URI", url)
