@@ -2,7 +2,7 @@
 and the prediction itself: each clip cut into feature windows, every window of every clip
 scored in one batch, each clip answered with the mean of its windows.
 
-Imports librosa (through ``ml.features``): only audio runtimes import this module.
+Imports numpy only: each runtime brings its own feature stack (librosa, or ``ml.log_mel``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ml import features
 from ml.audio import AudioClip
 from ml.errors import InvalidInputError, ModelRuntimeError
+from ml.log_mel import FeatureParams
 from ml.manifest import AudioInput, ModelManifest
 from ml.runtime import ModelRuntime, Prediction
 
@@ -33,7 +33,7 @@ class AudioRuntime(ModelRuntime):
         if not isinstance(manifest.input, AudioInput):
             raise ModelRuntimeError(f"{manifest.ref} does not take audio input")
         self.input: AudioInput = manifest.input
-        self.params = features.FeatureParams.from_manifest(self.input.features)
+        self.params = FeatureParams.from_manifest(self.input.features)
         self.labels = list(manifest.output.labels)
 
     def predict(self, instances: Sequence[Any]) -> list[Prediction]:
