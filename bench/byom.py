@@ -32,7 +32,7 @@ import numpy as np
 from bench.load import require_wrk, wrk_script
 from bench.tabular import interleaved
 from ml.manifest import read_manifest, sha256_file, write_manifest
-from ml.training.attrition import TARGET, load_dataset
+from ml.training.attrition import DATASET, TARGET, dataset_session, load_dataset
 from registry.__main__ import main as registry_main
 from tests.byom import random_forest_pipeline, request_rows
 from tests.live_server import live_api
@@ -43,7 +43,9 @@ _CONNECTIONS = (1, 32)
 
 def package(workdir: Path) -> tuple[Path, Any, Any]:
     """The store with both models, the fitted pipeline and the held-out features."""
-    data = load_dataset()
+    # The attrition data as training reads it: stored in a database of the run's own.
+    with dataset_session(f"sqlite:///{workdir / 'data.db'}") as session:
+        data = load_dataset(session, DATASET, None)
     pipeline = random_forest_pipeline(data.train_x, data.train_y)
     joblib.dump(pipeline, workdir / "forest.joblib")
     data.heldout_x.assign(**{TARGET: data.heldout_y}).to_csv(workdir / "heldout.csv", index=False)

@@ -21,7 +21,8 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -693,6 +694,18 @@ def save_heldout(data: Dataset, models_dir: Path) -> Path:
     return path
 
 
+@contextmanager
+def dataset_session(database_url: str) -> Iterator[Session]:
+    """A session on ``database_url``, brought to the latest schema first (data sets need it)."""
+    upgrade_to_head(database_url)
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
 def track_model(model: TrainedModel, data: Dataset, model_dir: Path) -> None:
     """Log the model's run to MLflow and register it (``MLFLOW_TRACKING_URI`` is set)."""
     tracking.track_training(
@@ -751,13 +764,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     started = time.perf_counter()
-    upgrade_to_head(args.database_url)
-    engine = make_engine(args.database_url)
-    try:
-        with Session(engine) as session:
-            model_dirs = train_all(args.models_dir, session, args.dataset)
-    finally:
-        engine.dispose()
+    with dataset_session(args.database_url) as session:
+        model_dirs = train_all(args.models_dir, session, args.dataset)
     logger.info("Trained %d models in %.1f s", len(model_dirs), time.perf_counter() - started)
 
 

@@ -20,10 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from sqlmodel import Session
 
-from db.engine import make_engine
-from db.migrate import upgrade_to_head
 from ml.manifest import read_manifest
 from ml.training import attrition
 from ml.training.tracking import model_files, track_training
@@ -46,12 +43,8 @@ QUICK = [replace(attrition.CANDIDATES[0], grid=attrition.CANDIDATES[0].grid[:1])
 
 
 def train(tmp_path: Path) -> Path:
-    database_url = f"sqlite:///{tmp_path / 'data.db'}"
-    upgrade_to_head(database_url)
-    engine = make_engine(database_url)
-    with Session(engine) as session:
+    with attrition.dataset_session(f"sqlite:///{tmp_path / 'data.db'}") as session:
         (model_dir,) = attrition.train_all(tmp_path / "models", session, "attrition", QUICK)
-    engine.dispose()
     return model_dir
 
 
@@ -113,17 +106,10 @@ def test_without_a_tracking_uri_mlflow_is_not_imported(tmp_path: Path) -> None:
 import sys
 from dataclasses import replace
 from pathlib import Path
-from sqlmodel import Session
-from db.engine import make_engine
-from db.migrate import upgrade_to_head
-from ml.manifest import read_manifest
 from ml.training import attrition
-from ml.training.tracking import model_files, track_training
 
-url = "sqlite:///{tmp_path / "data.db"}"
-upgrade_to_head(url)
 quick = [replace(attrition.CANDIDATES[0], grid=attrition.CANDIDATES[0].grid[:1])]
-with Session(make_engine(url)) as session:
+with attrition.dataset_session("sqlite:///{tmp_path / "data.db"}") as session:
     attrition.train_all(Path("{tmp_path / "models"}"), session, "attrition", quick)
 assert "mlflow" not in sys.modules, "mlflow was imported"
 """
