@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from db.engine import DEFAULT_DATABASE_URL
+
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "replace-me"}
 _MIN_SECRET_CHARS = 32
 # "aaaa…" or a short word repeated is as long as a real key and as easy to guess.
@@ -35,7 +37,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     """uvicorn worker processes; metrics are aggregated across them."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    database_url: str = "sqlite:///data/traces.db"
+    database_url: str = DEFAULT_DATABASE_URL
     """SQLite file (default) or PostgreSQL (``postgresql://user:pass@host/db``)."""
     models_dir: Path = Path("models")
     default_model: str | None = "attrition-logreg"

@@ -14,7 +14,7 @@ from typing import Any
 from alembic import context
 from sqlalchemy import Connection, Engine, event, text
 
-from db.engine import make_engine
+from db.engine import DEFAULT_DATABASE_URL, make_engine
 from db.tables import metadata
 
 # NOTE: any fixed 64-bit number; it serialises migrations across hosts on PostgreSQL.
@@ -23,7 +23,7 @@ _POSTGRES_MIGRATION_LOCK = 7_346_210_019
 
 def _database_url() -> str:
     configured = context.config.get_main_option("sqlalchemy.url")
-    return configured or os.environ.get("DATABASE_URL", "sqlite:///data/traces.db")
+    return configured or os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
 
 
 def run_migrations_offline() -> None:

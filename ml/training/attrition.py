@@ -51,7 +51,7 @@ from sqlmodel import Session
 from threadpoolctl import threadpool_limits
 
 from db.datasets import DatasetNotFoundError, Split, parse_dataset_ref, record_split
-from db.engine import make_engine
+from db.engine import DEFAULT_DATABASE_URL, make_engine
 from db.migrate import upgrade_to_head
 from ml.manifest import (
     MANIFEST_FILENAME,
@@ -759,7 +759,7 @@ def main(argv: list[str] | None = None) -> None:
         "--database-url",
         default=datasets.database_url(),
         help="where data sets are stored (default: $DATABASE_URL, else the app's default, "
-        f"{datasets.DEFAULT_DATABASE_URL})",
+        f"{DEFAULT_DATABASE_URL})",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

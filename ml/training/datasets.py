@@ -18,8 +18,8 @@ import pandas as pd
 from sqlmodel import Session
 
 from db.datasets import DatasetVersion, dataset_rows, get_dataset, store_dataset
+from db.engine import DEFAULT_DATABASE_URL
 
-DEFAULT_DATABASE_URL = "sqlite:///data/traces.db"
 """The app's own default (``api.settings``): training and serving share one database."""
 
 
