@@ -6,7 +6,8 @@ VENV ?= .venv
 TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-REQUIREMENTS := requirements.txt requirements-dev.txt requirements-train.txt requirements-ray.txt
+REQUIREMENTS := requirements.txt requirements-dev.txt requirements-train.txt requirements-ray.txt \
+	deploy/requirements-space.txt deploy/requirements-deploy.txt
 # The suite fails below this coverage, in percent: 92 in CI (.ci/run), 89 without its system
 # packages (nginx, FluidSynth), less three.
 COVERAGE_FLOOR ?= 86
