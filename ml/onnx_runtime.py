@@ -121,7 +121,7 @@ class OnnxRuntime(ModelRuntime):
     def load(self) -> None:
         started = time.perf_counter()
         try:
-            session = self._new_session()
+            session = open_session(self.artifact_path, self.device, self.manifest.ref)
             inputs = InputGroup.of(plan_inputs(session.get_inputs(), self.schema))
             output, is_map, is_float32 = probabilities_output(session.get_outputs())
         except ModelRuntimeError as error:
@@ -181,34 +181,6 @@ class OnnxRuntime(ModelRuntime):
         self.runs_inline = False
         super().unload()
 
-    def _new_session(self) -> Any:
-        import onnxruntime  # only here: registering an ONNX model costs nothing until it loads
-
-        options = onnxruntime.SessionOptions()
-        # One thread: a row costs microseconds, and pooled threads would spin on the cores
-        # that the server's event loop and trace writer need.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return onnxruntime.InferenceSession(
-            str(self.artifact_path),
-            sess_options=options,
-            providers=self._providers(onnxruntime.get_available_providers()),
-        )
-
-    def _providers(self, available: Sequence[str]) -> list[str]:
-        if self.device != "cuda":
-            return [_CPU]
-        if _CUDA in available:
-            return [_CUDA, _CPU]
-        logger.warning(
-            "DEVICE=cuda, but this onnxruntime has no %s (install onnxruntime-gpu): "
-            "%s runs on the CPU",
-            _CUDA,
-            self.manifest.ref,
-        )
-        return [_CPU]
-
     def _probability_rows(self, probabilities: Any) -> list[list[float]]:
         """One list per row, in ``labels`` order; a model that answers NaN has failed."""
         if self._output_is_map:
@@ -226,6 +198,36 @@ class OnnxRuntime(ModelRuntime):
             )
         rows: list[list[float]] = probabilities.tolist()
         return rows
+
+
+def open_session(path: Path, device: str, ref: str) -> Any:
+    """An ONNX Runtime session of the model at ``path``, on the providers ``device`` asks for."""
+    import onnxruntime  # only here: registering an ONNX model costs nothing until it loads
+
+    options = onnxruntime.SessionOptions()
+    # One thread: a request costs milliseconds at most, and pooled threads would spin on the
+    # cores that the server's event loop, its trace writer and its other workers need.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(
+        str(path),
+        sess_options=options,
+        providers=_providers(device, onnxruntime.get_available_providers(), ref),
+    )
+
+
+def _providers(device: str, available: Sequence[str], ref: str) -> list[str]:
+    if device != "cuda":
+        return [_CPU]
+    if _CUDA in available:
+        return [_CUDA, _CPU]
+    logger.warning(
+        "DEVICE=cuda, but this onnxruntime has no %s (install onnxruntime-gpu): %s runs on the CPU",
+        _CUDA,
+        ref,
+    )
+    return [_CPU]
 
 
 def plan_inputs(nodes: Sequence[Any], schema: TabularInput) -> list[ModelInput]:

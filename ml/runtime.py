@@ -77,6 +77,7 @@ RUNTIME_BY_FRAMEWORK: dict[str, str] = {
     "torch-audio": "ml.torch_audio_runtime:TorchAudioRuntime",
     "sklearn-audio": "ml.mfcc_runtime:MfccSklearnRuntime",
     "onnx": "ml.onnx_runtime:OnnxRuntime",
+    "onnx-audio": "ml.onnx_audio_runtime:OnnxAudioRuntime",
 }
 
 

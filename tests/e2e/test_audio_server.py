@@ -26,8 +26,13 @@ def committed_clips() -> list[tuple[str, str]]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     workdir = tmp_path_factory.mktemp("audio-e2e")
     store = workdir / "models"
-    for name in ("instrument-cnn", "instrument-mfcc"):
-        copy_model(store, name)
+    # instrument-cnn@2 (onnx-audio) serves the bare name; @1 (torch) stays beside it.
+    for name, version in (
+        ("instrument-cnn", "1"),
+        ("instrument-cnn", "2"),
+        ("instrument-mfcc", "1"),
+    ):
+        copy_model(store, name, version)
     env = {
         "ENV": "dev",
         "DATABASE_URL": f"sqlite:///{workdir / 'traces.db'}",
@@ -49,6 +54,7 @@ def test_a_violin_recording_is_recognised_as_a_violin(server: LiveServer) -> Non
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["model"], body["label"], body["fallback"]) == ("instrument-cnn", "violin", False)
+    assert body["version"] == "2"  # the latest version: ONNX Runtime on numpy log-mel
     assert body["input"]["sample_rate"] == 22050 and body["input"]["duration_seconds"] > 1
     # PRELOAD_MODELS warmed the whole path at start: the first request pays no import.
     assert first_answer_seconds < 1.0, first_answer_seconds

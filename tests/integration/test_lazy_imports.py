@@ -1,4 +1,4 @@
-"""Starting the app and serving a tabular prediction imports neither torch nor librosa."""
+"""Starting the app; serving a tabular or an instrument-cnn answer, import no torch or librosa."""
 
 from __future__ import annotations
 
@@ -39,4 +39,36 @@ def test_tabular_serving_never_imports_torch_or_librosa(tmp_path: Path) -> None:
     assert (result["status"], result["model"]) == (200, "attrition-logreg")
     # Start-up reads manifests only: not even scikit-learn is imported before a request.
     assert result["heavy_at_start"] == []
+    assert result["heavy_after"] == []
+
+
+_AUDIO_PROGRAM = """
+import json, sys
+from pathlib import Path
+from fastapi.testclient import TestClient
+from api.main import create_app
+from api.settings import Settings
+
+settings = Settings(_env_file=None, env="dev", database_url=sys.argv[1], models_dir=sys.argv[2])
+with TestClient(create_app(settings)) as client:
+    clip = Path(sys.argv[3]).read_bytes()
+    reply = client.post("/predict/instrument-cnn", files={"file": ("clip.flac", clip)})
+print(json.dumps({
+    "status": reply.status_code,
+    "served": [reply.json().get("model"), reply.json().get("version")],
+    "heavy_after": sorted(
+        {m.split(".")[0] for m in sys.modules} & {"torch", "librosa", "numba", "sklearn"}
+    ),
+}))
+"""
+
+
+def test_the_instrument_cnn_is_served_without_torch_or_librosa(tmp_path: Path) -> None:
+    result = run_python(
+        _AUDIO_PROGRAM,
+        f"sqlite:///{tmp_path / 'traces.db'}",
+        str(ROOT / "models"),
+        str(ROOT / "models/_evaluation/instrument-recognition/violin-n070-v080.flac"),
+    )
+    assert (result["status"], result["served"]) == (200, ["instrument-cnn", "2"])
     assert result["heavy_after"] == []
