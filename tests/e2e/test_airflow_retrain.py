@@ -69,7 +69,8 @@ def airflow_env(tmp_path: Path, server: LiveServer, margin: str) -> dict[str, st
     }
 
 
-def dags_test(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def dags_test(env: dict[str, str], log_path: Path) -> subprocess.CompletedProcess[str]:
+    """One run of the DAG; its output also kept in ``log_path``, the task logs included."""
     done = subprocess.run(
         [str(AIRFLOW), "dags", "test", DAG_ID],
         env=env,
@@ -79,6 +80,7 @@ def dags_test(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         timeout=RUN_TIMEOUT_SECONDS,
         check=False,
     )
+    log_path.write_text(done.stdout + done.stderr)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
     return done
 
@@ -102,13 +104,13 @@ def test_the_gate_keeps_the_champion_then_promotes_a_better_candidate(
         timeout=RUN_TIMEOUT_SECONDS,
     )
 
-    kept = dags_test(airflow_env(tmp_path, server, "1.0"))
+    kept = dags_test(airflow_env(tmp_path, server, "1.0"), tmp_path / "kept.log")
     log = kept.stdout + kept.stderr
     assert "Gate failed: champion kept" in log, log[-6000:]
     assert not (store / MODEL / "2").exists()
     assert model(server)["serving_version"] == "1"
 
-    promoted = dags_test(airflow_env(tmp_path, server, "-1.0"))
+    promoted = dags_test(airflow_env(tmp_path, server, "-1.0"), tmp_path / "promoted.log")
     log = promoted.stdout + promoted.stderr
     assert "Gate passed: promoting" in log, log[-6000:]
     assert f"Packaged {MODEL}@2" in log, log[-6000:]
