@@ -29,6 +29,12 @@ MAX_CHANNELS = 8
 BUDGET_SAMPLE_RATE = 48_000
 BUDGET_CHANNELS = 2
 
+MIN_AUDIO_SECONDS = 0.1
+"""Shorter holds less than 5 spectrogram frames at 22 kHz: no attack and decay to judge."""
+SILENCE_PEAK_DBFS = -60.0
+"""A clip peaking below this holds no note: a played instrument, even recorded quietly,
+peaks far above it (16-bit dither sits near -96 dBFS, a quiet room's noise near -70)."""
+
 _FIELD = "file"
 
 
@@ -126,6 +132,29 @@ def decode_audio(
     return AudioClip(
         samples=samples, sample_rate=sample_rate, duration_seconds=duration, format=audio_format
     )
+
+
+def check_judgeable(clip: AudioClip) -> None:
+    """Refuse a clip too short to judge, or silent: no instrument answer would be honest.
+
+    Raises ``InvalidInputError({"file": ...})`` (a 422) that says which and by how much.
+    """
+    if clip.duration_seconds < MIN_AUDIO_SECONDS:
+        raise InvalidInputError(
+            {
+                _FIELD: f"the clip is too short to judge ({clip.duration_seconds:.3g} s, "
+                f"needs at least {MIN_AUDIO_SECONDS:g} s)"
+            }
+        )
+    peak = float(np.max(np.abs(clip.samples)))
+    peak_dbfs = 20.0 * np.log10(peak) if peak > 0 else -np.inf
+    if peak_dbfs < SILENCE_PEAK_DBFS:
+        raise InvalidInputError(
+            {
+                _FIELD: f"the clip is silent (peak level {peak_dbfs:.1f} dBFS, below "
+                f"{SILENCE_PEAK_DBFS:g} dBFS): record the instrument louder or closer"
+            }
+        )
 
 
 def _read(data: bytes, audio_format: str, bounds: _Bounds) -> tuple[np.ndarray, int]:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 import orjson
 
-from ml.audio import AudioTooLargeError, decode_audio, max_decoded_samples
+from ml.audio import AudioTooLargeError, check_judgeable, decode_audio, max_decoded_samples
 from ml.manifest import AudioInput, InputSchema, TabularInput
 from ml.runtime import ModelRuntime
 from serving.errors import InvalidRequest, PayloadTooLarge, UnsupportedMedia
@@ -282,6 +282,7 @@ class AudioCodec(InputCodec):
         except AudioTooLargeError as error:
             raise PayloadTooLarge.from_problems("input too large", error.problems) from error
         trace.update(format=clip.format, duration_seconds=round(clip.duration_seconds, 4))
+        check_judgeable(clip)
         extras = {"duration_seconds": trace["duration_seconds"], "sample_rate": schema.sample_rate}
         return Payload(self.kind, [clip], trace, extras=extras)
 

@@ -28,7 +28,7 @@ from ml.errors import InvalidInputError
 from serving.codecs import MAX_CONCURRENT_DECODES, AudioCodec, Body, Upload
 from serving.errors import PayloadTooLarge
 from serving.payload import InputRecord, Limits
-from tests.factories import audio_input, silence, write_audio_model
+from tests.factories import audio_input, silence, tone, write_audio_model
 from tests.helpers import trace_of
 
 MAX_SECONDS = 30.0
@@ -101,7 +101,7 @@ def test_the_same_limits_hold_on_the_open_inference_protocol(audio_client: TestC
 def test_a_model_rate_above_48_khz_raises_the_budget() -> None:
     codec = AudioCodec()
     limits = Limits(max_batch_rows=1, max_audio_seconds=10.0)
-    audio = silence(10.0, 96_000, 2)
+    audio = tone(10.0, 96_000, 2, fmt="FLAC")
     body = Body("multipart/form-data", is_form=True, upload=Upload(audio, "a.flac"))
 
     with pytest.raises(PayloadTooLarge):
@@ -134,7 +134,9 @@ def test_at_most_the_allowed_decodes_run_at_once(monkeypatch: pytest.MonkeyPatch
     codec = AudioCodec()
     schema = audio_input(22_050, formats=["flac"])
     limits = Limits(max_batch_rows=1, max_audio_seconds=MAX_SECONDS)
-    body = Body("multipart/form-data", is_form=True, upload=Upload(silence(0.2, 22_050, 2), "a"))
+    body = Body(
+        "multipart/form-data", is_form=True, upload=Upload(tone(0.2, 22_050, 2, fmt="FLAC"), "a")
+    )
 
     async def burst() -> list[Any]:
         calls = [codec.from_body(body, schema, limits, InputRecord()) for _ in range(8)]
@@ -151,7 +153,9 @@ def test_a_refused_decode_frees_its_slot() -> None:
     schema = audio_input(22_050, formats=["flac"])
     limits = Limits(max_batch_rows=1, max_audio_seconds=MAX_SECONDS)
     bad = Body("multipart/form-data", is_form=True, upload=Upload(b"fLaC garbage", "a"))
-    good = Body("multipart/form-data", is_form=True, upload=Upload(silence(0.2, 22_050, 1), "b"))
+    good = Body(
+        "multipart/form-data", is_form=True, upload=Upload(tone(0.2, 22_050, fmt="FLAC"), "b")
+    )
 
     async def run() -> None:
         for _ in range(3):
@@ -181,7 +185,9 @@ def test_a_cancelled_request_holds_its_slot_until_its_decode_ends(
     codec = AudioCodec(max_concurrent_decodes=1)
     schema = audio_input(22_050, formats=["flac"])
     limits = Limits(max_batch_rows=1, max_audio_seconds=MAX_SECONDS)
-    body = Body("multipart/form-data", is_form=True, upload=Upload(silence(0.2, 22_050, 1), "a"))
+    body = Body(
+        "multipart/form-data", is_form=True, upload=Upload(tone(0.2, 22_050, fmt="FLAC"), "a")
+    )
 
     async def run() -> None:
         first = asyncio.create_task(codec.from_body(body, schema, limits, InputRecord()))
