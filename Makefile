@@ -47,7 +47,7 @@ $(AIRFLOW_INSTALLED): requirements-airflow.txt
 	$(AIRFLOW_VENV)/bin/python -m pip install -r requirements-airflow.txt
 	touch $@
 
-airflow-install: $(AIRFLOW_INSTALLED)  ## Airflow 3 in $(AIRFLOW_VENV), for deploy/airflow/dags
+airflow-install: $(AIRFLOW_INSTALLED)  ## Airflow 3 in .venv-airflow, for deploy/airflow/dags (the suite needs it)
 
 migrate: install  ## bring the database of DATABASE_URL to the latest schema
 	$(BIN)/python -m api.manage migrate

@@ -30,8 +30,9 @@ RUN_TIMEOUT_SECONDS = 300
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    """The real runtimes over the bundled attrition models and their held-out set."""
+def server(tmp_path: Path, database_url: str) -> Iterator[LiveServer]:
+    """The real runtimes over the bundled attrition models and their held-out set; the data
+    sets in the API's database (SQLite, and the PostgreSQL of TEST_DATABASE_URL)."""
     if not AIRFLOW.exists():
         pytest.skip(f"{AIRFLOW} missing: `make airflow-install` makes Airflow's virtualenv")
     store = tmp_path / "models"
@@ -41,7 +42,7 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
         MODELS_DIR / "_evaluation" / "employee-attrition",
         store / "_evaluation" / "employee-attrition",
     )
-    with live_api(tmp_path, server_env(store, tmp_path)) as live:
+    with live_api(tmp_path, server_env(store, tmp_path, DATABASE_URL=database_url)) as live:
         yield live
 
 
