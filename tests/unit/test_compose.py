@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 from typing import Any
@@ -18,6 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
+from api.settings import Settings
 from tests.live_server import ROOT
 
 COMPOSE = ROOT / "deploy" / "compose.yaml"
@@ -25,7 +27,8 @@ SCHEMA = ROOT / "tests" / "schemas" / "compose-spec.json"
 DAG = ROOT / "deploy" / "airflow" / "dags" / "retrain_attrition.py"
 # ${NAME}, ${NAME:-default}, ${NAME:?error}: a default stands for the value.
 _VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
-REQUIRED = {"SECRET_KEY": "x" * 32, "ADMIN_PASSWORD": "compose-check-password"}
+# What a user must give (``${NAME:?...}``): values the API accepts under ENV=prod.
+REQUIRED = {"SECRET_KEY": secrets.token_urlsafe(48), "ADMIN_PASSWORD": "compose-check-password"}
 
 
 def interpolated(text: str) -> str:
@@ -102,6 +105,16 @@ def test_the_app_and_airflow_use_the_postgres_service(services: dict[str, dict[s
     assert "@postgres:5432/airflow" in airflow["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert airflow["AIRFLOW_VAR_MLDEPLOY_DATABASE_URL"] == api["DATABASE_URL"]
     assert "CREATE DATABASE airflow" in (ROOT / "deploy/postgres/init-databases.sql").read_text()
+
+
+def test_the_api_accepts_its_environment_in_prod(services: dict[str, dict[str, Any]]) -> None:
+    environment = {
+        key.lower(): interpolated(str(value))
+        for key, value in services["api"]["environment"].items()
+    }
+    settings = Settings(_env_file=None, **environment)  # type: ignore[call-arg]
+    assert settings.env == "prod"
+    assert settings.database_url.startswith("postgresql+psycopg://mldeploy:")
 
 
 def test_the_airflow_variables_are_the_dags_settings(services: dict[str, dict[str, Any]]) -> None:
