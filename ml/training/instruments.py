@@ -289,9 +289,19 @@ def run(
         model_dir = models_dir / name / config.version
         trained, evals = trainer(split, config, model_dir)
         manifests[name] = publish(trained, model_dir, config, split, evals, committed_dir)
+        if name == config.cnn_name:
+            manifests[name] = export_served_form(model_dir)
         if tracking.tracking_enabled():
             tracking.track_training(manifests[name], model_dir, tracking.model_files(model_dir))
     return manifests
+
+
+def export_served_form(model_dir: Path) -> ModelManifest:
+    """The CNN as served: ONNX and numpy log-mel (framework onnx-audio), exported in place and
+    proven on the committed clips; ``model.pt`` stays beside it as the source."""
+    from ml.packaging.export_audio_onnx import export
+
+    return export(model_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -68,6 +68,8 @@ def test_train_write_load_and_predict(rendered: Path, tmp_path: Path) -> None:
     )
 
     manifests = run(rendered, tmp_path, config)
+    # The CNN is exported at training to its served form; model.pt stays as the source.
+    assert manifests[config.cnn_name].framework == "onnx-audio"
 
     eval_dir = tmp_path / "_evaluation" / "instrument-recognition"
     assert (eval_dir / "labels.csv").exists()
