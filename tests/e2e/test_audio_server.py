@@ -73,8 +73,12 @@ def test_the_cnn_names_every_committed_clip(server: LiveServer) -> None:
 
 def test_the_mfcc_candidate_answers_too(server: LiveServer) -> None:
     name, _label = committed_clips()[0]
+    # Its first request loads it, librosa and numba's compiled kernels included: seconds on
+    # a busy machine, more than httpx's default 5 s timeout.
     reply = httpx.post(
-        f"{server.url}/predict/instrument-mfcc", files={"file": (name, (CLIPS / name).read_bytes())}
+        f"{server.url}/predict/instrument-mfcc",
+        files={"file": (name, (CLIPS / name).read_bytes())},
+        timeout=60,
     )
     assert reply.status_code == 200 and reply.json()["model"] == "instrument-mfcc"
 
