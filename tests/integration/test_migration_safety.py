@@ -101,7 +101,8 @@ def sqlite_schema(path: Path) -> list[tuple[str, ...]]:
 
 
 def schema_of(database_url: str) -> dict[str, object]:
-    """Tables with their columns, indexes and primary keys; the recorded revision.
+    """Tables with their columns, indexes, unique constraints and primary keys; the recorded
+    revision.
 
     Names only: the same migrations make dialect-specific types (JSONB on PostgreSQL).
     """
@@ -111,7 +112,13 @@ def schema_of(database_url: str) -> dict[str, object]:
         schema: dict[str, object] = {
             table: (
                 sorted(column["name"] for column in inspector.get_columns(table)),
-                sorted(index["name"] or "" for index in inspector.get_indexes(table)),
+                # PostgreSQL lists a unique constraint's index as an index too; SQLite does not.
+                sorted(
+                    index["name"] or ""
+                    for index in inspector.get_indexes(table)
+                    if not index.get("duplicates_constraint")
+                ),
+                sorted(c["name"] or "" for c in inspector.get_unique_constraints(table)),
                 inspector.get_pk_constraint(table)["constrained_columns"],
             )
             for table in sorted(inspector.get_table_names())
