@@ -309,6 +309,14 @@ def test_predictions_page_shows_the_history(dashboard: str, browser: webdriver.C
     _check_and_keep(browser, "predictions")
 
 
+def test_drift_page_shows_the_window_of_the_served_version(
+    dashboard: str, browser: webdriver.Chrome
+) -> None:
+    _open(browser, f"{dashboard}/drift", lambda text: "Rows in the window" in text)
+
+    _check_and_keep(browser, "drift")
+
+
 def test_try_a_model_page_predicts(dashboard: str, browser: webdriver.Chrome) -> None:
     _open(browser, f"{dashboard}/try_model", lambda text: "Predict" in text)
 
