@@ -13,6 +13,7 @@ import pytest
 from skl2onnx import to_onnx
 from sklearn.linear_model import LogisticRegression
 
+from ml import onnx_runtime
 from ml.errors import ModelRuntimeError
 from ml.labels import LabelRule
 from ml.manifest import CategoricalFeature, Feature, NumericFeature, OutputSchema
@@ -79,7 +80,19 @@ def test_a_batch_is_one_run_with_each_row_its_own_answer(tmp_path: Path) -> None
     # A missing number is NaN, which this graph does not impute: the model fails, not NaN.
     with pytest.raises(ModelRuntimeError, match="not numbers"):
         runtime.predict([{"a": None, "b": 1.0}])
-    assert runtime.runs_inline  # a few microseconds a row: run on the event loop
+
+
+def test_warm_up_times_a_row_to_decide_whether_it_runs_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rule, not this machine's speed: a busy CI runner may take more than 100 us a row.
+    runtime = loaded(matrix_store(tmp_path))
+    monkeypatch.setattr(onnx_runtime, "INLINE_MAX_SECONDS", 1.0)
+    runtime.warm_up()
+    assert runtime.runs_inline
+    monkeypatch.setattr(onnx_runtime, "INLINE_MAX_SECONDS", 0.0)
+    runtime.warm_up()
+    assert not runtime.runs_inline
 
 
 def test_a_zipmap_output_is_read_by_label(tmp_path: Path) -> None:
