@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from db.engine import DEFAULT_DATABASE_URL
+from db.defaults import DEFAULT_DATABASE_URL
 
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "replace-me"}
 _MIN_SECRET_CHARS = 32

@@ -9,9 +9,6 @@ import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-DEFAULT_DATABASE_URL = "sqlite:///data/traces.db"
-"""Where traces (and users, serving state, datasets) live when DATABASE_URL names nothing."""
-
 _MAX_UNSERIALISABLE_CHARS = 2000
 _CONNECT_TIMEOUT_SECONDS = 5
 _POOL_TIMEOUT_SECONDS = 10

@@ -14,7 +14,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy import Connection, Engine, event, text
 
-from db.engine import DEFAULT_DATABASE_URL, make_engine
+from db.defaults import DEFAULT_DATABASE_URL
+from db.engine import make_engine
 from db.tables import metadata
 
 # NOTE: any fixed 64-bit number; it serialises migrations across hosts on PostgreSQL.

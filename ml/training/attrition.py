@@ -51,7 +51,8 @@ from sqlmodel import Session
 from threadpoolctl import threadpool_limits
 
 from db.datasets import DatasetNotFoundError, Split, parse_dataset_ref, record_split
-from db.engine import DEFAULT_DATABASE_URL, make_engine
+from db.defaults import DEFAULT_DATABASE_URL
+from db.engine import make_engine
 from db.migrate import upgrade_to_head
 from ml.manifest import (
     MANIFEST_FILENAME,

@@ -18,7 +18,7 @@ import pandas as pd
 from sqlmodel import Session
 
 from db.datasets import DatasetVersion, dataset_rows, get_dataset, store_dataset
-from db.engine import DEFAULT_DATABASE_URL
+from db.defaults import DEFAULT_DATABASE_URL
 
 """The app's own default (``api.settings``): training and serving share one database."""
 
