@@ -115,7 +115,7 @@ def output_tensors(result: PredictResult) -> list[Tensor]:
     predictions = result.predictions
     probabilities = [p.probabilities[label] for p in predictions for label in labels]
     return [
-        Tensor(LABEL_OUTPUT, "BYTES", (len(predictions),), [p.label.encode() for p in predictions]),
+        Tensor(LABEL_OUTPUT, "BYTES", (len(predictions),), [p.label for p in predictions]),
         Tensor(PROBABILITIES_OUTPUT, "FP64", (len(predictions), len(labels)), probabilities),
     ]
 

@@ -12,7 +12,7 @@ import functools
 import hashlib
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -23,7 +23,7 @@ from ml.manifest import AudioInput, InputSchema, TabularInput
 from ml.runtime import ModelRuntime
 from serving.errors import InvalidRequest, PayloadTooLarge, UnsupportedMedia
 from serving.payload import InputRecord, Limits, Payload
-from serving.v2_codec import Tensor, TensorBounds
+from serving.v2_codec import InputTensor, TensorBounds
 
 _TABULAR_HINT = 'send {"features": {...}} for one row or {"instances": [{...}, ...]} for a batch'
 _MAX_RECORDED_TENSORS = 256
@@ -75,7 +75,11 @@ class InputCodec(ABC):
 
     @abstractmethod
     async def from_tensors(
-        self, tensors: list[Tensor], schema: InputSchema, limits: Limits, record: InputRecord
+        self,
+        tensors: Sequence[InputTensor],
+        schema: InputSchema,
+        limits: Limits,
+        record: InputRecord,
     ) -> Payload:
         """The payload of OIP input tensors."""
 
@@ -121,7 +125,11 @@ class TabularCodec(InputCodec):
         return payload
 
     async def from_tensors(
-        self, tensors: list[Tensor], schema: InputSchema, limits: Limits, record: InputRecord
+        self,
+        tensors: Sequence[InputTensor],
+        schema: InputSchema,
+        limits: Limits,
+        record: InputRecord,
     ) -> Payload:
         assert isinstance(schema, TabularInput)
         try:
@@ -241,7 +249,11 @@ class AudioCodec(InputCodec):
         return await self._decode(body.upload, schema, limits, record)
 
     async def from_tensors(
-        self, tensors: list[Tensor], schema: InputSchema, limits: Limits, record: InputRecord
+        self,
+        tensors: Sequence[InputTensor],
+        schema: InputSchema,
+        limits: Limits,
+        record: InputRecord,
     ) -> Payload:
         assert isinstance(schema, AudioInput)
         if len(tensors) != 1 or tensors[0].datatype != "BYTES" or len(tensors[0].data) != 1:
@@ -251,7 +263,9 @@ class AudioCodec(InputCodec):
             )
             raise InvalidRequest.from_problems("invalid input", {"inputs": problem})
         data = tensors[0].data[0]
-        return await self._decode(Upload(bytes(data), tensors[0].name), schema, limits, record)
+        # JSON carries the file as text, binary data as bytes.
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        return await self._decode(Upload(raw, tensors[0].name), schema, limits, record)
 
     def tensor_specs(self, schema: InputSchema) -> list[TensorSpec]:
         return [TensorSpec(AUDIO_TENSOR, "BYTES", (1,))]
@@ -326,31 +340,46 @@ def _parse_tabular_json(body: bytes, max_rows: int) -> Payload:
     return Payload("tabular", instances, instances, is_batch=True)
 
 
-def _feature_columns(tensors: list[Tensor], schema: TabularInput) -> dict[str, list[Any]]:
-    """Each feature's values, from the tensor named after it: shape [N] or [N, 1]."""
-    by_name = {tensor.name: tensor for tensor in tensors}
+def _feature_columns(tensors: Sequence[InputTensor], schema: TabularInput) -> dict[str, list[Any]]:
+    """Each feature's values, from the tensor named after it: shape [N] or [N, 1].
+
+    One pass over the tensors, which is all a request pays; anything amiss is named by
+    ``_tensor_problems``.
+    """
+    accepted = _accepted_datatypes(schema)
     columns: dict[str, list[Any]] = {}
-    for feature in schema.features:
-        tensor = by_name.pop(feature.name, None)
-        if tensor is None or tensor.datatype not in _DATATYPES_BY_FEATURE[feature.type]:
+    rows = -1
+    for tensor in tensors:
+        name, shape, data = tensor.name, tensor.shape, tensor.data
+        datatypes = accepted.get(name)
+        if datatypes is None or tensor.datatype not in datatypes or name in columns:
             break
-        if not _is_column_shape(tensor.shape):
+        if not _is_column_shape(shape) or (rows != -1 and len(data) != rows):
             break
-        if tensor.datatype == "BYTES":
-            try:
-                columns[feature.name] = [value.decode() for value in tensor.data]
-            except UnicodeDecodeError:
-                # Undecodable bytes stay bytes: the validator names the feature and value.
-                columns[feature.name] = [_text(value) for value in tensor.data]
-        else:
-            columns[feature.name] = tensor.data
+        rows = len(data)
+        if tensor.datatype == "BYTES" and data and type(data[0]) is not str:
+            data = [_text(value) for value in data]  # binary data: UTF-8 text, else kept
+        columns[name] = data
     else:
-        if not by_name and len({len(column) for column in columns.values()}) == 1:
+        if len(columns) == len(accepted):
             return columns
     raise InvalidRequest.from_problems("invalid input", _tensor_problems(tensors, schema))
 
 
-def _tensor_problems(tensors: list[Tensor], schema: TabularInput) -> dict[str, str]:
+# The datatypes each feature accepts, per schema: a request must not rebuild it. Keyed by id
+# with the schema kept, so that an id is never reused while its entry lives.
+_ACCEPTED_BY_SCHEMA: dict[int, tuple[TabularInput, dict[str, frozenset[str]]]] = {}
+
+
+def _accepted_datatypes(schema: TabularInput) -> dict[str, frozenset[str]]:
+    cached = _ACCEPTED_BY_SCHEMA.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        accepted = {f.name: _DATATYPES_BY_FEATURE[f.type] for f in schema.features}
+        cached = _ACCEPTED_BY_SCHEMA[id(schema)] = (schema, accepted)
+    return cached[1]
+
+
+def _tensor_problems(tensors: Sequence[InputTensor], schema: TabularInput) -> dict[str, str]:
     """What is wrong with each input that does not fit the model's features."""
     by_name = {tensor.name: tensor for tensor in tensors}
     problems: dict[str, str] = {}
@@ -380,7 +409,9 @@ def _is_column_shape(shape: tuple[int, ...]) -> bool:
     return shape[0] >= 1 if len(shape) == 1 else len(shape) == 2 and shape[0] >= 1 and shape[1] == 1
 
 
-def _text(value: bytes) -> str | bytes:
+def _text(value: bytes | str) -> str | bytes:
+    if isinstance(value, str):
+        return value
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:

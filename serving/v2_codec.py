@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Protocol
 
 import msgspec
 import numpy as np
@@ -97,9 +97,10 @@ class V2RequestError(ValueError):
 class Tensor(msgspec.Struct):
     """One input or output tensor.
 
-    ``data`` is flat, in row-major order: ``bytes`` for BYTES (``str`` is also accepted in
-    outputs), Python ``bool``, ``int`` or ``float`` otherwise. A msgspec struct, not a
-    dataclass: a request makes one per feature, and its constructor is C.
+    ``data`` is flat, in row-major order: for BYTES, ``str`` when the element came as JSON
+    text and ``bytes`` when it came as binary data (outputs take either); Python ``bool``,
+    ``int`` or ``float`` otherwise. A msgspec struct, not a dataclass: a request makes one per
+    feature, and its constructor is C.
     """
 
     name: str
@@ -107,6 +108,22 @@ class Tensor(msgspec.Struct):
     shape: tuple[int, ...]
     data: list[Any]
     parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class InputTensor(Protocol):
+    """What the codecs read of a decoded input: a ``Tensor``, or a struct of the quick path."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def datatype(self) -> str: ...
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def data(self) -> list[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +139,7 @@ class InferenceRequest:
     """A decoded request. ``outputs == []``: the client wants every output of the model."""
 
     id: str | None
-    inputs: list[Tensor]
+    inputs: list[InputTensor]
     outputs: list[RequestedOutput]
     binary_outputs_by_default: bool
     parameters: dict[str, Any]
@@ -209,7 +226,7 @@ def _parameters(holder: dict[str, Any], what: str) -> dict[str, Any]:
 
 def _decode_inputs(
     raw: Any, binary: memoryview, has_header_length: bool, bounds: TensorBounds
-) -> list[Tensor]:
+) -> list[InputTensor]:
     if not isinstance(raw, list):
         raise V2RequestError("the request needs an 'inputs' list")
     if not raw:
@@ -219,7 +236,7 @@ def _decode_inputs(
             f"the request has {len(raw)} inputs; this model takes {bounds.inputs} "
             "(see its metadata for their names)"
         )
-    inputs: list[Tensor] = []
+    inputs: list[InputTensor] = []
     names: set[str] = set()
     offset = 0
     for index, item in enumerate(raw):
@@ -288,11 +305,7 @@ def _quick_tensor(
         for value in data:
             if type(value) is not str:
                 return None
-        try:
-            encoded = [value.encode() for value in data]
-        except UnicodeEncodeError:  # a lone surrogate: the full checks name it
-            return None
-        return Tensor(name, datatype, tuple(shape), encoded)
+        return Tensor(name, datatype, tuple(shape), data)
     limits = _SIMPLE_LIMITS.get(datatype) if type(datatype) is str else None
     if limits is None:
         return None
@@ -317,27 +330,34 @@ _FLOAT_RANGES = {name: (-limit, limit) for name, limit in _FLOAT_MAX.items()}
 # element's type and range while it parses, in C, so a plain JSON request costs a few Python
 # steps per input instead of a check per element. Anything else fails to decode and goes to
 # the full checks, which accept the same requests and name what is wrong with the others.
-class _QuickBytes(msgspec.Struct, tag_field="datatype", tag="BYTES", forbid_unknown_fields=True):
+# The structs are the request's input tensors as they are (``InputTensor``): copying 30 of
+# them into ``Tensor`` cost more than parsing the body.
+class _QuickInput(msgspec.Struct):
     name: str
-    shape: list[int]
+    shape: tuple[int, ...]
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {}  # the quick path takes no input that has parameters
+
+
+class _QuickBytes(_QuickInput, tag_field="datatype", tag="BYTES", forbid_unknown_fields=True):
+    datatype: ClassVar[str] = "BYTES"
     data: list[str]
 
 
-class _QuickInt64(msgspec.Struct, tag_field="datatype", tag="INT64", forbid_unknown_fields=True):
-    name: str
-    shape: list[int]
+class _QuickInt64(_QuickInput, tag_field="datatype", tag="INT64", forbid_unknown_fields=True):
+    datatype: ClassVar[str] = "INT64"
     data: list[_bounded(int, "INT64")]  # type: ignore[valid-type]
 
 
-class _QuickInt32(msgspec.Struct, tag_field="datatype", tag="INT32", forbid_unknown_fields=True):
-    name: str
-    shape: list[int]
+class _QuickInt32(_QuickInput, tag_field="datatype", tag="INT32", forbid_unknown_fields=True):
+    datatype: ClassVar[str] = "INT32"
     data: list[_bounded(int, "INT32")]  # type: ignore[valid-type]
 
 
-class _QuickFp64(msgspec.Struct, tag_field="datatype", tag="FP64", forbid_unknown_fields=True):
-    name: str
-    shape: list[int]
+class _QuickFp64(_QuickInput, tag_field="datatype", tag="FP64", forbid_unknown_fields=True):
+    datatype: ClassVar[str] = "FP64"
     data: list[_bounded(float, "FP64")]  # type: ignore[valid-type]
 
 
@@ -365,28 +385,21 @@ def _quick_request(body: bytes, bounds: TensorBounds) -> InferenceRequest | None
         # msgspec recurses per level and hits Python's limit (RecursionError, not a
         # DecodeError) below orjson's 1,024 levels: the full checks then answer 400.
         return None
-    if bounds.inputs is not None and len(document.inputs) > 2 * bounds.inputs:
+    inputs: list[InputTensor] = list(document.inputs)
+    if not inputs or (bounds.inputs is not None and len(inputs) > 2 * bounds.inputs):
         return None
-    inputs: list[Tensor] = []
-    names: set[str] = set()
     max_elements = bounds.max_elements
-    for item in document.inputs:
-        name, shape, data = item.name, item.shape, item.data
-        rows = len(data)
-        if rows > max_elements or not name or name in names:
+    for item in inputs:
+        rows = len(item.data)
+        shape = item.shape
+        if rows > max_elements or (shape != (rows,) and shape != (rows, 1)):
             return None
-        if shape != [rows] and shape != [rows, 1]:
-            return None
-        if type(item) is _QuickBytes:
-            try:
-                data = [value.encode() for value in data]
-            except UnicodeEncodeError:  # a lone surrogate: the full checks name it
-                return None
-        names.add(name)
-        inputs.append(Tensor(name, _QUICK_DATATYPE[type(item)], tuple(shape), data))
+    names = {item.name for item in inputs}
+    if len(names) != len(inputs) or "" in names:
+        return None
     parameters = document.parameters or {}
     binary_default = parameters.get("binary_data_output", False)
-    if not inputs or type(binary_default) is not bool:
+    if type(binary_default) is not bool:
         return None
     try:
         outputs = _decode_outputs(document.outputs, binary_default)
@@ -399,14 +412,6 @@ def _quick_request(body: bytes, bounds: TensorBounds) -> InferenceRequest | None
         binary_outputs_by_default=binary_default,
         parameters=parameters,
     )
-
-
-_QUICK_DATATYPE: dict[type, str] = {
-    _QuickBytes: "BYTES",
-    _QuickInt64: "INT64",
-    _QuickInt32: "INT32",
-    _QuickFp64: "FP64",
-}
 
 
 # (low, high, element types) of the datatypes the quick path reads.
@@ -520,15 +525,11 @@ def _bad_element(name: str, datatype: str, index: int, value: Any) -> V2RequestE
 
 
 def _json_bytes(flat: list[Any], name: str) -> list[Any]:
-    out: list[Any] = []
+    # Kept as text: the JSON parser has already refused what is not UTF-8 (a lone surrogate).
     for index, value in enumerate(flat):
         if not isinstance(value, str):
             raise _bad_element(name, "BYTES string", index, value)
-        try:
-            out.append(value.encode("utf-8"))
-        except UnicodeEncodeError:  # a lone surrogate written as "\ud800"
-            raise _bad_element(name, "UTF-8 string", index, value) from None
-    return out
+    return flat
 
 
 def _json_ints(flat: list[Any], name: str, datatype: str) -> list[Any]:
@@ -712,7 +713,9 @@ def _encode_output(tensor: Tensor, binary: bool) -> tuple[dict[str, Any], bytes 
     }
     parameters = dict(tensor.parameters)
     chunk: bytes | None = None
-    if tensor.datatype == "BYTES":
+    if tensor.datatype == "BYTES" and not binary and all(type(v) is str for v in tensor.data):
+        entry["data"] = list(tensor.data)  # text already: no round trip through bytes
+    elif tensor.datatype == "BYTES":
         elements = [_as_bytes(value, tensor.name) for value in tensor.data]
         if binary:
             chunk = b"".join(_LENGTH_PREFIX.pack(len(value)) + value for value in elements)
