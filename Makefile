@@ -103,11 +103,17 @@ format-check: install  ## fail if `make format` would change a file
 train-attrition: install  ## retrain the attrition models into models/
 	$(BIN)/python -m ml.training.attrition --models-dir models
 
-data: install  ## render the instrument clips with FluidSynth (installs its Debian packages)
+# Seven soundfonts (FluidSynth), STK's physical models, sonic-pi's samples, own synthesis and the
+# `unknown` clips (percussion, noise, espeak-ng speech): about 10,000 clips, 2 min on 2 cores.
+data: install  ## render every instrument source, with progress (installs their Debian packages)
 	$(BIN)/python -m ml.training.render_instruments --out data/instruments
 
-train-audio: data  ## retrain the instrument models into models/ (about 7 min on 2 cores)
-	$(BIN)/python -m ml.training.instruments --data data/instruments --models-dir models
+# Leave-one-source-out (6 folds), then the final CNN, calibrated and exported to ONNX as
+# instrument-cnn@$(AUDIO_VERSION): about 25 min on 2 cores (the feature cache is built once).
+AUDIO_VERSION ?= 3
+train-audio: data  ## evaluate by held-out source, retrain the instrument CNN into models/
+	$(BIN)/python -m ml.training.instruments --data data/instruments --models-dir models \
+		--version $(AUDIO_VERSION) --compare-with models/instrument-cnn/2
 
 train: train-attrition train-audio  ## retrain every bundled model
 

@@ -40,9 +40,13 @@ class InstrumentCNN(nn.Module):
         n_mels: int = 64,
         channels: Sequence[int] = DEFAULT_CHANNELS,
         dropout: float = 0.3,
+        temperature: float = 1.0,
     ) -> None:
         super().__init__()
         self.n_mels = n_mels
+        # Calibration (temperature scaling), chosen after training on held-out sources and
+        # stored in the manifest's architecture_kwargs: part of the graph that is exported.
+        self.temperature = float(temperature)
         widths = [1, *channels]
         self.features = nn.Sequential(
             *(_block(widths[i], widths[i + 1]) for i in range(len(channels)))
@@ -55,6 +59,8 @@ class InstrumentCNN(nn.Module):
         hidden = self.features(x.unsqueeze(1)).mean(dim=2)
         pooled = torch.cat([hidden.mean(dim=2), hidden.amax(dim=2)], dim=1)
         logits: torch.Tensor = self.classifier(self.dropout(pooled))
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
         return logits
 
 

@@ -3,11 +3,19 @@
     python -m ml.training.render_instruments --out data/instruments
     python -m ml.training.instruments --data data/instruments --models-dir models
 
-Training uses the FluidR3 soundfont minus every 5th semitone of each instrument (held out).
-Each model is evaluated on those held-out pitches and on every clip of the MuseScore
-soundfont (other samples of the same instruments: the test of generalisation). Writes
-``instrument-cnn`` (PyTorch state_dict) and ``instrument-mfcc`` (scikit-learn, joblib), and
-the small committed evaluation set ``_evaluation/instrument-recognition``.
+Every source of the data set (seven soundfonts in three families, STK, sonic-pi, this
+project's synthesis) and the ``unknown`` clips are read once into a feature cache
+(``instruments_cache``: each clip as rendered and as recorded copies). Then:
+
+1. leave-one-source-out (``instruments_loso``): per source family, a CNN trained without
+   it and measured on it; the folds' held-out logits choose the temperature that
+   calibrates the probabilities and the abstention threshold;
+2. the final CNN, trained on every family minus every 5th semitone of each instrument's
+   range (held out, and measured), calibrated with that temperature, exported to ONNX.
+
+The manifest records every fold's figures (``evaluations``, ``training.cross_validation``)
+and the training report prints them. ``--no-loso`` skips step 1 (no calibration then).
+The MFCC baseline (``--mfcc``) trains on the same clips.
 """
 
 from __future__ import annotations
@@ -17,9 +25,12 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from ml.manifest import (
     AudioInput,
@@ -34,21 +45,29 @@ from ml.manifest import (
 )
 from ml.training import tracking
 from ml.training.config import TrainConfig
+from ml.training.instruments_cache import load_features
 from ml.training.instruments_data import (
     ClipSet,
     Split,
     evaluation_set_records,
-    load_clips,
-    split_records,
+    is_heldout,
     write_evaluation_set,
+)
+from ml.training.instruments_loso import (
+    LosoResult,
+    expected_calibration_error,
+    families_of,
+    report,
+    run_folds,
+    softmax,
+    summarise,
 )
 from ml.training.instruments_metrics import evaluate, evaluate_committed_set
 from ml.training.render_instruments import (
     LABELS,
     SAMPLE_RATE,
-    SOUNDFONTS,
-    TRAIN_SOUNDFONT,
-    VALIDATION_SOUNDFONT,
+    UNKNOWN,
+    ClipRecord,
     read_index,
 )
 
@@ -59,6 +78,11 @@ EVALUATION_DIR = Path("_evaluation") / TASK
 AUDIO_FORMATS = ["wav", "flac", "ogg", "mp3"]
 CLIP_SECONDS = 2.0
 RENDER_SCRIPT = "ml/training/render_instruments.py"
+DATA_SOURCES = (
+    "Debian fluid-soundfont-gm, fluid-soundfont-gs, fluidr3mono-gm-soundfont, "
+    "musescore-general-soundfont(-small, -lossless), opl3-soundfont (FluidSynth), stk "
+    "(stk-demo), sonic-pi-samples, espeak-ng speech and this project's synthesis"
+)
 
 
 @dataclass
@@ -92,41 +116,68 @@ def data_sha256(clips: ClipSet) -> str:
     return digest.hexdigest()
 
 
-def evaluations(split: Split, predict, labels: Sequence[str]) -> list[Evaluation]:
-    """Held-out pitches of the training soundfont, then the whole validation soundfont."""
-    sets = [
-        (
-            split.heldout,
-            f"../data/instruments/{TRAIN_SOUNDFONT}",
-            f"held-out pitches (every {split.heldout_every}th semitone of each range, all "
-            f"velocities) of {SOUNDFONTS[TRAIN_SOUNDFONT].path.name}, never trained on",
-        ),
-        (
-            split.validation,
-            f"../data/instruments/{VALIDATION_SOUNDFONT}",
-            f"every clip of {SOUNDFONTS[VALIDATION_SOUNDFONT].path.name}: other samples of the "
-            "same instruments (generalisation across soundfonts)",
-        ),
-    ]
-    return [
-        evaluate(predict(clips), clips.targets, labels, dataset, description)
-        for clips, dataset, description in sets
-        if len(clips.targets)
-    ]
+def split_heldout_pitches(clips: ClipSet, every: int, labels: Sequence[str]) -> Split:
+    """Train on every clip but the held-out pitches of each instrument, from every source;
+    ``unknown`` clips have no pitch and are all trained on (the folds hold them out)."""
+    held = np.array(
+        [r.label != UNKNOWN and is_heldout(r, every) for r in clips.records], dtype=bool
+    )
+
+    def part(mask: np.ndarray) -> ClipSet:
+        records = [r for r, m in zip(clips.records, mask, strict=True) if m]
+        return ClipSet(clips.root, records, clips.power[mask], clips.targets[mask])
+
+    empty = ClipSet(clips.root, [], clips.power[:0], clips.targets[:0])
+    return Split(list(labels), every, part(~held), part(held), empty)
 
 
-def headline(evaluations_: Sequence[Evaluation]) -> dict[str, float]:
-    metrics: dict[str, float] = {}
-    for evaluation, prefix in zip(
-        evaluations_, ("heldout_pitches", "other_soundfont"), strict=False
-    ):
-        metrics[f"{prefix}_accuracy"] = evaluation.metrics["accuracy"]
-        metrics[f"{prefix}_macro_f1"] = evaluation.metrics["macro_f1"]
-    if evaluations_:
-        # The headline is generalisation to sounds not trained on: the other soundfont.
-        metrics["accuracy"] = evaluations_[-1].metrics["accuracy"]
-        metrics["macro_f1"] = evaluations_[-1].metrics["macro_f1"]
+def heldout_evaluation(
+    split: Split, predicted: np.ndarray, labels: Sequence[str], extra: dict[str, float]
+) -> Evaluation:
+    sources = sorted({r.soundfont for r in split.heldout.records})
+    evaluation = evaluate(
+        predicted,
+        split.heldout.targets,
+        labels,
+        "../data/instruments (held-out pitches)",
+        f"held-out pitches (every {split.heldout_every}th semitone of each range, all "
+        f"velocities and expressions) of every source ({', '.join(sources)}), never "
+        "trained on",
+    )
+    return evaluation.model_copy(update={"metrics": {**evaluation.metrics, **extra}})
+
+
+def headline(evaluations_: Sequence[Evaluation], loso: LosoResult | None) -> dict[str, float]:
+    heldout = evaluations_[0]
+    metrics = {
+        "heldout_pitches_accuracy": heldout.metrics["accuracy"],
+        "heldout_pitches_macro_f1": heldout.metrics["macro_f1"],
+    }
+    if "ece" in heldout.metrics:
+        metrics["heldout_pitches_ece"] = heldout.metrics["ece"]
+    if loso is None:
+        metrics["accuracy"] = heldout.metrics["accuracy"]
+        metrics["macro_f1"] = heldout.metrics["macro_f1"]
+        return metrics
+    metrics.update(loso.summary)
+    # The headline is generalisation to sounds not trained on: the held-out source families.
+    metrics["accuracy"] = loso.summary["loso_mean_accuracy"]
+    metrics["macro_f1"] = round(
+        float(np.mean([e.metrics["macro_f1"] for e in loso.evaluations])), 4
+    )
     return metrics
+
+
+def cross_validation(loso: LosoResult | None) -> dict[str, float]:
+    """Each fold's figures, by family: what MLflow logs as ``cv_*``."""
+    if loso is None:
+        return {}
+    figures = {}
+    for fold, evaluation in zip(loso.folds, loso.evaluations, strict=True):
+        for key in ("accuracy", "instrument_accuracy", "ece", "unknown_recall"):
+            if key in evaluation.metrics:
+                figures[f"loso_{fold.family}_{key}"] = evaluation.metrics[key]
+    return figures
 
 
 def build_manifest(
@@ -135,7 +186,10 @@ def build_manifest(
     config: TrainConfig,
     split: Split,
     evaluations_: list[Evaluation],
+    labels: Sequence[str],
+    loso: LosoResult | None = None,
 ) -> ModelManifest:
+    sources = sorted({r.soundfont for r in split.train.records})
     return ModelManifest(
         name=trained.name,
         version=config.version,
@@ -146,19 +200,19 @@ def build_manifest(
         sha256=sha256_file(model_dir / trained.artifact),
         architecture=trained.architecture,
         input=audio_input(config),
-        output=OutputSchema(labels=list(split.labels)),
-        metrics=headline(evaluations_),
+        output=OutputSchema(labels=list(labels)),
+        metrics=headline(evaluations_, loso),
         evaluations=evaluations_,
         training=Training(
             data=TrainingData(
-                source=f"{SOUNDFONTS[TRAIN_SOUNDFONT].path} (Debian "
-                f"{SOUNDFONTS[TRAIN_SOUNDFONT].package}) rendered by {RENDER_SCRIPT}, "
-                f"minus held-out pitches",
+                source=f"{DATA_SOURCES}, rendered by {RENDER_SCRIPT}: sources "
+                f"{', '.join(sources)}, minus held-out pitches",
                 sha256=data_sha256(split.train),
                 rows=len(split.train.targets),
             ),
             code="ml/training/instruments.py",
             parameters={**trained.parameters, "training_seconds": round(trained.seconds, 1)},
+            cross_validation=cross_validation(loso),
         ),
         created_at=datetime.now(timezone.utc),
     )
@@ -171,12 +225,14 @@ def publish(
     split: Split,
     evals: list[Evaluation],
     committed_dir: Path | None,
+    labels: Sequence[str],
+    loso: LosoResult | None = None,
 ) -> ModelManifest:
     """Write the manifest; add the committed set's evaluation, measured through the runtime.
 
     The manifest returned is the one written, read back: sealed with its digest.
     """
-    manifest = build_manifest(trained, model_dir, config, split, evals)
+    manifest = build_manifest(trained, model_dir, config, split, evals, labels, loso)
     path = write_manifest(manifest, model_dir)
     if committed_dir is not None and (committed_dir / "labels.csv").exists():
         extra = evaluate_committed_set(
@@ -190,36 +246,61 @@ def publish(
 
 
 def train_cnn_model(
-    split: Split, config: TrainConfig, model_dir: Path
+    split: Split,
+    config: TrainConfig,
+    model_dir: Path,
+    labels: Sequence[str],
+    loso: LosoResult | None,
 ) -> tuple[Trained, list[Evaluation]]:
     import torch
 
-    from ml.training.instruments_cnn import predict_log_mel, train_cnn
+    from ml.training.instruments_cnn import predict_logits, train_cnn
 
     started = time.perf_counter()
-    model, history = train_cnn(split.train, len(split.labels), config)
+    model, history = train_cnn(split.train, len(labels), config)
     seconds = time.perf_counter() - started
+    temperature = loso.temperature if loso is not None else 1.0
+    model.temperature = temperature
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), model_dir / "model.pt")
-    evals = evaluations(split, lambda clips: predict_log_mel(model, clips, config), split.labels)
+    evals = []
+    if len(split.heldout.targets):
+        logits = predict_logits(model, split.heldout.power, config)  # calibrated already
+        extra = {
+            "ece": round(expected_calibration_error(softmax(logits), split.heldout.targets), 4)
+        }
+        evals.append(heldout_evaluation(split, logits.argmax(axis=1), labels, extra))
+    if loso is not None:
+        evals.extend(loso.evaluations)
     trained = Trained(
         name=config.cnn_name,
         framework="torch-audio",
         artifact="model.pt",
         architecture="ml.audio_cnn:InstrumentCNN",
-        description="Small CNN on log-mel spectrograms (librosa), trained with augmentation "
-        "aimed at other recordings: onset shift, time stretch, pitch and timbre "
-        "shifts, room reverb, noise, SpecAugment masks.",
+        description="Small CNN on log-mel spectrograms, trained on every source family "
+        "(seven soundfonts, STK physical models, sonic-pi samples, own synthesis) with an "
+        "'unknown' class (drums, noise, speech), on clips passed through rooms, microphones, "
+        "compressors and noise, then augmented (onset shift, time stretch, pitch and timbre "
+        "shifts, SpecAugment); calibrated by a temperature chosen on held-out sources.",
         parameters={
-            "architecture_kwargs": {"channels": list(config.channels)},
+            "architecture_kwargs": {
+                "channels": list(config.channels),
+                "temperature": round(temperature, 4),
+            },
             "epochs": config.epochs,
+            "epoch_size": config.epoch_size or len(split.train.targets),
+            "loso_epochs": config.loso_epochs or config.epochs,
             "batch_size": config.batch_size,
             "learning_rate": config.learning_rate,
             "weight_decay": config.weight_decay,
             "optimizer": "AdamW, one-cycle schedule",
             "class_balance": "balanced sampling",
+            "cache_copies": config.copies,
             "augmentation": asdict(config.augment),
             "seed": config.seed,
+            "max_clips": config.max_clips,
+            "families": sorted({r.source_family for r in split.train.records}),
+            "abstention_threshold": round(loso.threshold, 4) if loso is not None else None,
             "parameters": history["parameters"],
             "final_train_loss": history["loss"][-1],
         },
@@ -229,20 +310,26 @@ def train_cnn_model(
 
 
 def train_mfcc_model(
-    split: Split, config: TrainConfig, model_dir: Path
+    split: Split,
+    config: TrainConfig,
+    model_dir: Path,
+    labels: Sequence[str],
+    loso: LosoResult | None,
 ) -> tuple[Trained, list[Evaluation]]:
     import joblib
 
     from ml.training.instruments_mfcc import predict_mfcc, train_mfcc
 
+    clean = replace(split, train=_clean(split.train), heldout=_clean(split.heldout))
     started = time.perf_counter()
-    classifier, parameters = train_mfcc(split.train, split.labels, config)
+    classifier, parameters = train_mfcc(clean.train, labels, config)
     seconds = time.perf_counter() - started
     model_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(classifier, model_dir / "model.joblib")
-    evals = evaluations(
-        split, lambda clips: predict_mfcc(classifier, clips, split.labels, config), split.labels
-    )
+    evals = []
+    if len(clean.heldout.targets):
+        predicted = predict_mfcc(classifier, clean.heldout, labels, config)
+        evals.append(heldout_evaluation(clean, predicted, labels, {}))
     trained = Trained(
         name=config.mfcc_name,
         framework="sklearn-audio",
@@ -256,30 +343,100 @@ def train_mfcc_model(
     return trained, evals
 
 
+def _clean(clips: ClipSet) -> ClipSet:
+    power = clips.power[:, 0] if clips.power.ndim == 4 else clips.power
+    return ClipSet(clips.root, clips.records, power, clips.targets)
+
+
+def subset(records: Sequence[ClipRecord], max_clips: int, seed: int) -> list[ClipRecord]:
+    """At most ``max_clips`` records, a random sample (in index order) of every source."""
+    if not max_clips or len(records) <= max_clips:
+        return list(records)
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(records))[:max_clips])
+    return [records[i] for i in chosen]
+
+
+def index_frame(records: Sequence[ClipRecord]) -> pd.DataFrame:
+    """The training clips as rows (what MLflow records as the run's dataset)."""
+    return pd.DataFrame(
+        [
+            {"file": r.file, "label": r.label, "source": r.soundfont, "family": r.source_family}
+            for r in records
+        ]
+    )
+
+
+def compare_with_previous(
+    previous_dir: Path, clips: ClipSet, labels: Sequence[str], config: TrainConfig
+) -> dict[str, float]:
+    """A previous torch-audio version's accuracy on each family's instrument clips (it has
+    no ``unknown`` class): what the new version's held-out figures are compared with."""
+    import torch
+
+    from ml.audio_cnn import InstrumentCNN
+    from ml.training.instruments_cnn import predict_logits
+
+    manifest = read_manifest(previous_dir / "manifest.json")
+    source = manifest.conversion.source_artifact if manifest.conversion else manifest.artifact
+    kwargs = dict(manifest.training.parameters.get("architecture_kwargs", {}))
+    old_labels = list(manifest.output.labels)
+    model = InstrumentCNN(len(old_labels), **kwargs)
+    model.load_state_dict(torch.load(previous_dir / source, weights_only=True))
+    figures = {}
+    of_family = np.array([r.source_family for r in clips.records])
+    for family in sorted(set(of_family)):
+        mask = (of_family == family) & np.array([r.label != UNKNOWN for r in clips.records])
+        if not mask.any():
+            continue
+        predicted = predict_logits(model, clips.power[mask], config).argmax(axis=1)
+        expected = np.array([old_labels.index(labels[t]) for t in clips.targets[mask]])
+        figures[str(family)] = round(float(np.mean(predicted == expected)), 4)
+    return figures
+
+
 def run(
     data_dir: Path,
     models_dir: Path,
     config: TrainConfig,
     write_eval_set: bool = True,
     train_mfcc: bool = True,
+    show_progress: bool = False,
+    compare_with: Path | None = None,
 ) -> dict[str, ModelManifest]:
-    """Load the rendered clips, train both models, write them with their manifests."""
+    """Load the rendered clips, evaluate by source, train, write the models and manifests."""
     started = time.perf_counter()
-    records = read_index(data_dir)
+    records = subset(read_index(data_dir), config.max_clips, config.seed)
     labels = [label for label in LABELS if any(r.label == label for r in records)]
-    split = split_records(records, labels, config.heldout_every)
-    split.load(lambda recs: load_clips(data_dir, recs, labels, config.features))
+    index = {label: i for i, label in enumerate(labels)}
+    cache = load_features(
+        data_dir,
+        records,
+        config.features,
+        config.copies,
+        config.seed,
+        show_progress=show_progress,
+    )
+    clips = ClipSet(
+        data_dir, records, cache.power, np.array([index[r.label] for r in records], np.int64)
+    )
+    split = split_heldout_pitches(clips, config.heldout_every, labels)
     logger.info(
-        "clips: %d train, %d held-out pitches, %d other soundfont (%.1f s)",
+        "clips: %d train, %d held-out pitches (%.1f s)",
         len(split.train.targets),
         len(split.heldout.targets),
-        len(split.validation.targets),
         time.perf_counter() - started,
     )
+    loso = None
+    families = families_of(records)
+    if config.loso and len(families) > 1:
+        loso = summarise(run_folds(clips, labels, config, families), labels)
+        print(report(loso), flush=True)
     committed_dir = models_dir / EVALUATION_DIR
     if write_eval_set:
         write_evaluation_set(
-            data_dir, evaluation_set_records(split.validation.records, labels), committed_dir
+            data_dir,
+            evaluation_set_records([r for r in split.heldout.records], labels),
+            committed_dir,
         )
     manifests = {}
     trainers = [(config.cnn_name, train_cnn_model)]
@@ -287,12 +444,26 @@ def run(
         trainers.append((config.mfcc_name, train_mfcc_model))
     for name, trainer in trainers:
         model_dir = models_dir / name / config.version
-        trained, evals = trainer(split, config, model_dir)
-        manifests[name] = publish(trained, model_dir, config, split, evals, committed_dir)
+        trained, evals = trainer(split, config, model_dir, labels, loso)
+        if name == config.cnn_name and compare_with is not None:
+            previous = compare_with_previous(compare_with, clips, labels, config)
+            trained.parameters["previous_version_accuracy_by_family"] = {
+                "model": str(compare_with),
+                **previous,
+            }
+            print(f"{compare_with} on each family's instrument clips: {previous}")
+        manifests[name] = publish(
+            trained, model_dir, config, split, evals, committed_dir, labels, loso
+        )
         if name == config.cnn_name:
             manifests[name] = export_served_form(model_dir)
         if tracking.tracking_enabled():
-            tracking.track_training(manifests[name], model_dir, tracking.model_files(model_dir))
+            tracking.track_training(
+                manifests[name],
+                model_dir,
+                tracking.model_files(model_dir),
+                inputs={"training": index_frame(split.train.records)},
+            )
     return manifests
 
 
@@ -309,13 +480,55 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=Path("data/instruments"))
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument(
+        "--loso-epochs", type=int, default=0, help="epochs of each fold's model (0: --epochs)"
+    )
+    parser.add_argument(
+        "--epoch-size",
+        type=int,
+        default=TrainConfig.epoch_size,
+        help="clips drawn per epoch (0: as many as there are)",
+    )
+    parser.add_argument(
+        "--channels",
+        default=",".join(str(c) for c in TrainConfig.channels),
+        help="the CNN's channels per block, comma-separated",
+    )
+    parser.add_argument(
+        "--max-clips", type=int, default=0, help="a random subset of this many clips (0: all)"
+    )
     parser.add_argument("--version", default=TrainConfig.version)
-    parser.add_argument("--no-mfcc", action="store_true", help="train the CNN only")
+    parser.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out")
+    parser.add_argument("--mfcc", action="store_true", help="train the MFCC baseline too")
+    parser.add_argument(
+        "--write-eval-set",
+        action="store_true",
+        help="rewrite the committed evaluation clips (models/_evaluation/instrument-recognition)",
+    )
+    parser.add_argument(
+        "--compare-with", type=Path, help="a previous torch-audio version folder to compare with"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = TrainConfig(epochs=args.epochs, version=args.version)
+    config = TrainConfig(
+        epochs=args.epochs,
+        loso_epochs=args.loso_epochs,
+        epoch_size=args.epoch_size,
+        channels=tuple(int(c) for c in args.channels.split(",")),
+        max_clips=args.max_clips,
+        version=args.version,
+        loso=not args.no_loso,
+    )
     started = time.perf_counter()
-    manifests = run(args.data, args.models_dir, config, train_mfcc=not args.no_mfcc)
+    manifests = run(
+        args.data,
+        args.models_dir,
+        config,
+        write_eval_set=args.write_eval_set,
+        train_mfcc=args.mfcc,
+        show_progress=True,
+        compare_with=args.compare_with,
+    )
     for manifest in manifests.values():
         print(
             f"{manifest.ref}: "

@@ -21,12 +21,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def balanced_order(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def balanced_order(
+    targets: np.ndarray, rng: np.random.Generator, size: int | None = None
+) -> np.ndarray:
     """One epoch of indices in which every class is drawn equally often."""
     n_classes = int(targets.max()) + 1
     counts = np.bincount(targets, minlength=n_classes)
     weights = 1.0 / counts[targets]
-    return rng.choice(len(targets), size=len(targets), replace=True, p=weights / weights.sum())
+    return rng.choice(
+        len(targets), size=size or len(targets), replace=True, p=weights / weights.sum()
+    )
+
+
+def epoch_length(clips: ClipSet, config: TrainConfig) -> int:
+    """Clips drawn per epoch: all of them, or ``config.epoch_size`` when set (a bound on the
+    cost of an epoch, whatever the size of the data set)."""
+    return config.epoch_size or len(clips.targets)
 
 
 def train_cnn(
@@ -36,8 +46,8 @@ def train_cnn(
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
-    model = InstrumentCNN(n_classes, n_mels=clips.power.shape[1], channels=config.channels)
-    steps = max(1, -(-len(clips.targets) // config.batch_size))
+    model = InstrumentCNN(n_classes, n_mels=clips.power.shape[-2], channels=config.channels)
+    steps = max(1, -(-epoch_length(clips, config) // config.batch_size))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -76,11 +86,14 @@ def _epoch(
     loss_fn: nn.Module,
 ) -> float:
     model.train()
-    order = balanced_order(clips.targets, rng)
+    order = balanced_order(clips.targets, rng, epoch_length(clips, config))
     total = 0.0
     for start in range(0, len(order), config.batch_size):
         batch = order[start : start + config.batch_size]
-        inputs = augment_log_mel(clips.power[batch], rng, config.augment, config.features.top_db)
+        power = clips.power[batch]
+        if power.ndim == 4:  # (clips, copies, mels, frames): one recorded copy of each
+            power = power[np.arange(len(batch)), rng.integers(0, power.shape[1], len(batch))]
+        inputs = augment_log_mel(power, rng, config.augment, config.features.top_db)
         logits = model(torch.from_numpy(inputs))
         loss = loss_fn(logits, torch.from_numpy(clips.targets[batch]))
         optimizer.zero_grad()
@@ -91,16 +104,27 @@ def _epoch(
     return total / len(order)
 
 
+def predict_logits(
+    model: nn.Module, power: np.ndarray, config: TrainConfig, batch_size: int = 256
+) -> np.ndarray:
+    """(clips, classes) logits of un-augmented clips: copy 0 of a (clips, copies, ...) cache."""
+    if power.ndim == 4:
+        power = power[:, 0]
+    model.eval()
+    logits = []
+    with torch.inference_mode():
+        for start in range(0, len(power), batch_size):
+            inputs = log_mel_from_power(power[start : start + batch_size], config.features.top_db)
+            logits.append(model(torch.from_numpy(inputs)).numpy())
+    if not logits:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(logits)
+
+
 def predict_log_mel(
     model: nn.Module, clips: ClipSet, config: TrainConfig, batch_size: int = 256
 ) -> np.ndarray:
     """Predicted class of each (un-augmented) clip."""
-    model.eval()
-    predictions = []
-    with torch.inference_mode():
-        for start in range(0, len(clips.targets), batch_size):
-            inputs = log_mel_from_power(
-                clips.power[start : start + batch_size], config.features.top_db
-            )
-            predictions.append(model(torch.from_numpy(inputs)).argmax(dim=1).numpy())
-    return np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
+    if not len(clips.targets):
+        return np.zeros(0, np.int64)
+    return predict_logits(model, clips.power, config, batch_size).argmax(axis=1)

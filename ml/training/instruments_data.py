@@ -1,4 +1,4 @@
-"""Rendered clips for training: the split, mel power precomputation, the committed eval set."""
+"""Rendered clips for training: held-out pitches, mel power, the committed evaluation set."""
 
 from __future__ import annotations
 
@@ -11,13 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ml import features
-from ml.training.render_instruments import (
-    INSTRUMENTS,
-    SAMPLE_RATE,
-    TRAIN_SOUNDFONT,
-    VALIDATION_SOUNDFONT,
-    ClipRecord,
-)
+from ml.training.render_instruments import INSTRUMENTS, SAMPLE_RATE, ClipRecord
 
 logger = logging.getLogger(__name__)
 
@@ -51,28 +45,10 @@ class Split:
 
 
 def is_heldout(record: ClipRecord, every: int) -> bool:
-    """Every ``every``-th semitone from the bottom of the range, starting with the 3rd."""
-    low = next(i.low for i in INSTRUMENTS if i.label == record.label)
-    return (record.note - low) % every == 2 % every
-
-
-def split_records(
-    records: Sequence[ClipRecord], labels: Sequence[str], heldout_every: int
-) -> Split:
-    wanted = [r for r in records if r.label in labels]
-    train = [
-        r for r in wanted if r.soundfont == TRAIN_SOUNDFONT and not is_heldout(r, heldout_every)
-    ]
-    heldout = [r for r in wanted if r.soundfont == TRAIN_SOUNDFONT and is_heldout(r, heldout_every)]
-    validation = [r for r in wanted if r.soundfont == VALIDATION_SOUNDFONT]
-    root = Path(".")
-    return Split(
-        list(labels),
-        heldout_every,
-        ClipSet(root, train),
-        ClipSet(root, heldout),
-        ClipSet(root, validation),
-    )
+    """Every ``every``-th semitone from the bottom of the range, starting with the 3rd; a clip
+    with no instrument (``unknown``) has no pitch and is never one."""
+    low = next((i.low for i in INSTRUMENTS if i.label == record.label), None)
+    return low is not None and (record.note - low) % every == 2 % every
 
 
 def read_clip(path: Path) -> np.ndarray:

@@ -2,12 +2,19 @@
 
 One MIDI file per instrument and soundfont holds every note of the instrument's range at
 several velocities, one note per fixed-length slot; FluidSynth renders it once (starting it
-per note would reload the soundfont each time) and the result is sliced into clips.
+per note would reload the soundfont each time) and the result is sliced into clips. Some
+notes get vibrato (modulation wheel, CC1) or a pitch bend into the note.
 
     python -m ml.training.render_instruments --out data/instruments
 
-Writes ``<out>/<soundfont>/<label>/<label>-n<note>-v<velocity>.wav`` (mono, 16-bit) and
-``<out>/index.csv`` (file, label, program, note, velocity, soundfont).
+renders every source of the data set: the seven soundfonts below, and (``render_sources``)
+the STK physical models, the sonic-pi samples, this project's own synthesis, and the clips
+of the ``unknown`` class (GM percussion, noise, espeak-ng speech, synthesised drums).
+
+Writes ``<out>/<source>/<label>/<label>-n<note>-v<velocity>[-<expression>].wav`` (mono,
+16-bit) and ``<out>/index.csv`` (file, label, program, note, velocity, soundfont, family,
+expression): ``soundfont`` is the source's key, ``family`` groups near-identical sources
+(the leave-one-source-out folds).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +50,8 @@ TICKS_PER_BEAT = 480
 TEMPO_US_PER_BEAT = 500_000  # 120 bpm: one beat is 0.5 s
 TICKS_PER_SECOND = TICKS_PER_BEAT * 1_000_000 // TEMPO_US_PER_BEAT
 
-APT_PACKAGES = ("fluidsynth", "fluid-soundfont-gm", "musescore-general-soundfont-small")
+UNKNOWN = "unknown"
+"""The label of a clip with no instrument of the eight in it (drums, noise, speech)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,8 @@ INSTRUMENTS: tuple[Instrument, ...] = (
     Instrument("clarinet", 71, 50, 91),
     Instrument("flute", 73, 60, 96),
 )
-LABELS: tuple[str, ...] = tuple(instrument.label for instrument in INSTRUMENTS)
+INSTRUMENT_LABELS: tuple[str, ...] = tuple(instrument.label for instrument in INSTRUMENTS)
+LABELS: tuple[str, ...] = (*INSTRUMENT_LABELS, UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -72,21 +82,64 @@ class Soundfont:
     key: str
     path: Path
     package: str
+    family: str
+    """Sources of one family share their samples: a fold holds them out together."""
 
 
-SOUNDFONTS: dict[str, Soundfont] = {
-    "fluidr3": Soundfont(
-        "fluidr3", Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), "fluid-soundfont-gm"
+def _soundfonts(*items: Soundfont) -> dict[str, Soundfont]:
+    return {item.key: item for item in items}
+
+
+SOUNDFONTS: dict[str, Soundfont] = _soundfonts(
+    Soundfont(
+        "fluidr3", Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), "fluid-soundfont-gm", "fluidr3"
     ),
-    "musescore": Soundfont(
+    Soundfont(
+        "fluidr3-gs", Path("/usr/share/sounds/sf2/FluidR3_GS.sf2"), "fluid-soundfont-gs", "fluidr3"
+    ),
+    Soundfont(
+        "fluidr3-mono",
+        Path("/usr/share/sounds/sf3/FluidR3Mono_GM.sf3"),
+        "fluidr3mono-gm-soundfont",
+        "fluidr3",
+    ),
+    Soundfont(
         "musescore",
         Path("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"),
         "musescore-general-soundfont-small",
+        "musescore",
     ),
-}
+    Soundfont(
+        "musescore-full",
+        Path("/usr/share/sounds/sf3/MuseScore_General_Full.sf3"),
+        "musescore-general-soundfont",
+        "musescore",
+    ),
+    Soundfont(
+        "musescore-lossless",
+        Path("/usr/share/sounds/sf2/MuseScore_General_Full.sf2"),
+        "musescore-general-soundfont-lossless",
+        "musescore",
+    ),
+    Soundfont("opl3", Path("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2"), "opl3-soundfont", "opl3"),
+)
 ALL_SOUNDFONTS: tuple[Soundfont, ...] = tuple(SOUNDFONTS.values())
-TRAIN_SOUNDFONT = "fluidr3"
-VALIDATION_SOUNDFONT = "musescore"
+APT_PACKAGES: tuple[str, ...] = (
+    "fluidsynth",
+    *(sf.package for sf in ALL_SOUNDFONTS),
+    "stk",
+    "sonic-pi-samples",
+    "espeak-ng",
+)
+# GM percussion (channel 10, 0-based 9): the kit's notes, rendered as ``unknown`` clips.
+DRUM_CHANNEL = 9
+DRUM_NOTES = range(35, 82)
+DRUM_VELOCITIES = (60, 110)
+
+
+# Expressions a note may get, where the source allows: none, vibrato, a bend into the note.
+PLAIN, VIBRATO, BEND = "", "vibrato", "bend"
+EXPRESSIONS = (PLAIN, VIBRATO, BEND)
 
 
 @dataclass(frozen=True)
@@ -95,6 +148,7 @@ class Note:
     velocity: int
     duration: float
     """Seconds the key is held; varied so clips hold both decays and sustained notes."""
+    expression: str = PLAIN
 
 
 @dataclass(frozen=True)
@@ -105,14 +159,25 @@ class ClipRecord:
     note: int
     velocity: int
     soundfont: str
+    """The source's key (a soundfont, ``stk``, ``sonic-pi``, ``synth``, ``speech``, ...)."""
+    family: str = ""
+    """The group of near-identical sources it belongs to; its source's key when empty."""
+    expression: str = PLAIN
+
+    @property
+    def source_family(self) -> str:
+        return self.family or self.soundfont
 
 
-def ensure_packages(soundfonts: Sequence[Soundfont]) -> None:
-    """Install FluidSynth and the soundfonts with apt-get when they are missing."""
-    missing_binary = shutil.which("fluidsynth") is None
+def ensure_packages(
+    soundfonts: Sequence[Soundfont], binaries: Sequence[tuple[str, str]] = ()
+) -> None:
+    """Install FluidSynth, the soundfonts and the other tools (binary, package) with apt-get
+    when they are missing."""
     missing = [sf.package for sf in soundfonts if not sf.path.exists()]
-    if missing_binary:
-        missing.insert(0, "fluidsynth")
+    for binary, package in (("fluidsynth", "fluidsynth"), *binaries):
+        if shutil.which(binary) is None:
+            missing.insert(0, package)
     if not missing:
         return
     logger.info("installing Debian packages: %s", " ".join(missing))
@@ -124,36 +189,77 @@ def ensure_packages(soundfonts: Sequence[Soundfont]) -> None:
 def note_plan(
     instrument: Instrument, velocities: Sequence[int] = VELOCITIES, note_step: int = 1
 ) -> list[Note]:
-    """Every ``note_step``-th semitone of the range at every velocity, with varied lengths."""
+    """Every ``note_step``-th semitone of the range at every velocity, with varied lengths;
+    a third of the notes get vibrato, another third a bend into the note."""
     rng = np.random.default_rng(instrument.program)
     return [
-        Note(note, velocity, float(rng.uniform(0.6, 2.0)))
+        Note(
+            note,
+            velocity,
+            float(rng.uniform(0.6, 2.0)),
+            EXPRESSIONS[(note + index) % len(EXPRESSIONS)],
+        )
         for note in range(instrument.low, instrument.high + 1, note_step)
-        for velocity in velocities
+        for index, velocity in enumerate(velocities)
     ]
 
 
-def write_midi(path: Path, program: int, notes: Sequence[Note]) -> None:
-    """A type-0 MIDI file: program change, then one note per slot on channel 0."""
+def write_midi(path: Path, program: int, notes: Sequence[Note], channel: int = 0) -> None:
+    """A type-0 MIDI file: program change, then one note per slot on ``channel``.
+
+    Vibrato is the modulation wheel (CC1) raised through the note; a bend starts up to a
+    semitone off (the default bend range is two) and glides to the pitch in 0.2 s.
+    """
     import mido
 
-    track = mido.MidiTrack()
-    track.append(mido.MetaMessage("set_tempo", tempo=TEMPO_US_PER_BEAT, time=0))
-    track.append(mido.Message("program_change", program=program, channel=0, time=0))
-    now = 0
+    events: list[tuple[int, int, mido.Message]] = []  # (tick, order, message)
     for index, note in enumerate(notes):
         start = _ticks(LEAD_SECONDS + index * SLOT_SECONDS)
         end = start + _ticks(note.duration)
-        track.append(
-            mido.Message("note_on", note=note.note, velocity=note.velocity, time=start - now)
+        if note.expression == VIBRATO:
+            for step in range(8):
+                value = min(127, 40 + 12 * step)
+                tick = start + _ticks(0.1 * step)
+                events.append((tick, 0, _cc(channel, 1, value)))
+        elif note.expression == BEND:
+            depth = (1 if note.note % 2 else -1) * (2048 + 1024 * (note.velocity % 3))
+            for step in range(6):
+                tick = max(start - 1, 0) if step == 0 else start + _ticks(0.04 * step)
+                pitch = int(depth * (1 - step / 5))
+                events.append((tick, 0, mido.Message("pitchwheel", channel=channel, pitch=pitch)))
+        events.append(
+            (
+                start,
+                1,
+                mido.Message("note_on", channel=channel, note=note.note, velocity=note.velocity),
+            )
         )
-        track.append(mido.Message("note_off", note=note.note, velocity=0, time=end - start))
-        now = end
+        events.append(
+            (end, 2, mido.Message("note_off", channel=channel, note=note.note, velocity=0))
+        )
+        if note.expression == VIBRATO:
+            events.append((end + 1, 3, _cc(channel, 1, 0)))
+        elif note.expression == BEND:
+            events.append((end + 1, 3, mido.Message("pitchwheel", channel=channel, pitch=0)))
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("set_tempo", tempo=TEMPO_US_PER_BEAT, time=0))
+    if channel != DRUM_CHANNEL:
+        track.append(mido.Message("program_change", program=program, channel=channel, time=0))
+    now = 0
+    for tick, _, message in sorted(events, key=lambda event: (event[0], event[1])):
+        track.append(message.copy(time=tick - now))
+        now = tick
     tail = _ticks(LEAD_SECONDS + len(notes) * SLOT_SECONDS) - now
     track.append(mido.MetaMessage("end_of_track", time=max(tail, 0)))
     midi = mido.MidiFile(type=0, ticks_per_beat=TICKS_PER_BEAT)
     midi.tracks.append(track)
     midi.save(str(path))
+
+
+def _cc(channel: int, control: int, value: int) -> Any:
+    import mido
+
+    return mido.Message("control_change", channel=channel, control=control, value=value)
 
 
 def _ticks(seconds: float) -> int:
@@ -203,6 +309,43 @@ def is_silent(clip: np.ndarray) -> bool:
     return float(np.sqrt(np.mean(np.square(clip, dtype=np.float64)))) < SILENCE_RMS
 
 
+def clip_name(label: str, note: Note | int, velocity: int = 0, expression: str = PLAIN) -> str:
+    if isinstance(note, Note):
+        note, velocity, expression = note.note, note.velocity, note.expression
+    suffix = f"-{expression}" if expression else ""
+    return f"{label}-n{note:03d}-v{velocity:03d}{suffix}.wav"
+
+
+def write_clip(
+    out_dir: Path,
+    source: str,
+    family: str,
+    label: str,
+    name: str,
+    clip: np.ndarray,
+    program: int = -1,
+    note: int = 0,
+    velocity: int = 0,
+    expression: str = PLAIN,
+) -> ClipRecord:
+    """Write one clip as ``<source>/<label>/<name>``; its index record."""
+    import soundfile
+
+    clip_dir = out_dir / source / label
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(clip_dir / name), np.clip(clip, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
+    return ClipRecord(
+        file=f"{source}/{label}/{name}",
+        label=label,
+        program=program,
+        note=note,
+        velocity=velocity,
+        soundfont=source,
+        family=family,
+        expression=expression,
+    )
+
+
 def render_instrument(
     soundfont: Soundfont,
     instrument: Instrument,
@@ -211,36 +354,53 @@ def render_instrument(
     note_step: int = 1,
 ) -> list[ClipRecord]:
     """Render one instrument from one soundfont; write its non-silent clips."""
-    import soundfile
-
     notes = note_plan(instrument, velocities, note_step)
-    clip_dir = out_dir / soundfont.key / instrument.label
-    clip_dir.mkdir(parents=True, exist_ok=True)
+    return _render_notes(soundfont, instrument.label, instrument.program, notes, out_dir, 0)
+
+
+def render_drums(
+    soundfont: Soundfont, out_dir: Path, notes: Sequence[int] = DRUM_NOTES
+) -> list[ClipRecord]:
+    """The soundfont's GM percussion kit (channel 10), every note: ``unknown`` clips."""
+    plan = [Note(note, velocity, 0.5) for note in notes for velocity in DRUM_VELOCITIES]
+    return _render_notes(soundfont, UNKNOWN, 128, plan, out_dir, DRUM_CHANNEL, prefix="drum")
+
+
+def _render_notes(
+    soundfont: Soundfont,
+    label: str,
+    program: int,
+    notes: Sequence[Note],
+    out_dir: Path,
+    channel: int,
+    prefix: str | None = None,
+) -> list[ClipRecord]:
     with tempfile.TemporaryDirectory(prefix="render-") as tmp:
-        midi_path = Path(tmp) / f"{instrument.label}.mid"
-        write_midi(midi_path, instrument.program, notes)
+        midi_path = Path(tmp) / f"{label}.mid"
+        write_midi(midi_path, program, notes, channel)
         samples = render_midi(soundfont.path, midi_path, Path(tmp) / "render.wav")
     records = []
     for note, clip in zip(notes, slice_clips(samples, len(notes)), strict=True):
         if is_silent(clip):
             continue
-        name = f"{instrument.label}-n{note.note:03d}-v{note.velocity:03d}.wav"
-        soundfile.write(
-            str(clip_dir / name), np.clip(clip, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16"
-        )
+        name = clip_name(prefix or label, note)
         records.append(
-            ClipRecord(
-                file=f"{soundfont.key}/{instrument.label}/{name}",
-                label=instrument.label,
-                program=instrument.program,
-                note=note.note,
-                velocity=note.velocity,
-                soundfont=soundfont.key,
+            write_clip(
+                out_dir,
+                soundfont.key,
+                soundfont.family,
+                label,
+                name,
+                clip,
+                program,
+                note.note,
+                note.velocity,
+                note.expression,
             )
         )
     dropped = len(notes) - len(records)
     if dropped:
-        logger.info("%s/%s: dropped %d silent notes", soundfont.key, instrument.label, dropped)
+        logger.info("%s/%s: dropped %d silent notes", soundfont.key, prefix or label, dropped)
     return records
 
 
@@ -251,35 +411,69 @@ def render_all(
     velocities: Sequence[int] = VELOCITIES,
     note_step: int = 1,
     show_progress: bool = False,
+    drums: bool = False,
+    others: Sequence[str] = (),
 ) -> list[ClipRecord]:
-    """Render every (soundfont, instrument) pair, two FluidSynth processes at a time."""
-    ensure_packages(soundfonts)
-    jobs = [(sf, instrument) for sf in soundfonts for instrument in instruments]
+    """Render every (soundfont, instrument) pair, two FluidSynth processes at a time; with
+    ``drums``, each soundfont's percussion kit too; then the ``others`` sources of
+    ``render_sources`` (``stk``, ``sonic-pi``, ``synth``, ``unknown``)."""
+    from ml.training import render_sources
+
+    ensure_packages(soundfonts, render_sources.binaries(others))
+    jobs: list[tuple[str, Any]] = []
+    for sf in soundfonts:
+        for instrument in instruments:
+            jobs.append(
+                (
+                    f"{sf.key}/{instrument.label}",
+                    lambda sf=sf, instrument=instrument: render_instrument(
+                        sf, instrument, out_dir, velocities, note_step
+                    ),
+                )
+            )
+        if drums:
+            jobs.append((f"{sf.key}/drums", lambda sf=sf: render_drums(sf, out_dir)))
+    for name in others:
+        jobs.extend(render_sources.jobs(name, out_dir, instruments, note_step))
     records: list[ClipRecord] = []
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [
-            pool.submit(render_instrument, sf, instrument, out_dir, velocities, note_step)
-            for sf, instrument in jobs
-        ]
-        for future in _progress(futures, show_progress):
+        futures = [pool.submit(job) for _, job in jobs]
+        for future in _progress(futures, show_progress, [name for name, _ in jobs]):
             records.extend(future.result())
     write_index(out_dir, records)
     return records
 
 
-def _progress(futures: list, show_progress: bool) -> Iterator:
+def _progress(futures: list, show_progress: bool, names: Sequence[str] = ()) -> Iterator:
     if not show_progress:
-        return iter(futures)
+        yield from futures
+        return
     from tqdm import tqdm
 
-    return iter(tqdm(futures, desc="rendering", unit="instrument"))
+    bar = tqdm(futures, desc="rendering", unit="job")
+    for index, future in enumerate(bar):
+        if index < len(names):
+            bar.set_postfix_str(names[index])
+        yield future
+
+
+INDEX_COLUMNS = (
+    "file",
+    "label",
+    "program",
+    "note",
+    "velocity",
+    "soundfont",
+    "family",
+    "expression",
+)
 
 
 def write_index(out_dir: Path, records: Sequence[ClipRecord]) -> Path:
     path = out_dir / "index.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "label", "program", "note", "velocity", "soundfont"])
+        writer.writerow(INDEX_COLUMNS)
         for record in records:
             writer.writerow(
                 [
@@ -289,6 +483,8 @@ def write_index(out_dir: Path, records: Sequence[ClipRecord]) -> Path:
                     record.note,
                     record.velocity,
                     record.soundfont,
+                    record.source_family,
+                    record.expression,
                 ]
             )
     return path
@@ -304,25 +500,49 @@ def read_index(data_dir: Path) -> list[ClipRecord]:
                 note=int(row["note"]),
                 velocity=int(row["velocity"]),
                 soundfont=row["soundfont"],
+                family=row.get("family") or "",
+                expression=row.get("expression") or PLAIN,
             )
             for row in csv.DictReader(handle)
         ]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from ml.training.render_sources import OTHER_SOURCES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/instruments"))
     parser.add_argument(
         "--note-step", type=int, default=1, help="render every n-th semitone (1: all of them)"
     )
+    parser.add_argument(
+        "--soundfonts",
+        default=",".join(SOUNDFONTS),
+        help="comma-separated soundfont keys (default: all of them; empty: none)",
+    )
+    parser.add_argument(
+        "--sources",
+        default=",".join(OTHER_SOURCES),
+        help=f"comma-separated other sources (default: {','.join(OTHER_SOURCES)})",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    records = render_all(args.out, note_step=args.note_step, show_progress=True)
-    for key in SOUNDFONTS:
-        count = sum(record.soundfont == key for record in records)
-        print(f"{key}: {count} clips")
-    print(f"index: {args.out / 'index.csv'}")
+    soundfonts = [SOUNDFONTS[key] for key in args.soundfonts.split(",") if key]
+    others = [name for name in args.sources.split(",") if name]
+    records = render_all(
+        args.out,
+        soundfonts,
+        note_step=args.note_step,
+        show_progress=True,
+        drums=True,
+        others=others,
+    )
+    for source in sorted({record.soundfont for record in records}):
+        mine = [record for record in records if record.soundfont == source]
+        unknown = sum(record.label == UNKNOWN for record in mine)
+        print(f"{source} ({mine[0].source_family}): {len(mine)} clips, {unknown} unknown")
+    print(f"{len(records)} clips; index: {args.out / 'index.csv'}")
 
 
 if __name__ == "__main__":
