@@ -19,7 +19,7 @@ final model) on two CPU cores, 80,000 parameters."""
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 12
+    epochs: int = 60
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-3
@@ -35,7 +35,7 @@ class TrainConfig:
     """Versions of each clip in the feature cache: as rendered, then recorded copies."""
     loso: bool = True
     """Leave-one-source-out: one model per source family, trained without it, measured on it."""
-    loso_epochs: int = 0
+    loso_epochs: int = 40
     """Epochs of each fold's model; 0: ``epochs``."""
     max_clips: int = 0
     """Train and evaluate on at most this many clips (a stratified subset); 0: all."""

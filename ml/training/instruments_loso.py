@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -113,7 +114,19 @@ class LosoResult:
     temperature: float
     threshold: float
     evaluations: list[Evaluation] = field(default_factory=list)
+    """The pooled evaluation (``loso``, whose metrics are ``summary``), then one per fold."""
     summary: dict[str, float] = field(default_factory=dict)
+
+    def save(self, path: Path) -> Path:
+        """Every fold's held-out logits, targets and clip files: the figures can be recomputed."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {"labels": np.array(self.labels)}
+        for fold in self.folds:
+            arrays[f"{fold.family}.logits"] = fold.logits
+            arrays[f"{fold.family}.targets"] = fold.targets
+            arrays[f"{fold.family}.files"] = np.array([r.file for r in fold.records])
+        np.savez(path, **arrays)
+        return path
 
 
 def families_of(records: Sequence[ClipRecord]) -> list[str]:
@@ -216,7 +229,17 @@ def summarise(folds: Sequence[Fold], labels: Sequence[str]) -> LosoResult:
     temperature = fit_temperature(logits, targets)
     probabilities = softmax(logits, temperature)
     threshold, balanced = choose_threshold(probabilities, targets, unknown)
+    pooled = evaluate(
+        probabilities.argmax(axis=1),
+        targets,
+        labels,
+        "loso",
+        "leave-one-source-out, pooled: every clip of every family ("
+        + ", ".join(f.family for f in folds)
+        + "), each by the CNN trained without its family",
+    )
     summary = {
+        **pooled.metrics,
         "loso_min_accuracy": round(min(accuracies), 4),
         "loso_mean_accuracy": round(float(np.mean(accuracies)), 4),
         "loso_min_instrument_accuracy": round(min(instrument_accuracies), 4),
@@ -229,7 +252,10 @@ def summarise(folds: Sequence[Fold], labels: Sequence[str]) -> LosoResult:
     if unknown is not None:
         summary["abstention_threshold"] = round(threshold, 4)
         summary["loso_balanced_accuracy_with_abstention"] = round(balanced, 4)
-    return LosoResult(list(folds), list(labels), temperature, threshold, evaluations, summary)
+    pooled = pooled.model_copy(update={"metrics": summary})
+    return LosoResult(
+        list(folds), list(labels), temperature, threshold, [pooled, *evaluations], summary
+    )
 
 
 def report(result: LosoResult) -> str:
@@ -239,7 +265,7 @@ def report(result: LosoResult) -> str:
         f"  {'family':<12}{'clips':>7}{'accuracy':>10}{'instr.':>8}{'unknown':>9}"
         f"{'ECE':>7}{'ECE raw':>9}{'T':>6}",
     ]
-    for fold, evaluation in zip(result.folds, result.evaluations, strict=True):
+    for fold, evaluation in zip(result.folds, result.evaluations[1:], strict=True):
         m = evaluation.metrics
         unknown = f"{m['unknown_recall']:.3f}" if "unknown_recall" in m else "-"
         lines.append(

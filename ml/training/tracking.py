@@ -47,17 +47,19 @@ def track_training(
     model_dir: Path,
     log_model: ModelLogger,
     inputs: Mapping[str, pd.DataFrame] | None = None,
+    extra_metrics: Mapping[str, float] | None = None,
 ) -> TrackedModel:
     """Log the run that produced ``manifest`` (written in ``model_dir``) and register its model.
 
-    ``inputs`` maps a context (``training``, ``evaluation``) to the rows used in it.
+    ``inputs`` maps a context (``training``, ``evaluation``) to the rows used in it;
+    ``extra_metrics`` are figures of other evaluations than the headline's (named so).
     """
     import mlflow
 
     experiment_id = _experiment_id(manifest.task)
     with mlflow.start_run(experiment_id=experiment_id, run_name=manifest.ref) as run:
         mlflow.log_params(flat_params(manifest.training.parameters))
-        mlflow.log_metrics(run_metrics(manifest))
+        mlflow.log_metrics({**run_metrics(manifest), **(extra_metrics or {})})
         mlflow.set_tags(data_tags(manifest))
         for context, frame in (inputs or {}).items():
             mlflow.log_input(_frame_dataset(manifest, frame, context), context=context)

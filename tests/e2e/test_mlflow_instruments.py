@@ -48,6 +48,7 @@ def test_an_instrument_training_is_logged_and_registered(
                 "--data", str(data),
                 "--models-dir", str(models),
                 "--epochs", "1",
+                "--loso-epochs", "1",
                 "--epoch-size", "64",
                 "--channels", "8,8,16,16",
                 "--max-clips", "300",
@@ -74,15 +75,18 @@ def test_an_instrument_training_is_logged_and_registered(
     )
     assert json.loads(params["families"]) == ["fluidr3", "synth"]
     metrics = run.data.metrics
-    # Held-out figures: the pitches never trained on, the families left out one at a time.
-    for name in ("heldout_pitches_accuracy", "loso_min_accuracy", "loso_pooled_ece"):
+    # Held-out figures: the families left out one at a time (the headline, pooled, and each
+    # fold's as cv_*), and the pitches never trained on.
+    for name in ("accuracy", "loso_min_accuracy", "loso_pooled_ece", "temperature"):
         assert metrics[name] == pytest.approx(manifest["metrics"][name])
+    evaluations = {e["dataset"]: e["metrics"] for e in manifest["evaluations"]}
+    pitches = evaluations["../data/instruments (held-out pitches)"]
+    assert metrics["heldout_pitches_accuracy"] == pytest.approx(pitches["accuracy"])
+    assert metrics["heldout_pitches_ece"] == pytest.approx(pitches["ece"])
     for family in ("fluidr3", "synth"):
-        assert metrics[f"cv_loso_{family}_accuracy"] == pytest.approx(
-            next(e for e in manifest["evaluations"] if e["dataset"] == f"loso/{family}")["metrics"][
-                "accuracy"
-            ]
-        )
+        fold = evaluations[f"loso/{family}"]
+        assert metrics[f"cv_loso_{family}_accuracy"] == pytest.approx(fold["accuracy"])
+        assert metrics[f"cv_loso_{family}_ece"] == pytest.approx(fold["ece"])
     # The dataset reference: what was trained on, by hash, and the clips themselves as rows.
     tags = run.data.tags
     data_ref = manifest["training"]["data"]

@@ -64,6 +64,7 @@ def test_train_write_load_and_predict(rendered: Path, tmp_path: Path) -> None:
     config = TrainConfig(
         epochs=1,
         epoch_size=0,
+        loso_epochs=1,
         batch_size=16,
         channels=(8, 16, 16, 32),
         mfcc_copies=1,
