@@ -70,7 +70,9 @@ def airflow_env(tmp_path: Path, server: LiveServer, margin: str) -> dict[str, st
     }
 
 
-def dags_test(env: dict[str, str], log_path: Path) -> subprocess.CompletedProcess[str]:
+def dags_test(
+    env: dict[str, str], log_path: Path, *, succeeds: bool = True
+) -> subprocess.CompletedProcess[str]:
     """One run of the DAG; its output also kept in ``log_path``, the task logs included."""
     done = subprocess.run(
         [str(AIRFLOW), "dags", "test", DAG_ID],
@@ -82,7 +84,7 @@ def dags_test(env: dict[str, str], log_path: Path) -> subprocess.CompletedProces
         check=False,
     )
     log_path.write_text(done.stdout + done.stderr)
-    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
+    assert (done.returncode == 0) is succeeds, done.stdout[-6000:] + done.stderr[-6000:]
     return done
 
 
@@ -107,6 +109,7 @@ def test_the_gate_keeps_the_champion_then_promotes_a_better_candidate(
 
     kept = dags_test(airflow_env(tmp_path, server, "1.0"), tmp_path / "kept.log")
     log = kept.stdout + kept.stderr
+    assert "Candidate and champion scored on the same held-out rows" in log, log[-6000:]
     assert "Gate failed: champion kept" in log, log[-6000:]
     assert not (store / MODEL / "2").exists()
     assert model(server)["serving_version"] == "1"
@@ -119,3 +122,28 @@ def test_the_gate_keeps_the_champion_then_promotes_a_better_candidate(
     after = model(server)
     assert after["serving_version"] == "2"
     assert after["aliases"] == {"champion": "2"}
+
+
+def test_a_candidate_measured_on_other_rows_than_the_champion_is_never_promoted(
+    tmp_path: Path, server: LiveServer
+) -> None:
+    store = Path(server.env["MODELS_DIR"])
+    served_rows = store / "_evaluation" / "employee-attrition" / "heldout.csv"
+    lines = served_rows.read_text().splitlines(keepends=True)
+    served_rows.write_text("".join(lines[:-1]))  # the API now scores one row fewer
+    subprocess.run(
+        [str(AIRFLOW), "db", "migrate"],
+        env=airflow_env(tmp_path, server, "0"),
+        capture_output=True,
+        check=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+    )
+    # Even a gate that anything would pass (a negative margin) is not reached.
+    failed = dags_test(
+        airflow_env(tmp_path, server, "-1.0"), tmp_path / "other-rows.log", succeeds=False
+    )
+    log = failed.stdout + failed.stderr
+    assert "different held-out rows, so their scores cannot be compared" in log, log[-6000:]
+    assert "Packaged" not in log, log[-6000:]
+    assert not (store / MODEL / "2").exists()
+    assert model(server)["serving_version"] == "1"

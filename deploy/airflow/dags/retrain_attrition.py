@@ -5,10 +5,11 @@ commands do the work, run as subprocesses with the app's Python (``mldeploy_app_
 Airflow's virtualenv needs none of the app's dependencies. The candidate is trained on the
 latest stored version of the data set and measured on its recorded held-out rows (its
 manifest's metrics); the champion is measured by the API on the task's held-out set
-(``GET /models/{name}/evaluation``). Only when the candidate beats it by more than
-``mldeploy_promotion_margin`` is it packaged into the API's model store (``registry add``)
-and made ``champion`` through the admin API; otherwise ``package`` and ``promote`` are
-skipped and the champion stays as it was.
+(``GET /models/{name}/evaluation``). Both must be the same rows, byte for byte, or the run
+fails at ``evaluate``: scores on different rows cannot be compared. Only when the candidate
+beats it by more than ``mldeploy_promotion_margin`` is it packaged into the API's model store
+(``registry add``) and made ``champion`` through the admin API; otherwise ``package`` and
+``promote`` are skipped and the champion stays as it was.
 
 Settings are Airflow Variables, which ``AIRFLOW_VAR_<NAME>`` environment variables also set:
 mldeploy_api_url, mldeploy_admin_username and mldeploy_admin_password (or mldeploy_admin_token),
@@ -19,6 +20,7 @@ mldeploy_metric, mldeploy_promotion_margin, mldeploy_work_dir.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -94,6 +96,21 @@ def api_client() -> httpx.Client:
     return httpx.Client(base_url=setting("mldeploy_api_url"), timeout=TIMEOUT)
 
 
+def same_rows(candidate_rows: Path, champion_rows: Path) -> None:
+    """Fail unless the candidate's recorded held-out rows are those the API scores the
+    champion on (the recorded split makes them so; a changed file or split must not pass)."""
+    digests = [
+        hashlib.sha256(path.read_bytes()).hexdigest() for path in (candidate_rows, champion_rows)
+    ]
+    if digests[0] != digests[1]:
+        raise ValueError(
+            f"the candidate was measured on {candidate_rows} (sha256 {digests[0][:12]}) and "
+            f"the champion is measured on {champion_rows} (sha256 {digests[1][:12]}): "
+            "different held-out rows, so their scores cannot be compared"
+        )
+    logger.info("Candidate and champion scored on the same held-out rows (sha256 %s)", digests[0])
+
+
 @dag(schedule=None, catchup=False, tags=["mldeploy"], doc_md=__doc__)
 def retrain_attrition() -> None:
     @task
@@ -130,6 +147,7 @@ def retrain_attrition() -> None:
     @task
     def evaluate(candidate: dict[str, Any]) -> dict[str, Any]:
         """The champion's score from the API beside the candidate's; the gate's decision."""
+        same_rows(Path(candidate["heldout"]), Path(setting("mldeploy_models_dir")) / HELDOUT)
         name, metric = setting("mldeploy_model"), setting("mldeploy_metric")
         margin = float(setting("mldeploy_promotion_margin"))
         with api_client() as client:
