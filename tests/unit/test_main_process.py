@@ -63,7 +63,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """main() sets variables for its workers: they are undone after the test."""
     monkeypatch.chdir(tmp_path)  # no .env
     for name in ("PROMETHEUS_MULTIPROC_DIR", "SECRET_KEY", "OMP_NUM_THREADS", "ENV"):
-        monkeypatch.delenv(name, raising=False)
+        # Set, then deleted: monkeypatch records only a variable that was there, and one
+        # main() sets would otherwise outlive the test (and point later tests' metrics at a
+        # removed folder).
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(entry.tempfile, "tempdir", None)  # TMPDIR is read again
     return tmp_path
