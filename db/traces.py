@@ -38,6 +38,7 @@ from sqlalchemy.types import TypeEngine
 
 from db.engine import is_reachable
 from db.tables import Outcome, Prediction
+from db.wal_checkpoint import CHECKPOINT_INTERVAL_SECONDS, WalCheckpointer
 
 if TYPE_CHECKING:
     from db.trace_log import TraceLog
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 _TABLE = Prediction.__table__  # type: ignore[attr-defined]
 _MAX_BATCH = 1024
 _LOOP_BUSY_TIMEOUT_MS = 2000
+_WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 _CLOSE_TIMEOUT_SECONDS = 10
 
 
@@ -275,27 +277,45 @@ class LoopTraceWriter(TraceWriter):
 
     may_stall = False  # a local file, and a bounded wait for its lock
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, *, checkpoint_interval: float = CHECKPOINT_INTERVAL_SECONDS
+    ) -> None:
         super().__init__(engine)
         self._pending: list[_Pending] = []
         self._flush_scheduled = False
+        self._checkpoint_interval = checkpoint_interval
+        self._checkpointer: WalCheckpointer | None = None
 
     def start(self) -> None:
-        """Nothing to start: the first row schedules the first commit."""
+        """The WAL checkpoints' thread (a SQLite file); the first row schedules the first
+        commit."""
+        url = self._engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            checkpointer = WalCheckpointer(self._engine, self._checkpoint_interval)
+            if checkpointer.start():
+                self._checkpointer = checkpointer
 
     def _connect(self) -> PoolProxiedConnection:
         connection = super()._connect()
         if self._engine.dialect.name == "sqlite":
+            cursor = connection.cursor()
             # This commit runs on the event loop: waiting 30 s for another process's write
             # lock would stall every request. A commit takes microseconds; past this, fail.
-            cursor = connection.cursor()
             cursor.execute(f"PRAGMA busy_timeout={_LOOP_BUSY_TIMEOUT_MS}")
+            if self._checkpointer is not None:
+                # Checkpoints are the thread's (db/wal_checkpoint.py), never a commit's.
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+                # A WAL that grew under a burst is cut back when it starts over.
+                cursor.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT_BYTES}")
             cursor.close()
         return connection
 
     def close(self) -> None:
         self._flush()
         self._disconnect()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
 
     def record(self, row: TraceRow) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()

@@ -266,10 +266,11 @@ def test_record_keeps_one_connection_and_reconnects_after_it_breaks(
     )
     writer = writer_class(engine)
     writer.start()
+    started = len(checkouts)  # the SQLite loop writer's WAL checkpoint thread has its own
 
     async def requests() -> list[str]:
         results = [await outcome(writer.record(trace(f"before-{index}"))) for index in range(3)]
-        assert len(checkouts) == 1, "one connection for every batch"
+        assert len(checkouts) - started == 1, "one connection for every batch"
         connections[-1].close()  # the database connection breaks under the writer
         results.append(await outcome(writer.record(trace("after"))))
         results.append(await outcome(writer.record(trace("after-again"))))
@@ -277,7 +278,7 @@ def test_record_keeps_one_connection_and_reconnects_after_it_breaks(
 
     assert asyncio.run(requests()) == ["ok"] * 5
     writer.close()
-    assert len(checkouts) == 2, "a new connection after the broken one, then kept"
+    assert len(checkouts) - started == 2, "a new connection after the broken one, then kept"
     assert [row.id for row in rows(engine)] == [
         "after",
         "after-again",
