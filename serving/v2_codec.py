@@ -134,7 +134,7 @@ class RequestedOutput:
     binary: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per request, and a frozen __init__ costs 3 times more
 class InferenceRequest:
     """A decoded request. ``outputs == []``: the client wants every output of the model."""
 
