@@ -41,9 +41,14 @@ def wrk_script(folder: Path, body: bytes, content_type: str) -> Path:
     return script
 
 
-def run_wrk(url: str, connections: int, seconds: int, script: Path) -> dict[str, str]:
-    """Requests per second, p50, p99 and errors of ``seconds`` of load on ``url``."""
+def run_wrk(
+    url: str, connections: int, seconds: int, script: Path, server_pid: int | None = None
+) -> dict[str, str]:
+    """Requests per second, p50, p99 and errors of ``seconds`` of load on ``url``; with
+    ``server_pid``, also the CPU time that process spent per request (``cpu_us``), which a
+    busy machine's speed changes far less than its throughput."""
     threads = min(connections, 2)
+    cpu_before = cpu_seconds(server_pid) if server_pid is not None else 0.0
     completed = subprocess.run(
         [
             "wrk",
@@ -60,12 +65,18 @@ def run_wrk(url: str, connections: int, seconds: int, script: Path) -> dict[str,
         check=True,
     )
     output = completed.stdout
+    cpu_spent = cpu_seconds(server_pid) - cpu_before if server_pid is not None else None
 
     def find(pattern: str) -> str:
         match = re.search(pattern, output, re.MULTILINE)
         return match[1] if match else "-"
 
+    requests = find(r"^\s*(\d+) requests in")
+    cpu_us = "-"
+    if cpu_spent is not None and requests not in ("-", "0"):
+        cpu_us = f"{cpu_spent / int(requests) * 1e6:.1f}"
     return {
+        "cpu_us": cpu_us,
         "rps": find(r"^Requests/sec:\s+([\d.]+)"),
         # The percentiles of wrk's "Latency Distribution" block, one per line.
         "p50": find(r"^\s+50%\s+(\S+)$"),
@@ -81,6 +92,12 @@ def _count_errors(wrk_output: str) -> int:
     if socket_errors:
         count += sum(int(number) for number in re.findall(r"\d+", socket_errors[1]))
     return count
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far, all its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def resident_mb(pid: int) -> float:

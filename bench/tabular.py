@@ -7,7 +7,8 @@ regression in numpy on uvicorn with uvloop and httptools, no trace, no metrics) 
 (one worker, the bundled models, every prediction traced and metered) on ``/predict`` and on
 the Open Inference Protocol route, for each trace database. The three take turns for
 ``--rounds`` rounds and each keeps its best run. Prints requests per second, p50 and p99 at
-1 and 32 connections, each route's throughput as a ratio of the bare app's, the time from
+1 and 32 connections, each route's throughput as a ratio of the bare app's, the server
+process's CPU time per request (less sensitive than throughput to a busy machine), the time from
 process start to the first answer, and the resident memory with both attrition models
 loaded. Needs ``wrk`` (Debian package ``wrk``).
 """
@@ -52,7 +53,7 @@ def v2_body(row: dict[str, Any]) -> bytes:
 
 
 @contextmanager
-def bare_app(workdir: Path) -> Iterator[str]:
+def bare_app(workdir: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -62,12 +63,12 @@ def bare_app(workdir: Path) -> Iterator[str]:
         env=env,
         log_path=workdir / "bare.log",
         is_up=lambda: answers(f"{url}/health"),
-    ):
-        yield url
+    ) as process:
+        yield url, process.pid
 
 
 def interleaved(
-    targets: dict[str, tuple[str, Path]], connections: int, seconds: int, rounds: int
+    targets: dict[str, tuple[str, Path, int]], connections: int, seconds: int, rounds: int
 ) -> dict[str, dict[str, str]]:
     """Each target's best of ``rounds`` wrk runs, the targets taking turns in every round.
 
@@ -75,8 +76,8 @@ def interleaved(
     """
     best: dict[str, dict[str, str]] = {}
     for _ in range(rounds):
-        for label, (url, script) in targets.items():
-            figures = run_wrk(url, connections, seconds, script)
+        for label, (url, script, pid) in targets.items():
+            figures = run_wrk(url, connections, seconds, script, pid)
             if label not in best or float(figures["rps"]) > float(best[label]["rps"]):
                 best[label] = figures
     return best
@@ -88,17 +89,23 @@ def bench_database(
     seconds: int,
     rounds: int,
     scripts: dict[str, Path],
-    bare_url: str,
+    bare: tuple[str, int],
 ) -> list[str]:
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         env = {"DATABASE_URL": database_url, "MODELS_DIR": str(ROOT / "models"), "ENV": "dev"}
         with live_api(Path(workdir), env) as server:
             httpx.post(f"{server.url}/predict", json={"features": _ROW}).raise_for_status()
+            bare_url, bare_pid = bare
+            pid = server.process.pid
             targets = {
-                "bare FastAPI + numpy": (f"{bare_url}/predict", scripts["native"]),
-                "/predict": (f"{server.url}/predict", scripts["native"]),
-                "/v2/models/m/infer": (f"{server.url}/v2/models/{_MODEL}/infer", scripts["v2"]),
+                "bare FastAPI + numpy": (f"{bare_url}/predict", scripts["native"], bare_pid),
+                "/predict": (f"{server.url}/predict", scripts["native"], pid),
+                "/v2/models/m/infer": (
+                    f"{server.url}/v2/models/{_MODEL}/infer",
+                    scripts["v2"],
+                    pid,
+                ),
             }
             for connections in _CONNECTIONS:
                 best = interleaved(targets, connections, seconds, rounds)
@@ -108,13 +115,13 @@ def bench_database(
                     database = "none" if route.startswith("bare") else label
                     rows.append(
                         f"| {route} | {database} | {connections} | {figures['rps']} | "
-                        f"{ratio:.2f}x | {figures['p50']} | {figures['p99']} | "
-                        f"{figures['errors']} |"
+                        f"{ratio:.2f}x | {figures['cpu_us']} | {figures['p50']} | "
+                        f"{figures['p99']} | {figures['errors']} |"
                     )
             httpx.post(f"{server.url}/predict/attrition-gbm", json={"features": _ROW})
             rows.append(
                 f"| memory, both attrition models loaded | {label} | | "
-                f"{resident_mb(server.process.pid):.0f} MB RSS | | | | |"
+                f"{resident_mb(server.process.pid):.0f} MB RSS | | | | | |"
             )
     return rows
 
@@ -158,24 +165,27 @@ def main() -> int:
             {"DATABASE_URL": f"sqlite:///{folder / 'cold.db'}", "MODELS_DIR": str(ROOT / "models")},
             lambda url: httpx.post(f"{url}/predict", json={"features": _ROW}),
         )
-        with bare_app(folder) as bare_url:
+        with bare_app(folder) as bare:
             rows = bench_database(
                 "SQLite",
                 f"sqlite:///{folder / 'bench.db'}",
                 args.duration,
                 args.rounds,
                 scripts,
-                bare_url,
+                bare,
             )
             if postgres_reachable(args.postgres):
                 rows += bench_database(
-                    "PostgreSQL", args.postgres, args.duration, args.rounds, scripts, bare_url
+                    "PostgreSQL", args.postgres, args.duration, args.rounds, scripts, bare
                 )
             else:
-                rows.append("| PostgreSQL | not reachable: skipped | | | | | | |")
+                rows.append("| PostgreSQL | not reachable: skipped | | | | | | | |")
     print(f"process start to first answer (lazy load included): {cold:.2f} s\n")
-    print("| route | trace database | connections | requests/s | vs bare | p50 | p99 | errors |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| route | trace database | connections | requests/s | vs bare | CPU us/request "
+        "| p50 | p99 | errors |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0
 
