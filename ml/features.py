@@ -2,8 +2,9 @@
 
 Pure functions on numpy arrays. Only the librosa-based audio runtimes and the training
 scripts import this module (librosa costs seconds to import and to call the first time);
-the windowing and the scaling are ``ml.log_mel``'s, which serving uses without librosa, so
-that the two cannot drift apart. A model answers the mean of its windows' probabilities.
+the windowing and the scaling are ``ml.log_mel``'s, and the MFCC statistics ``ml.mfcc``'s,
+which serving uses without librosa, so that the two cannot drift apart. A model answers
+the mean of its windows' probabilities.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import librosa
 import numpy as np
 
 from ml.log_mel import (
-    AMIN,
     FeatureParams,
     clip_windows,
     fit_length,
@@ -25,6 +25,7 @@ from ml.log_mel import (
     resample,
     to_mono,
 )
+from ml.mfcc import summarise
 
 __all__ = [
     "FeatureParams",
@@ -90,54 +91,7 @@ def mfcc_statistics_from_power(power: np.ndarray, params: FeatureParams) -> np.n
     db = mel_db(power, params.top_db)
     mfcc = librosa.feature.mfcc(S=db, n_mfcc=params.n_mfcc)
     delta = librosa.feature.delta(mfcc, mode="nearest")
-    envelope = _frame_loudness(db)
-    centroid = _mel_centroid(power)
-    parts = [
-        mfcc.mean(axis=-1),
-        mfcc.std(axis=-1),
-        delta.std(axis=-1),
-        _envelope_shape(envelope),
-        centroid.mean(axis=-1, keepdims=True),
-        centroid.std(axis=-1, keepdims=True),
-    ]
-    return np.concatenate(parts, axis=-1).astype(np.float32)
-
-
-def _frame_loudness(db: np.ndarray) -> np.ndarray:
-    """Per-frame loudness in dB, from the mean power over mel bins."""
-    power = np.mean(10.0 ** (db / 10.0), axis=-2)
-    loudness: np.ndarray = 10.0 * np.log10(np.maximum(power, AMIN))
-    return loudness
-
-
-def _envelope_shape(envelope: np.ndarray) -> np.ndarray:
-    """Where the peak is, how fast it decays after it, how much the level varies."""
-    frames = envelope.shape[-1]
-    peak_at = np.argmax(envelope, axis=-1)
-    time = np.arange(frames, dtype=np.float32) / frames
-    after_peak = time >= (peak_at[..., np.newaxis] / frames)
-    weights = after_peak.astype(np.float32)
-    count = np.maximum(weights.sum(axis=-1), 1.0)
-    t_mean = (weights * time).sum(axis=-1) / count
-    e_mean = (weights * envelope).sum(axis=-1) / count
-    cov = (weights * (time - t_mean[..., None]) * (envelope - e_mean[..., None])).sum(axis=-1)
-    var = (weights * (time - t_mean[..., None]) ** 2).sum(axis=-1)
-    slope = cov / np.maximum(var, 1e-6)
-    stats = [
-        peak_at / frames,
-        slope / 100.0,
-        envelope.std(axis=-1) / 10.0,
-        (envelope[..., -1] - envelope.max(axis=-1)) / 10.0,
-    ]
-    return np.stack(stats, axis=-1)
-
-
-def _mel_centroid(power: np.ndarray) -> np.ndarray:
-    """Spectral centroid per frame, as a fraction of the mel bins."""
-    bins = np.linspace(0.0, 1.0, power.shape[-2], dtype=np.float32)[:, np.newaxis]
-    total = np.maximum(power.sum(axis=-2), AMIN)
-    centroid: np.ndarray = (power * bins).sum(axis=-2) / total
-    return centroid
+    return summarise(power, db, mfcc, delta)
 
 
 def mfcc_statistics(

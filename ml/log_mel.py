@@ -124,6 +124,48 @@ def prepare_windows(
     return peak_normalise(clip_windows(mono, target_rate, clip_seconds, params))
 
 
+def mel_filterbank(sample_rate: int, params: FeatureParams) -> np.ndarray:
+    """(n_mels, 1 + n_fft / 2) float32: ``librosa.filters.mel``'s Slaney filterbank (Slaney's
+    mel scale, each triangle normalised to unit area), computed the way librosa does.
+
+    For a model that stores none beside it (``input.mel_filterbank``);
+    ``tests/unit/test_log_mel.py`` proves the two equal.
+    """
+    bins = np.fft.rfftfreq(params.n_fft, d=1.0 / sample_rate)
+    mels = np.linspace(_hz_to_mel(params.fmin), _hz_to_mel(params.fmax), params.n_mels + 2)
+    edges = _mel_to_hz(mels)
+    widths = np.diff(edges)
+    ramps = np.subtract.outer(edges, bins)
+    weights = np.zeros((params.n_mels, len(bins)), dtype=np.float32)
+    for i in range(params.n_mels):
+        lower = -ramps[i] / widths[i]
+        upper = ramps[i + 2] / widths[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2 : params.n_mels + 2] - edges[: params.n_mels]))[:, np.newaxis]
+    return weights
+
+
+# Slaney's mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above.
+_MEL_HZ_STEP = 200.0 / 3
+_MEL_LOG_HZ = 1000.0
+_MEL_LOG_MEL = _MEL_LOG_HZ / _MEL_HZ_STEP
+_MEL_LOG_STEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz: float) -> float:
+    if hz >= _MEL_LOG_HZ:
+        return float(_MEL_LOG_MEL + np.log(hz / _MEL_LOG_HZ) / _MEL_LOG_STEP)
+    return hz / _MEL_HZ_STEP
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    hz = _MEL_HZ_STEP * mels
+    log_part = mels >= _MEL_LOG_MEL
+    hz[log_part] = _MEL_LOG_HZ * np.exp(_MEL_LOG_STEP * (mels[log_part] - _MEL_LOG_MEL))
+    result: np.ndarray = hz
+    return result
+
+
 def mel_power(windows: np.ndarray, filterbank: np.ndarray, params: FeatureParams) -> np.ndarray:
     """(windows, n_mels, frames) mel power of (windows, samples) through ``filterbank``
     ((n_mels, 1 + n_fft / 2), as ``librosa.filters.mel`` builds it).

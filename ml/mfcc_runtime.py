@@ -1,7 +1,10 @@
-"""scikit-learn audio runtime: MFCC statistics (librosa) into a joblib-saved classifier.
+"""scikit-learn audio runtime: MFCC statistics (numpy) into a joblib-saved classifier.
 
-The comparison candidate for the CNN. No torch here: only librosa and scikit-learn. The
-registry checks the artifact's sha256 before ``load`` unpickles it.
+The comparison candidate for the CNN. Neither torch nor librosa here: ``ml.mfcc`` computes
+the statistics the model was trained on (``ml.features``, librosa) in numpy, through the mel
+filterbank stored beside the model (``input.mel_filterbank``) or, for a model that stores
+none, the same filterbank built by ``ml.log_mel.mel_filterbank``. The registry checks the
+artifact's sha256 before ``load`` unpickles it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-from ml import features
+from ml import log_mel, mfcc
 from ml.audio import AudioClip
 from ml.audio_runtime import AudioRuntime
 from ml.errors import ModelRuntimeError
@@ -29,8 +32,10 @@ class MfccSklearnRuntime(AudioRuntime):
         super().__init__(manifest, model_dir, device)
         self.model: Any = None
         self._columns: np.ndarray | None = None
+        self._filterbank: np.ndarray | None = None
 
     def load(self) -> None:
+        filterbank = self._load_filterbank()
         model = joblib.load(self.artifact_path)
         classes = [str(label) for label in getattr(model, "classes_", [])]
         if sorted(classes) != sorted(self.labels):
@@ -38,17 +43,32 @@ class MfccSklearnRuntime(AudioRuntime):
                 f"{self.manifest.ref}: classifier classes {classes} differ from the manifest's"
             )
         self._columns = np.array([classes.index(label) for label in self.labels])
-        self.model = model
+        self.model, self._filterbank = model, filterbank
         self.ready = True
         logger.info("loaded %s", self.manifest.ref)
 
+    def _load_filterbank(self) -> np.ndarray:
+        if self.input.mel_filterbank is None:
+            return log_mel.mel_filterbank(self.input.sample_rate, self.params)
+        filterbank = np.load(self.model_dir / self.input.mel_filterbank.file, allow_pickle=False)
+        expected = (self.params.n_mels, self.params.n_fft // 2 + 1)
+        if filterbank.shape != expected:
+            raise ModelRuntimeError(
+                f"{self.manifest.ref}: mel filterbank of shape {list(filterbank.shape)}, "
+                f"the features need {list(expected)}"
+            )
+        return np.asarray(filterbank, dtype=np.float32)
+
     def _clip_windows(self, clip: AudioClip) -> np.ndarray:
-        return features.mfcc_statistics(
+        if self._filterbank is None:
+            raise ModelRuntimeError(f"{self.manifest.ref} is not loaded")
+        return mfcc.mfcc_statistics(
             clip.samples,
             clip.sample_rate,
             self.input.sample_rate,
             self.input.clip_seconds,
             self.params,
+            self._filterbank,
         )
 
     def _window_probabilities(self, windows: np.ndarray) -> np.ndarray:
@@ -65,4 +85,5 @@ class MfccSklearnRuntime(AudioRuntime):
     def unload(self) -> None:
         self.model = None
         self._columns = None
+        self._filterbank = None
         super().unload()

@@ -52,7 +52,7 @@ from api.settings import Settings
 settings = Settings(_env_file=None, env="dev", database_url=sys.argv[1], models_dir=sys.argv[2])
 with TestClient(create_app(settings)) as client:
     clip = Path(sys.argv[3]).read_bytes()
-    reply = client.post("/predict/instrument-cnn", files={"file": ("clip.flac", clip)})
+    reply = client.post(f"/predict/{sys.argv[4]}", files={"file": ("clip.flac", clip)})
 print(json.dumps({
     "status": reply.status_code,
     "served": [reply.json().get("model"), reply.json().get("version")],
@@ -69,6 +69,20 @@ def test_the_instrument_cnn_is_served_without_torch_or_librosa(tmp_path: Path) -
         f"sqlite:///{tmp_path / 'traces.db'}",
         str(ROOT / "models"),
         str(ROOT / "models/_evaluation/instrument-recognition/violin-n070-v080.flac"),
+        "instrument-cnn",
     )
     assert (result["status"], result["served"]) == (200, ["instrument-cnn", "2"])
     assert result["heavy_after"] == []
+
+
+def test_the_instrument_mfcc_is_served_without_torch_or_librosa(tmp_path: Path) -> None:
+    result = run_python(
+        _AUDIO_PROGRAM,
+        f"sqlite:///{tmp_path / 'traces.db'}",
+        str(ROOT / "models"),
+        str(ROOT / "models/_evaluation/instrument-recognition/violin-n070-v080.flac"),
+        "instrument-mfcc",
+    )
+    assert (result["status"], result["served"]) == (200, ["instrument-mfcc", "1"])
+    # Its classifier is scikit-learn's; the features are numpy's, not librosa's (nor numba's).
+    assert result["heavy_after"] == ["sklearn"]
