@@ -71,6 +71,7 @@ def keep_startup_objects_out_of_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLDS)
+    gc.enable()  # create_worker_app disables it for the imports and the start-up
 
 
 def build_registry(settings: Settings) -> ModelRegistry:
