@@ -1,20 +1,26 @@
 """The serving MFCC statistics (numpy, ``ml.mfcc``) against librosa's, the training ones, and
-instrument-mfcc's answers on them against its answers on librosa's."""
+instrument-mfcc's answers on them against its answers on librosa's; its pipeline read without
+scikit-learn against scikit-learn's."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import joblib
 import librosa
 import numpy as np
 import pytest
 import soundfile
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from ml import features, log_mel, mfcc
 from ml.audio import decode_audio
 from ml.manifest import read_manifest
-from ml.mfcc_runtime import MfccSklearnRuntime
+from ml.mfcc_runtime import LinearPipeline, MfccSklearnRuntime, read_linear_pipeline
 from tests.helpers import MODELS_DIR
 
 RATE = 22_050
@@ -100,3 +106,40 @@ def test_instrument_mfcc_answers_as_on_librosas_features(
     for mine, theirs in zip(actual, expected, strict=True):
         for label, probability in theirs.probabilities.items():
             assert mine.probabilities[label] == pytest.approx(probability, abs=1e-4)
+
+
+def test_instrument_mfcc_is_read_without_scikit_learn_and_answers_as_its_pipeline() -> None:
+    pipeline = joblib.load(SERVED / "model.joblib")
+    linear = read_linear_pipeline(SERVED / "model.joblib")
+    assert isinstance(linear, LinearPipeline)
+    assert list(linear.classes_) == list(pipeline.classes_)
+    windows = np.concatenate(
+        [
+            mfcc.mfcc_statistics(
+                *soundfile.read(path, dtype="float32"), RATE, CLIP, PARAMS, FILTERBANK
+            )
+            for path in CLIPS
+        ]
+    )
+    np.testing.assert_array_equal(linear.predict_proba(windows), pipeline.predict_proba(windows))
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_other_scaler_and_logistic_pipelines_are_read_exactly(tmp_path: Path, classes: int) -> None:
+    rng = np.random.default_rng(classes)
+    x = rng.standard_normal((200, 6)).astype(np.float32) * [1, 2, 3, 4, 5, 6] + 7
+    y = rng.integers(0, classes, 200).astype(str)
+    fitted = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    linear = read_linear_pipeline(tmp_path / "model.joblib")
+    assert linear is not None
+    np.testing.assert_allclose(linear.predict_proba(x), fitted.predict_proba(x), rtol=0, atol=1e-6)
+
+
+def test_any_other_pickle_is_left_to_scikit_learn(tmp_path: Path) -> None:
+    x, y = np.eye(4, dtype=np.float32), ["a", "b", "a", "b"]
+    joblib.dump(make_pipeline(StandardScaler(), GaussianNB()).fit(x, y), tmp_path / "nb.joblib")
+    fitted = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
+    joblib.dump(fitted, tmp_path / "compressed.joblib", compress=3)
+    assert read_linear_pipeline(tmp_path / "nb.joblib") is None
+    assert read_linear_pipeline(tmp_path / "compressed.joblib") is None
