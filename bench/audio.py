@@ -1,27 +1,39 @@
-"""Benchmark an audio ``POST /predict`` (a 2 s clip) on the instrument CNN.
+"""Benchmark audio ``POST /predict`` (a 2 s FLAC clip) on both instrument models.
 
-    python -m bench.audio [--duration 10]
+    python -m bench.audio [--duration 10] [--workers 2]
 
-Prints p50 / p99 at 1 connection, requests per second at 8, and the first answer after
-process start, lazily loaded and with ``PRELOAD_MODELS``. Needs ``wrk``.
+Prints, side by side with the targets: the first answer after process start (nothing
+preloaded, a fresh database; with one worker and with ``--workers``), then for each model
+p50 / p99 at 1 connection and requests per second at 8, with the server's CPU time per
+request (from ``/proc``: comparable on a busy machine, where wall-clock figures are not), and
+the resident memory of each server process with both models loaded. Needs ``wrk``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 import httpx
 
-from bench.load import require_wrk, run_wrk, seconds_to_first_answer, wrk_script
-from tests.live_server import ROOT, live_api
+from bench.load import require_wrk, resident_mb, run_wrk, wrk_script
+from tests.live_server import ROOT, free_port, live_api, stop_process
 
-_MODEL = "instrument-cnn"
+_MODELS = ("instrument-cnn", "instrument-mfcc")
 _CLIP = ROOT / "models/_evaluation/instrument-recognition/violin-n070-v080.flac"
 _CONNECTIONS = (1, 8)
+_TARGETS = {
+    "first answer": "1.0 s",
+    "p50 at 1": "4 ms",
+    "req/s at 8": "250",
+    "resident, both models": "250 MB",
+}
 
 
 def multipart(clip: Path) -> tuple[bytes, str]:
@@ -35,54 +47,155 @@ def multipart(clip: Path) -> tuple[bytes, str]:
     )
 
 
-def first_answer(folder: Path, preload: bool) -> float:
+def first_answer(folder: Path, workers: int, preload: str = "") -> tuple[float, float]:
+    """Seconds from ``python -m api`` starting to its first instrument-cnn answer, and the CPU
+    seconds its processes had spent by then (the figure a busy machine does not inflate)."""
+    database = folder / f"cold-{workers}-{preload or 'lazy'}.db"
+    port = free_port()
     env = {
-        "DATABASE_URL": f"sqlite:///{folder / f'cold-{preload}.db'}",
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{database}",
         "MODELS_DIR": str(ROOT / "models"),
-        "PRELOAD_MODELS": _MODEL if preload else "",
+        "PRELOAD_MODELS": preload,
+        "WORKERS": str(workers),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
     }
-    return seconds_to_first_answer(
-        env,
-        lambda url: httpx.post(
-            f"{url}/predict/{_MODEL}", files={"file": _CLIP.read_bytes()}, timeout=60
-        ),
+    clip = _CLIP.read_bytes()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    try:
+        while True:
+            try:
+                reply = httpx.post(
+                    f"http://127.0.0.1:{port}/predict/{_MODELS[0]}",
+                    files={"file": clip},
+                    timeout=60,
+                )
+                if reply.status_code == 200:
+                    return time.perf_counter() - started, cpu_seconds(server_pids(process.pid))
+            except httpx.TransportError:
+                time.sleep(0.01)
+    finally:
+        stop_process(process)
+
+
+def server_pids(supervisor: int) -> list[int]:
+    """``supervisor`` and its children (uvicorn's workers), from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == supervisor:
+            children.append(int(entry.name))
+    return [supervisor, *sorted(children)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def proportional_mb(pid: int) -> float:
+    """PSS: resident memory with shared pages split between the processes sharing them."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _role(pid: int, supervisor: int, workers: int) -> str:
+    if pid == supervisor:
+        return "server" if workers == 1 else "supervisor"
+    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    return "multiprocessing helper" if b"resource_tracker" in command else "worker"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--workers", type=int, default=2, help="WORKERS of the server")
     args = parser.parse_args()
     if not require_wrk():
         return 2
+    workers = args.workers
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         body, content_type = multipart(_CLIP)
         script = wrk_script(folder, body, content_type)
-        lazy, preloaded = first_answer(folder, False), first_answer(folder, True)
+        starts = {"1 worker, lazy": first_answer(folder, 1)}
+        if workers > 1:
+            starts[f"{workers} workers, lazy"] = first_answer(folder, workers)
+        starts[f"1 worker, PRELOAD_MODELS={_MODELS[0]}"] = first_answer(folder, 1, _MODELS[0])
         env = {
             "DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
             "MODELS_DIR": str(ROOT / "models"),
-            "PRELOAD_MODELS": _MODEL,
+            "PRELOAD_MODELS": ",".join(_MODELS),
+            "WORKERS": str(workers),
         }
         rows = []
         with live_api(folder, env, timeout=120) as server:
-            for connections in _CONNECTIONS:
-                figures = run_wrk(
-                    f"{server.url}/predict/{_MODEL}", connections, args.duration, script
-                )
-                rows.append(
-                    f"| {connections} | {figures['rps']} | {figures['p50']} | "
-                    f"{figures['p99']} | {figures['errors']} |"
-                )
+            # Every worker up and warm: the first answers of each may still be its start-up.
+            for model in _MODELS:
+                for _ in range(20 * workers):
+                    httpx.post(f"{server.url}/predict/{model}", files={"file": body}, timeout=60)
+            pids = server_pids(server.process.pid)
+            for model in _MODELS:
+                for connections in _CONNECTIONS:
+                    before = cpu_seconds(pids)
+                    figures = run_wrk(
+                        f"{server.url}/predict/{model}", connections, args.duration, script
+                    )
+                    spent = cpu_seconds(pids) - before
+                    requests = float(figures["rps"]) * args.duration
+                    cpu_ms = 1000 * spent / requests if requests else float("nan")
+                    rows.append(
+                        f"| {model} | {connections} | {figures['rps']} | {figures['p50']} | "
+                        f"{figures['p99']} | {cpu_ms:.2f} ms | {figures['errors']} |"
+                    )
+            time.sleep(0.5)
+            pids = server_pids(server.process.pid)
+            roles = {pid: _role(pid, pids[0], workers) for pid in pids}
+            resident = [(pid, resident_mb(pid), proportional_mb(pid)) for pid in pids]
+    load = os.getloadavg()
+    print(f"WORKERS={workers}, {_CLIP.name} (2 s FLAC), traced to SQLite, {os.cpu_count()} cores,")
+    print(f"load average {load[0]:.2f} / {load[1]:.2f} at the end\n")
+    print("| first answer after process start | wall clock | server CPU | target |")
+    print("|---|---|---|---|")
+    for name, (seconds, cpu) in starts.items():
+        print(f"| {name} | {seconds:.2f} s | {cpu:.2f} s | {_TARGETS['first answer']} |")
     print(
-        f"first answer after process start: {lazy:.2f} s lazy, {preloaded:.2f} s with "
-        f"PRELOAD_MODELS={_MODEL}\n"
+        "\n| model | connections | requests/s | p50 | p99 | server CPU per request | errors |"
+        "\n|---|---|---|---|---|---|---|"
     )
-    print(f"{_MODEL}, {_CLIP.name} (2 s FLAC), traced to SQLite\n")
-    print("| connections | requests/s | p50 | p99 | errors |")
-    print("|---|---|---|---|---|")
     print("\n".join(rows))
+    print(
+        f"\ntargets: p50 < {_TARGETS['p50 at 1']} at 1 connection, "
+        f"≥ {_TARGETS['req/s at 8']} requests/s at 8\n"
+    )
+    print("| process (both models loaded) | resident | proportional (PSS) |\n|---|---|---|")
+    for pid, rss, pss in resident:
+        print(f"| {roles[pid]} (pid {pid}) | {rss:.0f} MB | {pss:.0f} MB |")
+    total_rss = sum(rss for _, rss, _ in resident)
+    total_pss = sum(pss for _, _, pss in resident)
+    print(
+        f"| all {len(resident)} | {total_rss:.0f} MB | {total_pss:.0f} MB |\n\n"
+        f"target: under {_TARGETS['resident, both models']} resident with both models loaded"
+    )
     return 0
 
 
