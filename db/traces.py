@@ -310,6 +310,13 @@ class LoopTraceWriter(TraceWriter):
             cursor.close()
         return connection
 
+    def _disconnect(self) -> None:
+        # Closed for good, not returned to the pool: its settings (no checkpoints, a short
+        # lock wait) are this writer's, not for whoever takes a connection next.
+        if self._connection is not None:
+            self._connection.invalidate()
+            self._connection = None
+
     def close(self) -> None:
         self._flush()
         self._disconnect()
@@ -332,6 +339,9 @@ class LoopTraceWriter(TraceWriter):
         batch, self._pending, self._flush_scheduled = self._pending, [], False
         if batch:
             _resolve(self._write_batch(batch))
+        if self._checkpointer is not None and self._checkpointer.gave_up:
+            self._checkpointer = None
+            self._disconnect()  # the next commit connects with SQLite's own checkpoints
 
 
 _STOP = object()

@@ -4,8 +4,8 @@ SQLite checkpoints from inside a commit, once the WAL passes 1,000 pages: that c
 the WAL into the database file and fsyncs both, milliseconds during which the event loop that
 commits the trace rows answers nobody. The loop's writer turns those off on its connection
 (``PRAGMA wal_autocheckpoint=0``) and this thread checkpoints every ``interval`` instead, on
-its own connection, with the GIL released while SQLite copies and syncs. PASSIVE: it never
-waits for a writer or a reader, so it cannot hold a commit up either.
+its own connection, with the GIL released while SQLite copies and syncs. It never waits for
+a lock: a commit is held up, if ever, only while the last few pages are copied.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_SECONDS = 0.25
 """How often the WAL is copied into the database: about this much of writes stays in it."""
 _PASSIVE_PASSES = 3
-_RESTART_WAIT_MS = 20
+_FAILURES_BEFORE_GIVING_UP = 8
 
 
 class WalCheckpointer:
@@ -31,16 +31,22 @@ class WalCheckpointer:
         self._engine, self._interval = engine, interval
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self.gave_up = False
+        """Set when checkpoints kept failing and the thread stopped: the writer must then
+        turn SQLite's own checkpoints back on, or the WAL would grow without end."""
 
     def start(self) -> bool:
         """Start checkpointing; False (and nothing started) when no connection can be had,
         in which case the writer must leave SQLite's own checkpoints on."""
         try:
             connection = self._engine.raw_connection()
+            # Its own connection, closed for good when the thread ends: the pool must not
+            # hand its settings to anyone else.
+            connection.detach()
             cursor = connection.cursor()
-            # A RESTART holds the writer (the event loop's commit) while it waits for a
-            # reader: briefly, then it gives up until the next round.
-            cursor.execute(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")
+            # No wait for any lock: a RESTART waiting for a reader would hold the writer's
+            # lock, and so the event loop's commit, for as long as it waited.
+            cursor.execute("PRAGMA busy_timeout=0")
             cursor.close()
         except Exception as error:  # noqa: BLE001 - SQLite's checkpoints remain
             logger.warning("No WAL checkpoint thread (%s): commits checkpoint instead", error)
@@ -61,9 +67,26 @@ class WalCheckpointer:
         self._thread = None
 
     def _run(self, connection: PoolProxiedConnection) -> None:
+        failures = 0
         try:
             while not self._stopping.wait(self._interval):
-                _checkpoint(connection)
+                try:
+                    _checkpoint(connection)
+                except Exception as error:  # noqa: BLE001 - retried, then given up
+                    failures += 1
+                    if failures >= _FAILURES_BEFORE_GIVING_UP:
+                        logger.error(
+                            "WAL checkpoints failed %d times in a row (%s): SQLite's own "
+                            "checkpoints take over",
+                            failures,
+                            error,
+                        )
+                        self.gave_up = True
+                        return
+                    if failures == 1:
+                        logger.warning("WAL checkpoint failed (retrying): %s", error)
+                else:
+                    failures = 0
         finally:
             connection.close()
 
@@ -74,25 +97,23 @@ def _checkpoint(connection: PoolProxiedConnection) -> None:
     SQLite starts the WAL over only when a commit finds it wholly copied, which under load a
     PASSIVE pass never leaves it: commits add to it while the pass copies. So the bulk is
     copied by PASSIVE passes, which hold nobody up, and the few pages committed meanwhile by
-    one RESTART, which holds the writer for as long as it takes to copy them (it gives up
-    after ``_RESTART_WAIT_MS`` if a reader is in the way; the next round tries again).
+    one RESTART, which holds the writer only while it copies them. While a reader holds an
+    older snapshot nothing can be copied past it, and a RESTART would only wait: it is left
+    to the next round.
     """
+    cursor = connection.cursor()
     try:
-        cursor = connection.cursor()
-        try:
-            previous = -1
-            for _ in range(_PASSIVE_PASSES):
-                busy, wal_frames, copied = _run_checkpoint(cursor, "PASSIVE")
-                if busy:
-                    return  # another connection's checkpoint is under way
-                if copied >= wal_frames == previous:
-                    return  # all copied, and nothing committed since the pass before
-                previous = wal_frames
-            _run_checkpoint(cursor, "RESTART")
-        finally:
-            cursor.close()
-    except Exception as error:  # noqa: BLE001 - the next round tries again
-        logger.warning("WAL checkpoint failed (the next round retries): %s", error)
+        previous = -1
+        for _ in range(_PASSIVE_PASSES):
+            busy, wal_frames, copied = _run_checkpoint(cursor, "PASSIVE")
+            if busy or copied < wal_frames:
+                return  # another checkpoint under way, or a reader in the way
+            if wal_frames == previous:
+                return  # all copied, and nothing committed since the pass before
+            previous = wal_frames
+        _run_checkpoint(cursor, "RESTART")
+    finally:
+        cursor.close()
 
 
 def _run_checkpoint(cursor: Any, mode: str) -> tuple[int, int, int]:
