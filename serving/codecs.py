@@ -367,16 +367,18 @@ def _feature_columns(tensors: Sequence[InputTensor], schema: TabularInput) -> di
 
 
 # The datatypes each feature accepts, per schema: a request must not rebuild it. Keyed by id
-# with the schema kept, so that an id is never reused while its entry lives.
-_ACCEPTED_BY_SCHEMA: dict[int, tuple[TabularInput, dict[str, frozenset[str]]]] = {}
+# (a schema is not hashable), each entry dropped when its schema is collected, so that a
+# rescanned store's old schemas are not kept and an id is never reused while it is cached.
+_ACCEPTED_BY_SCHEMA: dict[int, dict[str, frozenset[str]]] = {}
 
 
 def _accepted_datatypes(schema: TabularInput) -> dict[str, frozenset[str]]:
-    cached = _ACCEPTED_BY_SCHEMA.get(id(schema))
-    if cached is None or cached[0] is not schema:
+    accepted = _ACCEPTED_BY_SCHEMA.get(id(schema))
+    if accepted is None:
         accepted = {f.name: _DATATYPES_BY_FEATURE[f.type] for f in schema.features}
-        cached = _ACCEPTED_BY_SCHEMA[id(schema)] = (schema, accepted)
-    return cached[1]
+        _ACCEPTED_BY_SCHEMA[id(schema)] = accepted
+        weakref.finalize(schema, _ACCEPTED_BY_SCHEMA.pop, id(schema), None)
+    return accepted
 
 
 def _tensor_problems(tensors: Sequence[InputTensor], schema: TabularInput) -> dict[str, str]:
@@ -409,9 +411,7 @@ def _is_column_shape(shape: tuple[int, ...]) -> bool:
     return shape[0] >= 1 if len(shape) == 1 else len(shape) == 2 and shape[0] >= 1 and shape[1] == 1
 
 
-def _text(value: bytes | str) -> str | bytes:
-    if isinstance(value, str):
-        return value
+def _text(value: bytes) -> str | bytes:
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:

@@ -125,6 +125,9 @@ class InputTensor(Protocol):
     @property
     def data(self) -> list[Any]: ...
 
+    @property
+    def parameters(self) -> dict[str, Any]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class RequestedOutput:
@@ -338,7 +341,7 @@ class _QuickInput(msgspec.Struct):
 
     @property
     def parameters(self) -> dict[str, Any]:
-        return {}  # the quick path takes no input that has parameters
+        return {}  # the quick path takes no input that has parameters (InputTensor's)
 
 
 class _QuickBytes(_QuickInput, tag_field="datatype", tag="BYTES", forbid_unknown_fields=True):

@@ -22,6 +22,7 @@ from serving.v2_codec import (
     DATATYPES,
     MAX_ELEMENTS,
     InferenceRequest,
+    InputTensor,
     RequestedOutput,
     Tensor,
     TensorBounds,
@@ -55,7 +56,7 @@ def triton_input(name: str, array: np.ndarray, binary: bool) -> Any:
 def expected_data(array: np.ndarray, binary: bool = True) -> list[Any]:
     """The decoded elements: BYTES as bytes in binary mode, as text when they came as JSON."""
     if array.dtype != np.object_:
-        return array.flatten().tolist()  # type: ignore[no-any-return]
+        return array.flatten().tolist()
     return list(array.flatten()) if binary else [value.decode() for value in array.flatten()]
 
 
@@ -64,7 +65,7 @@ def plain(request: InferenceRequest) -> list[tuple[Any, ...]]:
     return [(t.name, t.datatype, t.shape, t.data, t.parameters) for t in request.inputs]
 
 
-def decode_one(array: np.ndarray, binary: bool) -> Tensor:
+def decode_one(array: np.ndarray, binary: bool) -> InputTensor:
     body, json_size = request_body([triton_input("x", array, binary)])
     request = decode_infer_request(body, json_size)
     assert len(request.inputs) == 1
