@@ -1,5 +1,5 @@
-"""``python -m registry list|show NAME|validate|seal|add NAME``: inspect, check and fill the
-model store."""
+"""``python -m registry list|show NAME|validate|seal|add NAME|evaluate NAME@VERSION``: inspect,
+check, fill and measure the model store."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ml.manifest import ModelManifest, manifest_digest, write_manifest
-from registry import add
+from registry import add, evaluate
 from registry.errors import InvalidModelRefError, ModelLoadError
 from registry.hashing import verify_artifact
 from registry.refs import ModelRef, parse_model_ref, version_sort_key
@@ -51,9 +51,19 @@ def main(argv: list[str] | None = None) -> int:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
     )
+    evaluate.configure(
+        commands.add_parser(
+            "evaluate",
+            help="a version's metrics on a labelled CSV, as JSON",
+            description=evaluate.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
     args = parser.parse_args(argv)
     if args.command == "add":
         return add.run(args)
+    if args.command == "evaluate":
+        return evaluate.run(args)
     scan = scan_store(args.models_dir)
     if args.command == "list":
         return _list(scan)

@@ -3,10 +3,12 @@
 load_dataset -> train_candidate -> evaluate -> gate -> package -> promote. The project's own
 commands do the work, run as subprocesses with the app's Python (``mldeploy_app_python``), so
 Airflow's virtualenv needs none of the app's dependencies. The candidate is trained on the
-latest stored version of the data set and measured on its recorded held-out rows (its
-manifest's metrics); the champion is measured by the API on the task's held-out set
-(``GET /models/{name}/evaluation``). Both must be the same rows, byte for byte, or the run
-fails at ``evaluate``: scores on different rows cannot be compared. Only when the candidate
+latest stored version of the data set and measured on the held-out rows that training recorded
+for that version (its manifest's metrics; the rows in the work folder's
+``_evaluation/employee-attrition/heldout.csv``). The champion, the version the API serves
+(``GET /models/{name}``: ``serving_version``), is scored on that same file by
+``registry evaluate`` from the API's store, with the metric definitions of the manifests: both
+scores are on the same rows by construction, on new data as on old. Only when the candidate
 beats it by more than ``mldeploy_promotion_margin`` is it packaged into the API's model store
 (``registry add``) and made ``champion`` through the admin API; otherwise ``package`` and
 ``promote`` are skipped and the champion stays as it was.
@@ -20,7 +22,6 @@ mldeploy_metric, mldeploy_promotion_margin, mldeploy_work_dir.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -52,7 +53,7 @@ DEFAULTS = {
 DATASET = "attrition"
 TARGET = "Attrition"
 HELDOUT = "_evaluation/employee-attrition/heldout.csv"
-TIMEOUT = httpx.Timeout(30.0, read=300.0)  # the champion's first evaluation runs the model
+TIMEOUT = httpx.Timeout(30.0)
 
 
 def setting(name: str) -> str:
@@ -96,21 +97,6 @@ def api_client() -> httpx.Client:
     return httpx.Client(base_url=setting("mldeploy_api_url"), timeout=TIMEOUT)
 
 
-def same_rows(candidate_rows: Path, champion_rows: Path) -> None:
-    """Fail unless the candidate's recorded held-out rows are those the API scores the
-    champion on (the recorded split makes them so; a changed file or split must not pass)."""
-    digests = [
-        hashlib.sha256(path.read_bytes()).hexdigest() for path in (candidate_rows, champion_rows)
-    ]
-    if digests[0] != digests[1]:
-        raise ValueError(
-            f"the candidate was measured on {candidate_rows} (sha256 {digests[0][:12]}) and "
-            f"the champion is measured on {champion_rows} (sha256 {digests[1][:12]}): "
-            "different held-out rows, so their scores cannot be compared"
-        )
-    logger.info("Candidate and champion scored on the same held-out rows (sha256 %s)", digests[0])
-
-
 @dag(schedule=None, catchup=False, tags=["mldeploy"], doc_md=__doc__)
 def retrain_attrition() -> None:
     @task
@@ -146,32 +132,54 @@ def retrain_attrition() -> None:
 
     @task
     def evaluate(candidate: dict[str, Any]) -> dict[str, Any]:
-        """The champion's score from the API beside the candidate's; the gate's decision."""
-        same_rows(Path(candidate["heldout"]), Path(setting("mldeploy_models_dir")) / HELDOUT)
+        """The champion scored on the candidate's held-out rows beside it; the gate's decision."""
         name, metric = setting("mldeploy_model"), setting("mldeploy_metric")
         margin = float(setting("mldeploy_promotion_margin"))
         with api_client() as client:
-            answer = client.get(f"/models/{name}/evaluation")
+            answer = client.get(f"/models/{name}")
         answer.raise_for_status()
-        champion = answer.json()
+        served = answer.json()
+        version = served["serving_version"]
+        logger.info("Champion: %s@%s (aliases %s)", name, version, served.get("aliases"))
+        output = run_app(
+            "-m",
+            "registry",
+            "evaluate",
+            f"{name}@{version}",
+            "--sample",
+            candidate["heldout"],
+            "--target",
+            TARGET,
+            "--models-dir",
+            str(Path(setting("mldeploy_models_dir")).resolve()),
+        )
+        champion = json.loads(output.strip().splitlines()[-1])
+        if champion["samples"] != candidate["samples"]:
+            raise ValueError(
+                f"{candidate['heldout']} gave the champion {champion['samples']} rows and the "
+                f"candidate {candidate['samples']}: not the rows the candidate was measured on"
+            )
         gain = candidate["score"] - champion["metrics"][metric]
         decision = {
-            "champion_version": champion["version"],
+            "champion_version": version,
             "champion_score": champion["metrics"][metric],
-            "champion_samples": champion["samples"],
             "candidate_score": candidate["score"],
+            "samples": champion["samples"],
+            "heldout": candidate["heldout"],
             "gain": gain,
             "margin": margin,
             "promote": gain > margin,
         }
         logger.info(
-            "%s: candidate %.4f, champion %s@%s %.4f on %d samples: gain %+.4f %s margin %.4f",
+            "%s on the %d held-out rows of %s: candidate %.4f, champion %s@%s %.4f: "
+            "gain %+.4f %s margin %.4f",
             metric,
+            champion["samples"],
+            candidate["heldout"],
             candidate["score"],
             name,
-            champion["version"],
+            version,
             champion["metrics"][metric],
-            champion["samples"],
             gain,
             ">" if decision["promote"] else "<=",
             margin,
