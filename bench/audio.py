@@ -3,10 +3,10 @@
     python -m bench.audio [--duration 10] [--workers 2]
 
 Prints, side by side with the targets: the first answer after process start (nothing
-preloaded, a fresh database; with one worker and with ``--workers``), then for each model
-p50 / p99 at 1 connection and requests per second at 8, with the server's CPU time per
-request (from ``/proc``: comparable on a busy machine, where wall-clock figures are not), and
-the resident memory of each server process with both models loaded. Needs ``wrk``.
+preloaded; a new database or one already migrated; one worker and ``--workers``), then for
+each model p50 / p99 at 1 connection and requests per second at 8, with the server's CPU
+time per request (from ``/proc``: comparable on a busy machine, where wall-clock figures are
+not), and the resident memory of each server process with both models loaded. Needs ``wrk``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from bench.load import require_wrk, resident_mb, run_wrk, wrk_script
+from db.migrate import upgrade_to_head
 from tests.live_server import ROOT, free_port, live_api, stop_process
 
 _MODELS = ("instrument-cnn", "instrument-mfcc")
@@ -47,10 +48,17 @@ def multipart(clip: Path) -> tuple[bytes, str]:
     )
 
 
-def first_answer(folder: Path, workers: int, preload: str = "") -> tuple[float, float]:
+def first_answer(
+    folder: Path, workers: int, preload: str = "", *, restart: bool = False
+) -> tuple[float, float]:
     """Seconds from ``python -m api`` starting to its first instrument-cnn answer, and the CPU
-    seconds its processes had spent by then (the figure a busy machine does not inflate)."""
-    database = folder / f"cold-{workers}-{preload or 'lazy'}.db"
+    seconds its processes had spent by then (the figure a busy machine does not inflate).
+
+    A new database, unless ``restart``: then one already migrated, as a restart finds it.
+    """
+    database = folder / f"cold-{workers}-{preload or 'lazy'}-{restart}.db"
+    if restart:
+        upgrade_to_head(f"sqlite:///{database}")
     port = free_port()
     env = {
         **os.environ,
@@ -137,7 +145,10 @@ def main() -> int:
         folder = Path(scratch)
         body, content_type = multipart(_CLIP)
         script = wrk_script(folder, body, content_type)
-        starts = {"1 worker, lazy": first_answer(folder, 1)}
+        starts = {
+            "1 worker, lazy, new database": first_answer(folder, 1),
+            "1 worker, lazy, restart (database at head)": first_answer(folder, 1, restart=True),
+        }
         if workers > 1:
             starts[f"{workers} workers, lazy"] = first_answer(folder, workers)
         starts[f"1 worker, PRELOAD_MODELS={_MODELS[0]}"] = first_answer(folder, 1, _MODELS[0])
