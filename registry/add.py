@@ -6,7 +6,10 @@ refusal exits with 2 and leaves the store as it was: the version is built in a h
 of the store (``.add-*``, which no scan reads), then renamed into place in one step.
 With a target, the sample's rows and labels become the version's evaluation set, in
 ``_evaluation/<task>/<name>-<version>.csv`` (data, beside the bundled tasks' held-out sets),
-where the API's evaluation route and the dashboard find it.
+where the API's evaluation route and the dashboard find it. ``--decision-threshold`` gives a
+binary classifier the threshold its training tuned (``output.decision_threshold``): the
+version answers its positive label from that probability on, and its held-out metrics are
+measured so.
 """
 
 from __future__ import annotations
@@ -59,6 +62,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "in the order of its probability columns",
     )
     parser.add_argument(
+        "--decision-threshold",
+        type=float,
+        metavar="T",
+        help="for a binary classifier: answer the positive label (the second) when its "
+        "probability is at least T, 0 < T < 1 (default: the likeliest label); written into "
+        "the manifest and applied to the held-out metrics",
+    )
+    parser.add_argument(
         "--models-dir",
         dest="add_models_dir",
         type=Path,
@@ -81,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             task=args.task,
             description=args.description,
             labels=labels,
+            decision_threshold=args.decision_threshold,
         )
     except AddRefusedError as refusal:
         print(f"registry add: {refusal}", file=sys.stderr)
@@ -103,6 +115,7 @@ def add_model(
     task: str | None = None,
     description: str = "",
     labels: list[str] | None = None,
+    decision_threshold: float | None = None,
 ) -> Packaged:
     """Package the model as ``models_dir/name/<next version>``; ``AddRefusedError`` if not."""
     # Only here: pandas, scikit-learn and skl2onnx cost seconds that list and show need not pay.
@@ -112,6 +125,11 @@ def add_model(
         raise AddRefusedError(
             f"invalid model name {name!r}: use lowercase letters, digits, '-' and '_', "
             "starting with a letter or a digit"
+        )
+    if decision_threshold is not None and not 0 < decision_threshold < 1:
+        raise AddRefusedError(
+            f"invalid --decision-threshold {decision_threshold}: give the positive label's "
+            "probability from which it is answered, between 0 and 1 (both excluded)"
         )
     scan = scan_store(models_dir)
     task = _task(scan, name, task)
@@ -131,6 +149,7 @@ def add_model(
         description=description,
         labels=labels,
         evaluation_dataset=f"_evaluation/{task}/{name}-{version}.csv",
+        decision_threshold=decision_threshold,
     )
     evaluation_file = models_dir / request.evaluation_dataset
     # What this command creates, shallowest first: removed again on a refusal.

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ml.errors import MLError
+from ml.labels import LabelRule
 from ml.manifest import (
     CompiledModel,
     Evaluation,
@@ -77,6 +78,9 @@ class PackageRequest:
     """For an ONNX file whose graph names no class labels: in probability-column order."""
     evaluation_dataset: str = ""
     """Where the sample's rows and labels will lie, relative to the store (with a target)."""
+    decision_threshold: float | None = None
+    """For a binary classifier: the positive label's probability from which it is answered
+    (``output.decision_threshold``, as the training writes it); None: the likeliest label."""
 
 
 @dataclass
@@ -382,8 +386,10 @@ def _finish(
     predictions: list[Prediction],
     out_dir: Path,
 ) -> Packaged:
-    """Add the held-out metrics (with a target) and the reference profile of the sample, then
-    write the sealed manifest."""
+    """Add the decision threshold (if asked), the held-out metrics (with a target) and the
+    reference profile of the sample, then write the sealed manifest."""
+    if request.decision_threshold is not None:
+        manifest, predictions = _with_threshold(manifest, predictions, request.decision_threshold)
     evaluations: list[Evaluation] = []
     if sample.target is not None:
         evaluation = heldout_evaluation(
@@ -416,3 +422,31 @@ def _finish(
     )
     packaged.manifest = read_manifest(write_manifest(manifest, out_dir))
     return packaged
+
+
+def _with_threshold(
+    manifest: ModelManifest, predictions: list[Prediction], threshold: float
+) -> tuple[ModelManifest, list[Prediction]]:
+    """``manifest`` answering its positive label from ``threshold`` on, and ``predictions``
+    labelled as its runtime will then label them (the rule is ``ml.labels.LabelRule``'s).
+
+    The serving form was proven at the default rule (the likeliest label, as ``predict_proba``
+    and ``argmax``); the threshold only changes which label the same probabilities give.
+    """
+    output = manifest.output
+    if output.positive_label is None:
+        raise PackagingError(
+            f"a decision threshold applies to a binary classifier only: this model answers "
+            f"{len(output.labels)} labels {output.labels}; leave --decision-threshold out"
+        )
+    if not 0 < threshold < 1:
+        raise PackagingError(
+            f"the decision threshold {threshold} is not between 0 and 1 (both excluded)"
+        )
+    output = output.model_copy(update={"decision_threshold": threshold})
+    decide = LabelRule(output).decide
+    relabelled = [
+        Prediction(label=decide(prediction.probabilities), probabilities=prediction.probabilities)
+        for prediction in predictions
+    ]
+    return manifest.model_copy(update={"output": output}), relabelled

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ml.manifest import read_manifest
 from tests.helpers import ADMIN, MODELS_DIR, copy_model
 from tests.live_server import ROOT, LiveServer, live_api, server_env
 
@@ -138,7 +139,13 @@ def test_the_gate_keeps_the_champion_promotes_a_better_one_and_scores_it_on_new_
     log = promoted.stdout + promoted.stderr
     assert "Gate passed: promoting" in log, log[-6000:]
     assert f"Packaged {MODEL}@2" in log, log[-6000:]
-    assert (store / MODEL / "2" / "manifest.json").exists()
+    # Version 2 is the candidate as evaluated: its tuned threshold, so its labels and f1.
+    candidate = read_manifest(trained_into(log) / MODEL / "1" / "manifest.json")
+    packaged = read_manifest(store / MODEL / "2" / "manifest.json")
+    assert candidate.output.decision_threshold is not None
+    assert packaged.output.decision_threshold == candidate.output.decision_threshold
+    assert packaged.evaluations[0].confusion_matrix == candidate.evaluations[0].confusion_matrix
+    assert packaged.metrics["f1"] == pytest.approx(candidate.metrics["f1"], rel=1e-12)
     after = model(server)
     assert after["serving_version"] == "2"
     assert after["aliases"] == {"champion": "2"}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,7 +24,10 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from ml.drift import read_profile
 from ml.manifest import read_manifest
 from ml.onnx_runtime import OnnxRuntime
+from ml.packaging.heldout import BINARY_METRICS
 from registry.__main__ import main
+from registry.factories import framework_runtimes
+from registry.registry import ModelRegistry
 from tests.byom import (
     TARGET,
     attrition_sample,
@@ -30,7 +35,7 @@ from tests.byom import (
     random_forest_pipeline,
     request_rows,
 )
-from tests.helpers import ROOT
+from tests.helpers import HELDOUT_CSV, MODELS_DIR, ROOT, copy_model, heldout_rows
 
 pytestmark = pytest.mark.slow
 
@@ -316,3 +321,94 @@ def test_registry_add_as_a_command(user_model: UserModel, tmp_path: Path) -> Non
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout == "forest@1\n"
     assert json.loads((store / "forest" / "1" / "manifest.json").read_text())["framework"] == "onnx"
+
+
+def served_labels(store: Path, refs: list[str], rows: list[dict[str, object]]) -> list[list[str]]:
+    """The labels each of ``refs`` answers on ``rows``, loaded through the registry as served."""
+    registry = ModelRegistry.from_dir(store, framework_runtimes("cpu"))
+
+    async def labels(ref: str) -> list[str]:
+        async with registry.serving(registry.resolve(ref)) as serving:
+            runtime = serving.runtime
+            assert runtime is not None and runtime.tabular_validator is not None
+            return [p.label for p in runtime.predict(runtime.tabular_validator.validate(rows))]
+
+    try:
+        return [asyncio.run(labels(ref)) for ref in refs]
+    finally:
+        registry.loader.unload_all()
+
+
+def test_a_decision_threshold_packages_the_bundled_model_as_it_was_trained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "models"
+    copy_model(store, "attrition-logreg")
+    bundled = read_manifest(store / "attrition-logreg" / "1" / "manifest.json")
+    threshold = bundled.output.decision_threshold
+    assert threshold is not None and threshold != 0.5  # tuned by the training
+    sources = [
+        "--artifact", MODELS_DIR / "attrition-logreg" / "1" / "model.joblib",
+        "--sample", HELDOUT_CSV, "--target", "Attrition",
+    ]  # fmt: skip
+    assert add(store, "attrition-logreg", *sources, "--decision-threshold", repr(threshold)) == 0
+    assert add(store, "attrition-logreg", *sources) == 0  # the default threshold, as before
+    out, err = capsys.readouterr()
+    assert out.split() == ["attrition-logreg@2", "attrition-logreg@3"], err
+    tuned = read_manifest(store / "attrition-logreg" / "2" / "manifest.json")
+    default = read_manifest(store / "attrition-logreg" / "3" / "manifest.json")
+    assert tuned.output == bundled.output  # the threshold as the training wrote it
+    assert default.output.decision_threshold is None
+    # Measured on the rows v1 was measured on, at its threshold: v1's counts, and its figures
+    # (the training's scikit-learn formulas and ml.evaluation's may differ in the last bit).
+    assert tuned.evaluations[0].confusion_matrix == bundled.evaluations[0].confusion_matrix
+    assert tuned.metrics == pytest.approx(
+        {name: bundled.metrics[name] for name in BINARY_METRICS}, rel=1e-12
+    )
+    assert default.metrics["roc_auc"] == bundled.metrics["roc_auc"]
+    assert default.metrics["f1"] != bundled.metrics["f1"]  # the defect the option mends
+    # Served, v2 answers every held-out row as v1 does; v3 does not.
+    rows = heldout_rows()
+    v1, v2, v3 = served_labels(store, [f"attrition-logreg@{v}" for v in "123"], rows)
+    assert v2 == v1 and v3 != v1
+    assert main(["--models-dir", str(store), "validate"]) == 0  # sealed with the threshold
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.1", "nan"])
+def test_a_decision_threshold_outside_0_1_is_refused(
+    value: str, user_model: UserModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "models"
+    sources = ["--artifact", user_model.artifact, "--sample", user_model.sample]
+    assert add(store, "forest", *sources, "--decision-threshold", value) == 2
+    assert "invalid --decision-threshold" in capsys.readouterr().err
+    assert store_files(store) == []
+    assert math.isnan(float(value)) or not 0 < float(value) < 1
+
+
+def test_a_decision_threshold_that_is_not_a_number_is_refused(
+    user_model: UserModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "models"
+    sources = ["--artifact", user_model.artifact, "--sample", user_model.sample]
+    with pytest.raises(SystemExit) as exited:
+        add(store, "forest", *sources, "--decision-threshold", "high")
+    assert exited.value.code == 2
+    assert "--decision-threshold" in capsys.readouterr().err
+    assert store_files(store) == []
+
+
+def test_a_decision_threshold_needs_a_binary_classifier(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = pd.DataFrame(
+        {"a": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "kind": ["x", "x", "y", "y", "z", "z"]}
+    )
+    joblib.dump(LogisticRegression().fit(frame[["a"]], frame["kind"]), tmp_path / "three.joblib")
+    frame.to_csv(tmp_path / "three.csv", index=False)
+    store = tmp_path / "models"
+    sources = ["--artifact", tmp_path / "three.joblib", "--sample", tmp_path / "three.csv"]
+    assert add(store, "three", *sources, "--target", "kind", "--decision-threshold", "0.4") == 2
+    assert "binary classifier only" in capsys.readouterr().err
+    assert store_files(store) == []
+    assert add(store, "three", *sources, "--target", "kind") == 0  # without it: packaged

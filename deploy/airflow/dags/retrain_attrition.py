@@ -10,8 +10,9 @@ for that version (its manifest's metrics; the rows in the work folder's
 ``registry evaluate`` from the API's store, with the metric definitions of the manifests: both
 scores are on the same rows by construction, on new data as on old. Only when the candidate
 beats it by more than ``mldeploy_promotion_margin`` is it packaged into the API's model store
-(``registry add``) and made ``champion`` through the admin API; otherwise ``package`` and
-``promote`` are skipped and the champion stays as it was.
+(``registry add``, with the decision threshold its training tuned, so that the version
+promoted labels rows as the candidate measured did) and made ``champion`` through the admin
+API; otherwise ``package`` and ``promote`` are skipped and the champion stays as it was.
 
 Settings are Airflow Variables, which ``AIRFLOW_VAR_<NAME>`` environment variables also set:
 mldeploy_api_url, mldeploy_admin_username and mldeploy_admin_password (or mldeploy_admin_token),
@@ -120,6 +121,8 @@ def retrain_attrition() -> None:
             "dataset": manifest["training"]["data"].get("dataset"),
             "score": manifest["metrics"][metric],
             "samples": manifest["evaluations"][0]["samples"],
+            # Tuned by the training on its own rows: the labels (f1, recall) depend on it.
+            "decision_threshold": manifest["output"].get("decision_threshold"),
         }
         logger.info(
             "Candidate (trained on %s): %s %.4f on %d held-out rows",
@@ -199,6 +202,9 @@ def retrain_attrition() -> None:
     def package(candidate: dict[str, Any]) -> str:
         """``registry add`` into the API's store; measured on the same held-out rows."""
         name = setting("mldeploy_model")
+        threshold = candidate.get("decision_threshold")
+        # repr: the shortest text that reads back as the same float, as the manifest has it.
+        tuned = [] if threshold is None else ["--decision-threshold", repr(float(threshold))]
         output = run_app(
             "-m",
             "registry",
@@ -212,6 +218,7 @@ def retrain_attrition() -> None:
             TARGET,
             "--description",
             f"retrained by Airflow on {candidate['dataset']}",
+            *tuned,
             "--models-dir",
             str(Path(setting("mldeploy_models_dir")).resolve()),
         )
