@@ -499,7 +499,8 @@ def test_an_audio_clip_as_one_bytes_tensor_answers_as_the_upload(
     probabilities = result.as_numpy("probabilities")
     assert labels is not None and probabilities is not None
     assert text(labels) == [native.json()["label"]] == ["violin"]
-    audio_labels = read_manifest(MODELS_DIR / AUDIO_MODEL / "1" / "manifest.json").output.labels
+    served = MODELS_DIR / AUDIO_MODEL / native.json()["version"]  # the labels of that version
+    audio_labels = read_manifest(served / "manifest.json").output.labels
     # Same decoder and network on the same bytes; float32 inference may differ in the last bits
     # between two runs on different threads, so these are compared to 1e-6, not exactly.
     np.testing.assert_allclose(

@@ -71,7 +71,7 @@ def test_the_instrument_cnn_is_served_without_torch_or_librosa(tmp_path: Path) -
         str(ROOT / "models/_evaluation/instrument-recognition/violin-n070-v080.flac"),
         "instrument-cnn",
     )
-    assert (result["status"], result["served"]) == (200, ["instrument-cnn", "2"])
+    assert (result["status"], result["served"]) == (200, ["instrument-cnn", "3"])
     assert result["heavy_after"] == []
 
 
