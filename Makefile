@@ -109,7 +109,7 @@ data: install  ## render every instrument source, with progress (installs their 
 	$(BIN)/python -m ml.training.render_instruments --out data/instruments
 
 # Leave-one-source-out (6 folds), then the final CNN, calibrated and exported to ONNX as
-# instrument-cnn@$(AUDIO_VERSION): about 25 min on 2 cores (the feature cache is built once).
+# instrument-cnn@$(AUDIO_VERSION): about an hour on 2 busy cores (the feature cache is built once).
 AUDIO_VERSION ?= 3
 train-audio: data  ## evaluate by held-out source, retrain the instrument CNN into models/
 	$(BIN)/python -m ml.training.instruments --data data/instruments --models-dir models \
