@@ -106,7 +106,7 @@ train-attrition: install  ## retrain the attrition models into models/
 # Seven soundfonts (FluidSynth), STK's physical models, sonic-pi's samples, own synthesis and the
 # `unknown` clips (percussion, noise, espeak-ng speech): about 10,000 clips, 2 min on 2 cores.
 data: install  ## render every instrument source, with progress (installs their Debian packages)
-	$(BIN)/python -m ml.training.render_instruments --out data/instruments
+	$(BIN)/python -m ml.training.render_data --out data/instruments
 
 # Leave-one-source-out (6 folds), then the final CNN, calibrated and exported to ONNX as
 # instrument-cnn@$(AUDIO_VERSION): about an hour on 2 busy cores (the feature cache is built once).

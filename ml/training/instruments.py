@@ -1,6 +1,6 @@
-"""Train the instrument-recognition models on clips rendered by ``render_instruments``.
+"""Train the instrument-recognition models on clips rendered by ``render_data``.
 
-    python -m ml.training.render_instruments --out data/instruments
+    python -m ml.training.render_data --out data/instruments
     python -m ml.training.instruments --data data/instruments --models-dir models
 
 Every source of the data set (seven soundfonts in three families, STK, sonic-pi, this
@@ -77,7 +77,7 @@ TASK = "instrument-recognition"
 EVALUATION_DIR = Path("_evaluation") / TASK
 AUDIO_FORMATS = ["wav", "flac", "ogg", "mp3"]
 CLIP_SECONDS = 2.0
-RENDER_SCRIPT = "ml/training/render_instruments.py"
+RENDER_SCRIPT = "ml/training/render_data.py"
 HELDOUT_PITCHES = "../data/instruments (held-out pitches)"
 DATA_SOURCES = (
     "Debian fluid-soundfont-gm, fluid-soundfont-gs, fluidr3mono-gm-soundfont, "

@@ -5,11 +5,10 @@ several velocities, one note per fixed-length slot; FluidSynth renders it once (
 per note would reload the soundfont each time) and the result is sliced into clips. Some
 notes get vibrato (modulation wheel, CC1) or a pitch bend into the note.
 
-    python -m ml.training.render_instruments --out data/instruments
-
-renders every source of the data set: the seven soundfonts below, and (``render_sources``)
-the STK physical models, the sonic-pi samples, this project's own synthesis, and the clips
-of the ``unknown`` class (GM percussion, noise, espeak-ng speech, synthesised drums).
+``ml.training.render_data`` (``make data``) renders these with every other source of the
+data set (``render_sources``): the STK physical models, the sonic-pi samples, this project's
+own synthesis, and the clips of the ``unknown`` class (GM percussion, noise, espeak-ng
+speech, synthesised drums).
 
 Writes ``<out>/<source>/<label>/<label>-n<note>-v<velocity>[-<expression>].wav`` (mono,
 16-bit) and ``<out>/index.csv`` (file, label, program, note, velocity, soundfont, family,
@@ -19,7 +18,6 @@ expression): ``soundfont`` is the source's key, ``family`` groups near-identical
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import os
@@ -27,7 +25,6 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -404,59 +401,6 @@ def _render_notes(
     return records
 
 
-def render_all(
-    out_dir: Path,
-    soundfonts: Sequence[Soundfont] = ALL_SOUNDFONTS,
-    instruments: Sequence[Instrument] = INSTRUMENTS,
-    velocities: Sequence[int] = VELOCITIES,
-    note_step: int = 1,
-    show_progress: bool = False,
-    drums: bool = False,
-    others: Sequence[str] = (),
-) -> list[ClipRecord]:
-    """Render every (soundfont, instrument) pair, two FluidSynth processes at a time; with
-    ``drums``, each soundfont's percussion kit too; then the ``others`` sources of
-    ``render_sources`` (``stk``, ``sonic-pi``, ``synth``, ``unknown``)."""
-    from ml.training import render_sources
-
-    ensure_packages(soundfonts, render_sources.binaries(others))
-    jobs: list[tuple[str, Any]] = []
-    for sf in soundfonts:
-        for instrument in instruments:
-            jobs.append(
-                (
-                    f"{sf.key}/{instrument.label}",
-                    lambda sf=sf, instrument=instrument: render_instrument(
-                        sf, instrument, out_dir, velocities, note_step
-                    ),
-                )
-            )
-        if drums:
-            jobs.append((f"{sf.key}/drums", lambda sf=sf: render_drums(sf, out_dir)))
-    for name in others:
-        jobs.extend(render_sources.jobs(name, out_dir, instruments, note_step))
-    records: list[ClipRecord] = []
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(job) for _, job in jobs]
-        for future in _progress(futures, show_progress, [name for name, _ in jobs]):
-            records.extend(future.result())
-    write_index(out_dir, records)
-    return records
-
-
-def _progress(futures: list, show_progress: bool, names: Sequence[str] = ()) -> Iterator:
-    if not show_progress:
-        yield from futures
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(futures, desc="rendering", unit="job")
-    for index, future in enumerate(bar):
-        if index < len(names):
-            bar.set_postfix_str(names[index])
-        yield future
-
-
 INDEX_COLUMNS = (
     "file",
     "label",
@@ -505,45 +449,3 @@ def read_index(data_dir: Path) -> list[ClipRecord]:
             )
             for row in csv.DictReader(handle)
         ]
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    from ml.training.render_sources import OTHER_SOURCES
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("data/instruments"))
-    parser.add_argument(
-        "--note-step", type=int, default=1, help="render every n-th semitone (1: all of them)"
-    )
-    parser.add_argument(
-        "--soundfonts",
-        default=",".join(SOUNDFONTS),
-        help="comma-separated soundfont keys (default: all of them; empty: none)",
-    )
-    parser.add_argument(
-        "--sources",
-        default=",".join(OTHER_SOURCES),
-        help=f"comma-separated other sources (default: {','.join(OTHER_SOURCES)})",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    soundfonts = [SOUNDFONTS[key] for key in args.soundfonts.split(",") if key]
-    others = [name for name in args.sources.split(",") if name]
-    records = render_all(
-        args.out,
-        soundfonts,
-        note_step=args.note_step,
-        show_progress=True,
-        drums=True,
-        others=others,
-    )
-    for source in sorted({record.soundfont for record in records}):
-        mine = [record for record in records if record.soundfont == source]
-        unknown = sum(record.label == UNKNOWN for record in mine)
-        print(f"{source} ({mine[0].source_family}): {len(mine)} clips, {unknown} unknown")
-    print(f"{len(records)} clips; index: {args.out / 'index.csv'}")
-
-
-if __name__ == "__main__":
-    main()

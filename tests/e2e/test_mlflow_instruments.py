@@ -17,7 +17,8 @@ import pytest
 from mlflow import MlflowClient
 
 from ml.training import instruments
-from ml.training.render_instruments import INSTRUMENTS, SOUNDFONTS, render_all
+from ml.training.render_data import render_all
+from ml.training.render_instruments import INSTRUMENTS, SOUNDFONTS
 from tests.mlflow_server import running_mlflow_server
 
 FLUIDR3 = SOUNDFONTS["fluidr3"]

@@ -22,12 +22,12 @@ from ml.manifest import read_manifest
 from ml.runtime import runtime_class
 from ml.training.config import TrainConfig
 from ml.training.instruments import run
+from ml.training.render_data import render_all
 from ml.training.render_instruments import (
     INSTRUMENTS,
     SAMPLE_RATE,
     SOUNDFONTS,
     read_index,
-    render_all,
 )
 
 USED = [SOUNDFONTS["fluidr3"], SOUNDFONTS["musescore"]]

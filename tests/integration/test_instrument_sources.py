@@ -12,13 +12,13 @@ import soundfile
 
 from ml.features import FeatureParams
 from ml.training.instruments_cache import load_features
+from ml.training.render_data import render_all
 from ml.training.render_instruments import (
     INSTRUMENTS,
     SAMPLE_RATE,
     SOUNDFONTS,
     UNKNOWN,
     read_index,
-    render_all,
 )
 from ml.training.render_sources import FAMILIES, SONIC_PI_DIR
 
