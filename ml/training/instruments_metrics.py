@@ -80,6 +80,6 @@ def evaluate_committed_set(
         targets,
         labels,
         dataset,
-        "committed sample of the other soundfont (FLAC), through decode_audio "
+        "committed sample (FLAC clips from MuseScore Lite), through decode_audio "
         "and the serving runtime",
     )
