@@ -94,7 +94,12 @@ def cluster() -> Iterator[tuple[Cluster, list[int]]]:
     temp_dir = tempfile.mkdtemp(prefix="ray15-")
     ports = [free_port(), free_port()]
     node = {"num_cpus": 1, "object_store_memory": 80 * _MIB, "include_dashboard": False}
+    # Ray writes the cluster's address under $RAY_TMPDIR/ray whatever temp_dir a node is
+    # given: on a fresh machine the default, /tmp/ray, does not exist, and the head node
+    # failed to start. Ours does.
+    os.mkdir(os.path.join(temp_dir, "ray"))
     with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", temp_dir)
         for name, value in environment.items():
             patch.setenv(name, value)
         cluster = Cluster(
