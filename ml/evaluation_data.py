@@ -33,11 +33,15 @@ class EvaluationSample:
 
 
 def load_samples(
-    manifest: ModelManifest, path: Path, max_audio_seconds: float
+    manifest: ModelManifest, path: Path, max_audio_seconds: float, target: str | None = None
 ) -> list[EvaluationSample]:
-    """The evaluation samples, validated and decoded as a request's input would be."""
+    """The evaluation samples, validated and decoded as a request's input would be.
+
+    A tabular file holds the feature columns and one label column: ``target`` when given,
+    else whichever column is not a feature.
+    """
     if isinstance(manifest.input, TabularInput):
-        samples = _tabular_samples(path, manifest.input)
+        samples = _tabular_samples(path, manifest.input, target)
     else:
         samples = _audio_samples(path, max_audio_seconds)
     unknown = {s.true_label for s in samples} - set(manifest.output.labels)
@@ -50,18 +54,27 @@ def load_samples(
     return samples
 
 
-def _tabular_samples(path: Path, schema: TabularInput) -> list[EvaluationSample]:
+def _tabular_samples(
+    path: Path, schema: TabularInput, target: str | None
+) -> list[EvaluationSample]:
     features = {feature.name: feature for feature in schema.features}
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        targets = [column for column in reader.fieldnames or [] if column not in features]
-        if len(targets) != 1:
-            raise EvaluationUnavailableError(
-                f"{path.name} needs the feature columns and one label column, "
-                f"found extra columns {targets}"
-            )
+        columns = list(reader.fieldnames or [])
         rows = list(reader)
-    target = targets[0]
+    if target is not None and target not in columns:
+        raise EvaluationUnavailableError(
+            f"{path.name} has no column {target!r} (its columns: {', '.join(columns)})"
+        )
+    if missing := [name for name in features if name not in columns]:
+        raise EvaluationUnavailableError(f"{path.name} lacks the feature columns {missing}")
+    targets = [column for column in columns if column not in features]
+    if len(targets) != 1:
+        raise EvaluationUnavailableError(
+            f"{path.name} needs the feature columns and one label column, "
+            f"found extra columns {targets}"
+        )
+    (target,) = targets
     try:
         parsed = [
             {name: _parse_cell(row[name], feature) for name, feature in features.items()}

@@ -15,7 +15,6 @@ cannot load or predict; 2 an invalid reference or a sample that does not fit the
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -24,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from ml.errors import describe_error
 from ml.manifest import ModelManifest, TabularInput
 from ml.packaging.errors import PackagingError
-from registry.catalogue import ModelEntry
-from registry.errors import InvalidModelRefError, ModelLoadError
+from registry.catalogue import Catalogue, ModelEntry
+from registry.errors import InvalidModelRefError, ModelLoadError, ModelNotFoundError
 from registry.events import SilentListener
-from registry.refs import parse_model_ref, version_sort_key
+from registry.refs import parse_model_ref
 from registry.store import scan_store
 
 if TYPE_CHECKING:
@@ -125,17 +124,16 @@ def _find(models_dir: Path, ref: str) -> ModelEntry:
     except InvalidModelRefError as error:
         raise EvaluateError(str(error), EXIT_REFUSED) from None
     scan = scan_store(models_dir)
-    matches = sorted(
-        (s for s in scan.models if wanted.matches(s.manifest.name, s.manifest.version)),
-        key=lambda s: version_sort_key(s.manifest.version),
-    )
-    if not matches:
+    try:
+        return Catalogue(scan.models).find(wanted)
+    except ModelNotFoundError as error:
         unreadable = [
             u for u in scan.unreadable if wanted.matches(u.name, u.version) and wanted.version
         ]
-        why = f": {unreadable[0].error}" if unreadable else ""
-        raise EvaluateError(f"no model {ref!r} in the store {models_dir}{why}", EXIT_NOT_SCORED)
-    return ModelEntry(matches[-1].manifest, matches[-1].model_dir)
+        why = unreadable[0].error if unreadable else error
+        raise EvaluateError(
+            f"no model {ref!r} in the store {models_dir}: {why}", EXIT_NOT_SCORED
+        ) from None
 
 
 def _read(manifest: ModelManifest, sample: Path, target: str) -> list[EvaluationSample]:
@@ -148,28 +146,8 @@ def _read(manifest: ModelManifest, sample: Path, target: str) -> list[Evaluation
             EXIT_REFUSED,
         )
     try:
-        with sample.open(newline="", encoding="utf-8") as handle:
-            columns = next(csv.reader(handle), [])
+        return load_samples(manifest, sample, max_audio_seconds=0, target=target)
     except (OSError, UnicodeDecodeError) as error:
         raise EvaluateError(f"cannot read the sample {sample}: {error}", EXIT_REFUSED) from None
-    features = [feature.name for feature in manifest.input.features]
-    if target not in columns:
-        raise EvaluateError(
-            f"the sample {sample} has no column {target!r} (its columns: {', '.join(columns)})",
-            EXIT_REFUSED,
-        )
-    if missing := [name for name in features if name not in columns]:
-        raise EvaluateError(
-            f"the sample {sample} lacks the feature columns {missing} of {manifest.ref}",
-            EXIT_REFUSED,
-        )
-    if extra := [c for c in columns if c not in features and c != target]:
-        raise EvaluateError(
-            f"the sample {sample} has columns {extra} that are neither a feature of "
-            f"{manifest.ref} nor the target {target!r}: leave them out",
-            EXIT_REFUSED,
-        )
-    try:
-        return load_samples(manifest, sample, max_audio_seconds=0)
     except EvaluationUnavailableError as error:
-        raise EvaluateError(str(error), EXIT_REFUSED) from None
+        raise EvaluateError(f"{manifest.ref}: {error}", EXIT_REFUSED) from None
