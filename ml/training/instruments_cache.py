@@ -36,10 +36,6 @@ class FeatureCache:
     power: np.ndarray
     """(clips, copies, n_mels, frames) float32 mel power; copy 0 is the clip as rendered."""
 
-    def rows(self, records: Sequence[ClipRecord]) -> np.ndarray:
-        index = {record.file: i for i, record in enumerate(self.records)}
-        return np.array([index[record.file] for record in records], dtype=np.int64)
-
 
 def cache_key(
     records: Sequence[ClipRecord], params: features.FeatureParams, copies: int, seed: int

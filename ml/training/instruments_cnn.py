@@ -119,12 +119,3 @@ def predict_logits(
     if not logits:
         return np.zeros((0, 0), np.float32)
     return np.concatenate(logits)
-
-
-def predict_log_mel(
-    model: nn.Module, clips: ClipSet, config: TrainConfig, batch_size: int = 256
-) -> np.ndarray:
-    """Predicted class of each (un-augmented) clip."""
-    if not len(clips.targets):
-        return np.zeros(0, np.int64)
-    return predict_logits(model, clips.power, config, batch_size).argmax(axis=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,12 +36,6 @@ class Split:
     heldout_every: int
     train: ClipSet
     heldout: ClipSet
-    validation: ClipSet
-
-    def load(self, loader: Callable[[list[ClipRecord]], ClipSet]) -> None:
-        self.train = loader(self.train.records)
-        self.heldout = loader(self.heldout.records)
-        self.validation = loader(self.validation.records)
 
 
 def is_heldout(record: ClipRecord, every: int) -> bool:
@@ -57,28 +51,6 @@ def read_clip(path: Path) -> np.ndarray:
     samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     mono = features.resample(features.to_mono(samples), rate, SAMPLE_RATE)
     return features.fit_length(mono, int(CLIP_SECONDS * SAMPLE_RATE))
-
-
-def load_clips(
-    root: Path,
-    records: Sequence[ClipRecord],
-    labels: Sequence[str],
-    params: features.FeatureParams,
-    chunk: int = 256,
-) -> ClipSet:
-    """Read clips and compute their mel power with the serving code's own functions."""
-    index = {label: i for i, label in enumerate(labels)}
-    targets = np.array([index[r.label] for r in records], dtype=np.int64)
-    if not records:
-        return ClipSet(root, [], targets=targets)
-    windows = features.peak_normalise(np.stack([read_clip(root / r.file) for r in records]))
-    power = np.concatenate(
-        [
-            features.mel_power(windows[start : start + chunk], SAMPLE_RATE, params)
-            for start in range(0, len(windows), chunk)
-        ]
-    )
-    return ClipSet(root, list(records), power, targets)
 
 
 def evaluation_set_records(
