@@ -9,8 +9,6 @@ the mean of its windows' probabilities.
 
 from __future__ import annotations
 
-import logging
-
 import librosa
 import numpy as np
 
@@ -37,13 +35,12 @@ __all__ = [
     "mel_filterbank",
     "mel_power",
     "mfcc_statistics",
+    "mfcc_statistics_from_power",
     "peak_normalise",
     "prepare_windows",
     "resample",
     "to_mono",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 def mel_power(windows: np.ndarray, sample_rate: int, params: FeatureParams) -> np.ndarray:

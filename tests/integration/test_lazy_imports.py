@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ROOT, attrition_example, run_python
 
 _PROGRAM = """
@@ -63,27 +65,18 @@ print(json.dumps({
 """
 
 
-def test_the_instrument_cnn_is_served_without_torch_or_librosa(tmp_path: Path) -> None:
+# instrument-mfcc's features are numpy's, not librosa's (nor numba's); its scaler and
+# logistic regression are read from the pickle without scikit-learn.
+@pytest.mark.parametrize(("model", "version"), [("instrument-cnn", "3"), ("instrument-mfcc", "1")])
+def test_the_instrument_models_are_served_without_torch_or_librosa(
+    tmp_path: Path, model: str, version: str
+) -> None:
     result = run_python(
         _AUDIO_PROGRAM,
         f"sqlite:///{tmp_path / 'traces.db'}",
         str(ROOT / "models"),
         str(ROOT / "models/_evaluation/instrument-recognition/violin-n070-v080.flac"),
-        "instrument-cnn",
+        model,
     )
-    assert (result["status"], result["served"]) == (200, ["instrument-cnn", "3"])
-    assert result["heavy_after"] == []
-
-
-def test_the_instrument_mfcc_is_served_without_torch_or_librosa(tmp_path: Path) -> None:
-    result = run_python(
-        _AUDIO_PROGRAM,
-        f"sqlite:///{tmp_path / 'traces.db'}",
-        str(ROOT / "models"),
-        str(ROOT / "models/_evaluation/instrument-recognition/violin-n070-v080.flac"),
-        "instrument-mfcc",
-    )
-    assert (result["status"], result["served"]) == (200, ["instrument-mfcc", "1"])
-    # Its features are numpy's, not librosa's (nor numba's); its scaler and logistic regression
-    # are read from the pickle without scikit-learn.
+    assert (result["status"], result["served"]) == (200, [model, version])
     assert result["heavy_after"] == []
