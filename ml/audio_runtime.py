@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ml import log_mel
 from ml.audio import AudioClip
 from ml.errors import InvalidInputError, ModelRuntimeError
 from ml.log_mel import FeatureParams
@@ -54,6 +55,21 @@ class AudioRuntime(ModelRuntime):
         # Another rate than the model's, so that the resampler is warmed up as well.
         self.predict([synthetic_clip(44_100, self.input.clip_seconds + 1.5)])
         logger.info("warmed up %s in %.2f s", self.manifest.ref, time.perf_counter() - started)
+
+    def mel_filterbank(self) -> np.ndarray:
+        """(n_mels, 1 + n_fft / 2) float32: the filterbank stored beside the model
+        (``input.mel_filterbank``), checked against the features; for a model that stores
+        none, the same one built by ``ml.log_mel``."""
+        if self.input.mel_filterbank is None:
+            return log_mel.mel_filterbank(self.input.sample_rate, self.params)
+        filterbank = np.load(self.model_dir / self.input.mel_filterbank.file, allow_pickle=False)
+        expected = (self.params.n_mels, self.params.n_fft // 2 + 1)
+        if filterbank.shape != expected:
+            raise ModelRuntimeError(
+                f"{self.manifest.ref}: mel filterbank of shape {list(filterbank.shape)}, "
+                f"the features need {list(expected)}"
+            )
+        return np.asarray(filterbank, dtype=np.float32)
 
     @abstractmethod
     def _clip_windows(self, clip: AudioClip) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-from ml import log_mel, mfcc
+from ml import mfcc
 from ml.audio import AudioClip
 from ml.audio_runtime import AudioRuntime
 from ml.errors import ModelRuntimeError
@@ -43,7 +43,7 @@ class MfccSklearnRuntime(AudioRuntime):
         self._filterbank: np.ndarray | None = None
 
     def load(self) -> None:
-        filterbank = self._load_filterbank()
+        filterbank = self.mel_filterbank()
         model: Any = read_linear_pipeline(self.artifact_path)
         if model is None:
             model = joblib.load(self.artifact_path)
@@ -56,18 +56,6 @@ class MfccSklearnRuntime(AudioRuntime):
         self.model, self._filterbank = model, filterbank
         self.ready = True
         logger.info("loaded %s", self.manifest.ref)
-
-    def _load_filterbank(self) -> np.ndarray:
-        if self.input.mel_filterbank is None:
-            return log_mel.mel_filterbank(self.input.sample_rate, self.params)
-        filterbank = np.load(self.model_dir / self.input.mel_filterbank.file, allow_pickle=False)
-        expected = (self.params.n_mels, self.params.n_fft // 2 + 1)
-        if filterbank.shape != expected:
-            raise ModelRuntimeError(
-                f"{self.manifest.ref}: mel filterbank of shape {list(filterbank.shape)}, "
-                f"the features need {list(expected)}"
-            )
-        return np.asarray(filterbank, dtype=np.float32)
 
     def _clip_windows(self, clip: AudioClip) -> np.ndarray:
         if self._filterbank is None:

@@ -34,25 +34,18 @@ class OnnxAudioRuntime(AudioRuntime):
             raise ModelRuntimeError(
                 f"{manifest.ref} names no mel filterbank (input.mel_filterbank)"
             )
-        self.filterbank_path = model_dir / self.input.mel_filterbank.file
         self._session: Any = None
         self._filterbank: np.ndarray | None = None
         self._input = ""
 
     def load(self) -> None:
         started = time.perf_counter()
-        filterbank = np.load(self.filterbank_path, allow_pickle=False)
-        expected = (self.params.n_mels, self.params.n_fft // 2 + 1)
-        if filterbank.shape != expected:
-            raise ModelRuntimeError(
-                f"{self.manifest.ref}: mel filterbank of shape {list(filterbank.shape)}, "
-                f"the features need {list(expected)}"
-            )
+        filterbank = self.mel_filterbank()
         try:
             session = open_session(self.artifact_path, self.device, self.manifest.ref)
         except Exception as error:  # onnxruntime's own errors: a broken or unsupported graph
             raise ModelRuntimeError(f"{self.manifest.ref} failed to load: {error!r}") from error
-        self._session, self._filterbank = session, filterbank.astype(np.float32)
+        self._session, self._filterbank = session, filterbank
         self._input = session.get_inputs()[0].name
         self.ready = True
         logger.info("Loaded %s in %.3f s", self.manifest.ref, time.perf_counter() - started)
