@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,9 +21,16 @@ from pathlib import Path
 
 import httpx
 
-from bench.load import require_wrk, resident_mb, run_wrk, wrk_script
+from bench.load import (
+    require_wrk,
+    resident_mb,
+    run_wrk,
+    seconds_to_first_answer,
+    server_pids,
+    wrk_script,
+)
 from db.migrate import upgrade_to_head
-from tests.live_server import ROOT, free_port, live_api, stop_process
+from tests.live_server import ROOT, live_api
 
 _MODELS = ("instrument-cnn", "instrument-mfcc")
 _CLIP = ROOT / "models/_evaluation/instrument-recognition/violin-n070-v080.flac"
@@ -52,70 +58,24 @@ def first_answer(
     folder: Path, workers: int, preload: str = "", *, restart: bool = False
 ) -> tuple[float, float]:
     """Seconds from ``python -m api`` starting to its first instrument-cnn answer, and the CPU
-    seconds its processes had spent by then (the figure a busy machine does not inflate).
+    seconds its processes had spent by then.
 
     A new database, unless ``restart``: then one already migrated, as a restart finds it.
     """
     database = folder / f"cold-{workers}-{preload or 'lazy'}-{restart}.db"
     if restart:
         upgrade_to_head(f"sqlite:///{database}")
-    port = free_port()
     env = {
-        **os.environ,
         "DATABASE_URL": f"sqlite:///{database}",
         "MODELS_DIR": str(ROOT / "models"),
         "PRELOAD_MODELS": preload,
         "WORKERS": str(workers),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
     }
     clip = _CLIP.read_bytes()
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "api"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return seconds_to_first_answer(
+        env,
+        lambda url: httpx.post(f"{url}/predict/{_MODELS[0]}", files={"file": clip}, timeout=60),
     )
-    try:
-        while True:
-            try:
-                reply = httpx.post(
-                    f"http://127.0.0.1:{port}/predict/{_MODELS[0]}",
-                    files={"file": clip},
-                    timeout=60,
-                )
-                if reply.status_code == 200:
-                    return time.perf_counter() - started, cpu_seconds(server_pids(process.pid))
-            except httpx.TransportError:
-                time.sleep(0.01)
-    finally:
-        stop_process(process)
-
-
-def server_pids(supervisor: int) -> list[int]:
-    """``supervisor`` and its children (uvicorn's workers), from /proc."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == supervisor:
-            children.append(int(entry.name))
-    return [supervisor, *sorted(children)]
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of ``pids`` so far."""
-    ticks = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def proportional_mb(pid: int) -> float:
@@ -167,13 +127,10 @@ def main() -> int:
             pids = server_pids(server.process.pid)
             for model in _MODELS:
                 for connections in _CONNECTIONS:
-                    before = cpu_seconds(pids)
                     figures = run_wrk(
-                        f"{server.url}/predict/{model}", connections, args.duration, script
+                        f"{server.url}/predict/{model}", connections, args.duration, script, pids
                     )
-                    spent = cpu_seconds(pids) - before
-                    requests = float(figures["rps"]) * args.duration
-                    cpu_ms = 1000 * spent / requests if requests else float("nan")
+                    cpu_ms = float(figures["cpu_us"]) / 1000
                     rows.append(
                         f"| {model} | {connections} | {figures['rps']} | {figures['p50']} | "
                         f"{figures['p99']} | {cpu_ms:.2f} ms | {figures['errors']} |"

@@ -116,9 +116,10 @@ def bench(seconds: int, rounds: int) -> list[str]:
                 lines.append(
                     f"{model}: max |p - predict_proba| on {len(heldout)} rows {difference:.2g}"
                 )
+            pids = (server.process.pid,)
             targets = {
-                "ONNX Runtime": (f"{server.url}/predict/{_ONNX}", script),
-                "pickle + predict_proba": (f"{server.url}/predict/{_PICKLE}", script),
+                "ONNX Runtime": (f"{server.url}/predict/{_ONNX}", script, pids),
+                "pickle + predict_proba": (f"{server.url}/predict/{_PICKLE}", script, pids),
             }
             rows = []
             for connections in _CONNECTIONS:

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,10 @@ def bare_app(workdir: Path) -> Iterator[tuple[str, int]]:
 
 
 def interleaved(
-    targets: dict[str, tuple[str, Path, int]], connections: int, seconds: int, rounds: int
+    targets: Mapping[str, tuple[str, Path, Sequence[int]]],
+    connections: int,
+    seconds: int,
+    rounds: int,
 ) -> dict[str, dict[str, str]]:
     """Each target's best of ``rounds`` wrk runs, the targets taking turns in every round.
 
@@ -76,8 +79,8 @@ def interleaved(
     """
     best: dict[str, dict[str, str]] = {}
     for _ in range(rounds):
-        for label, (url, script, pid) in targets.items():
-            figures = run_wrk(url, connections, seconds, script, pid)
+        for label, (url, script, pids) in targets.items():
+            figures = run_wrk(url, connections, seconds, script, pids)
             if label not in best or float(figures["rps"]) > float(best[label]["rps"]):
                 best[label] = figures
     return best
@@ -97,14 +100,14 @@ def bench_database(
         with live_api(Path(workdir), env) as server:
             httpx.post(f"{server.url}/predict", json={"features": _ROW}).raise_for_status()
             bare_url, bare_pid = bare
-            pid = server.process.pid
+            pids = (server.process.pid,)
             targets = {
-                "bare FastAPI + numpy": (f"{bare_url}/predict", scripts["native"], bare_pid),
-                "/predict": (f"{server.url}/predict", scripts["native"], pid),
+                "bare FastAPI + numpy": (f"{bare_url}/predict", scripts["native"], (bare_pid,)),
+                "/predict": (f"{server.url}/predict", scripts["native"], pids),
                 "/v2/models/m/infer": (
                     f"{server.url}/v2/models/{_MODEL}/infer",
                     scripts["v2"],
-                    pid,
+                    pids,
                 ),
             }
             for connections in _CONNECTIONS:
@@ -161,7 +164,7 @@ def main() -> int:
             ),
             "v2": wrk_script(folder / "v2", v2_body(_ROW), "application/json"),
         }
-        cold = seconds_to_first_answer(
+        cold, _cpu = seconds_to_first_answer(
             {"DATABASE_URL": f"sqlite:///{folder / 'cold.db'}", "MODELS_DIR": str(ROOT / "models")},
             lambda url: httpx.post(f"{url}/predict", json={"features": _ROW}),
         )
