@@ -80,7 +80,8 @@ class PackageRequest:
     """Where the sample's rows and labels will lie, relative to the store (with a target)."""
     decision_threshold: float | None = None
     """For a binary classifier: the positive label's probability from which it is answered
-    (``output.decision_threshold``, as the training writes it); None: the likeliest label."""
+    (``output.decision_threshold``, as the training writes it, 0 < T < 1: ``registry add``
+    checks it before any work); None: the likeliest label."""
 
 
 @dataclass
@@ -438,10 +439,6 @@ def _with_threshold(
         raise PackagingError(
             f"a decision threshold applies to a binary classifier only: this model answers "
             f"{len(output.labels)} labels {output.labels}; leave --decision-threshold out"
-        )
-    if not 0 < threshold < 1:
-        raise PackagingError(
-            f"the decision threshold {threshold} is not between 0 and 1 (both excluded)"
         )
     output = output.model_copy(update={"decision_threshold": threshold})
     decide = LabelRule(output).decide

@@ -646,9 +646,9 @@ PROFILE_SOURCE = (
 
 def training_labels(model: TrainedModel, data: Dataset) -> list[str]:
     """The label the model answers for each training row, at its decision threshold."""
-    negative = next(label for label in LABELS if label != POSITIVE_LABEL)
-    positive = positive_probability(model.pipeline, data.train_x) >= model.threshold
-    return [POSITIVE_LABEL if is_positive else negative for is_positive in positive]
+    probability = positive_probability(model.pipeline, data.train_x)
+    labels: list[str] = predicted_labels(probability, model.threshold).tolist()
+    return labels
 
 
 def save_model(model: TrainedModel, data: Dataset, models_dir: Path) -> Path:
