@@ -716,14 +716,17 @@ def _encode_output(tensor: Tensor, binary: bool) -> tuple[dict[str, Any], bytes 
     }
     parameters = dict(tensor.parameters)
     chunk: bytes | None = None
-    if tensor.datatype == "BYTES" and not binary and all(type(v) is str for v in tensor.data):
-        entry["data"] = list(tensor.data)  # text already: no round trip through bytes
-    elif tensor.datatype == "BYTES":
-        elements = [_as_bytes(value, tensor.name) for value in tensor.data]
+    if tensor.datatype == "BYTES":
         if binary:
+            elements = [_as_bytes(value, tensor.name) for value in tensor.data]
             chunk = b"".join(_LENGTH_PREFIX.pack(len(value)) + value for value in elements)
         else:
-            entry["data"] = [_as_text(value, tensor.name) for value in elements]
+            # Text stays text, with no round trip through bytes; bytes must be UTF-8 text.
+            name = tensor.name
+            entry["data"] = [
+                value if type(value) is str else _as_text(_as_bytes(value, name), name)
+                for value in tensor.data
+            ]
     elif tensor.datatype == "FP64" and all(type(value) is float for value in tensor.data):
         # The usual output (probabilities) without numpy: its error-state context alone
         # costs more than packing a few floats.

@@ -20,10 +20,9 @@ from sqlmodel import Session
 from db.datasets import DatasetVersion, dataset_rows, get_dataset, store_dataset
 from db.defaults import DEFAULT_DATABASE_URL
 
-"""The app's own default (``api.settings``): training and serving share one database."""
-
 
 def database_url() -> str:
+    """The app's own default (``api.settings``): training and serving share one database."""
     return os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
