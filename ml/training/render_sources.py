@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ml import log_mel
 from ml.training.render_instruments import (
     CLIP_SECONDS,
     LEAD_SECONDS,
@@ -274,18 +275,15 @@ SEMITONES = range(-12, 13)
 
 
 def _read(path: Path) -> np.ndarray:
+    """A sound file as mono float32 at the data set's rate (numpy and soxr: no librosa)."""
     import soundfile
 
-    from ml import features
-
     samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    return features.resample(features.to_mono(samples), rate, SAMPLE_RATE)
+    return log_mel.resample(log_mel.to_mono(samples), rate, SAMPLE_RATE)
 
 
 def _window(samples: np.ndarray, start: int = 0) -> np.ndarray:
-    clip_len = int(CLIP_SECONDS * SAMPLE_RATE)
-    clip = samples[start : start + clip_len]
-    return np.pad(clip, (0, clip_len - len(clip))) if len(clip) < clip_len else clip
+    return log_mel.fit_length(samples[start:], int(CLIP_SECONDS * SAMPLE_RATE))
 
 
 def _repitch(samples: np.ndarray, semitones: int) -> np.ndarray:
@@ -588,10 +586,6 @@ VOICES = ("en", "en-us", "en-gb-x-rp", "fr", "de", "es", "it", "nl", "pt", "sv",
 
 
 def espeak(text: str, voice: str, speed: int, pitch: int, variant: str) -> np.ndarray:
-    import soundfile
-
-    from ml import features
-
     with tempfile.TemporaryDirectory(prefix="espeak-") as tmp:
         path = Path(tmp) / "speech.wav"
         subprocess.run(
@@ -611,8 +605,7 @@ def espeak(text: str, voice: str, speed: int, pitch: int, variant: str) -> np.nd
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    return features.resample(features.to_mono(samples), rate, SAMPLE_RATE)
+        return _read(path)
 
 
 def render_speech(out_dir: Path) -> list[ClipRecord]:
