@@ -148,10 +148,15 @@ def background(n: int, rng: np.random.Generator, rate: int = SAMPLE_RATE) -> np.
         return np.asarray(
             sum(np.sin(2 * np.pi * mains * h * t) / h for h in range(1, 6)) + 0.1 * white
         )
+    return coloured(white, kind, rate)
+
+
+def coloured(white: np.ndarray, kind: str, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """``white`` noise made ``pink`` (1/f power) or ``brown`` (1/f^2), flat below 20 Hz."""
     spectrum = np.fft.rfft(white)
-    freqs = np.maximum(np.fft.rfftfreq(n, 1 / rate), 20.0)
+    freqs = np.maximum(np.fft.rfftfreq(len(white), 1 / rate), 20.0)
     spectrum /= freqs ** (0.5 if kind == "pink" else 1.0)
-    return np.fft.irfft(spectrum, n)
+    return np.fft.irfft(spectrum, len(white))
 
 
 def add_noise(

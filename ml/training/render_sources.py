@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ml import log_mel
+from ml.training.instruments_room import bandpass, coloured, highpass, peaking
 from ml.training.render_instruments import (
     CLIP_SECONDS,
     LEAD_SECONDS,
@@ -371,7 +372,6 @@ def _additive(
 
 
 def _formants(signal: np.ndarray, centres: Sequence[float], gain_db: float = 9.0) -> np.ndarray:
-    from ml.training.instruments_room import peaking
 
     out = signal
     for centre in centres:
@@ -380,7 +380,6 @@ def _formants(signal: np.ndarray, centres: Sequence[float], gain_db: float = 9.0
 
 
 def _breath(n: int, rng: np.random.Generator, centre: float, level: float) -> np.ndarray:
-    from ml.training.instruments_room import bandpass
 
     return level * bandpass(rng.standard_normal(n), centre, q=1.5)
 
@@ -483,7 +482,6 @@ def render_synth(instrument: Instrument, out_dir: Path, note_step: int = 1) -> l
 
 def synth_drum(kind: str, rng: np.random.Generator) -> np.ndarray:
     """A kick, snare, hi-hat, tom, clap or a hand-clap pattern, 2 s long."""
-    from ml.training.instruments_room import bandpass, highpass
 
     n = int(CLIP_SECONDS * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
@@ -544,10 +542,7 @@ def noise(kind: str, rng: np.random.Generator) -> np.ndarray:
     if kind == "white":
         return white
     if kind in ("pink", "brown"):
-        spectrum = np.fft.rfft(white)
-        freqs = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0)
-        spectrum /= freqs ** (0.5 if kind == "pink" else 1.0)
-        return np.fft.irfft(spectrum, n)
+        return coloured(white, kind)
     if kind == "hum":
         t = np.arange(n) / SAMPLE_RATE
         mains = rng.choice([50.0, 60.0])
