@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, signal
 
-SAMPLE_RATE = 22_050
+from ml.training.render_instruments import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
