@@ -14,6 +14,7 @@ log-mel power scaled to [-1, 1] relative to the window's loudest bin.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -178,14 +179,17 @@ def mel_power(windows: np.ndarray, filterbank: np.ndarray, params: FeatureParams
     spectrum = np.fft.rfft(frames[:, :: params.hop_length] * _hann(params.n_fft), axis=-1)
     power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
     # One BLAS product over every frame of every window: (frames, bins) @ (bins, n_mels).
-    mel = power.reshape(-1, power.shape[-1]) @ np.ascontiguousarray(filterbank.T)
+    mel = power.reshape(-1, power.shape[-1]) @ filterbank.T
     by_window = mel.reshape(len(windows), -1, filterbank.shape[0]).transpose(0, 2, 1)
     return np.ascontiguousarray(by_window)
 
 
+@functools.cache  # one per n_fft: a request must not rebuild it
 def _hann(length: int) -> np.ndarray:
     """The periodic Hann window (``scipy.signal.get_window("hann", length)``)."""
-    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)).astype(np.float32)
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)).astype(np.float32)
+    window.flags.writeable = False  # shared by every call
+    return window
 
 
 def mel_db(power: np.ndarray, top_db: float) -> np.ndarray:
