@@ -80,7 +80,7 @@ def serve(settings: Settings) -> None:
 def create_worker_app() -> FastAPI:
     """The factory uvicorn calls in each server process (each worker when WORKERS > 1)."""
     die_with_parent()
-    # No collection while start-up imports and builds its ~140,000 long-lived objects (a
+    # No collection while start-up imports and builds its ~120,000 long-lived objects (a
     # sixth of the import time went to collections that freed nothing): the app collects
     # once and freezes them when it has started (keep_startup_objects_out_of_gc).
     gc.disable()
