@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
+from serving import v2_codec
 from serving.v2_codec import (
     DATATYPES,
     MAX_ELEMENTS,
@@ -28,6 +29,7 @@ from serving.v2_codec import (
     TensorBounds,
     V2RequestError,
     decode_infer_request,
+    decode_with_full_checks,
     encode_infer_response,
     parse_header_length,
 )
@@ -612,6 +614,71 @@ def test_fuzz_never_raises_anything_but_v2_request_error() -> None:
             assert str(error)
     assert cases > 500
     assert decoded > 0  # some mutations stay valid: the fuzzer does reach past the checks
+
+
+def _quick_path_seeds() -> list[tuple[bytes, int | None]]:
+    """Requests the quick paths take: every input JSON (BYTES, INT64, INT32 or FP64), or
+    every input binary (any datatype but BOOL); and the requests of ``_seed_bodies``."""
+    binary = {name: array for name, array in ARRAYS.items() if name != "BOOL"}
+    binary["FP16"] = np.array([0.5, -2.0, 65504.0], dtype=np.float16)
+    binary["UINT64"] = np.array([0, 1, 2**64 - 1], dtype=np.uint64)
+    json_only = {name: array for name, array in binary.items() if name in _QUICK_JSON}
+    seeds = []
+    for is_binary, arrays in ((False, json_only), (True, binary)):
+        for shaped in (arrays, {name: a.reshape(-1, 1) for name, a in arrays.items()}):
+            inputs = [triton_input(name, array, is_binary) for name, array in shaped.items()]
+            seeds.append(request_body(inputs))
+            outputs = [triton.InferRequestedOutput("label")]
+            seeds.append(request_body(inputs, request_id="r", outputs=outputs))
+    return seeds + _seed_bodies()
+
+
+_QUICK_JSON = ("BYTES", "INT64", "INT32", "FP64")
+
+
+def _outcome(decode: Any, body: bytes, header_length: Any, bounds: TensorBounds) -> str:
+    """What a decoder makes of a body, written out: the refusal, or every decoded value."""
+    try:
+        request = decode(body, header_length, bounds)
+    except V2RequestError as error:
+        return f"refused: {error}"
+    # repr: NaN equals NaN, and -0.0 and 0.0, int and float, bytes and str differ.
+    return repr(
+        (
+            plain(request),
+            request.id,
+            request.outputs,
+            request.binary_outputs_by_default,
+            request.parameters,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [TensorBounds(), TensorBounds(inputs=6, max_elements=3, limit_hint=" (MAX_BATCH_ROWS)")],
+    ids=["no bounds", "model bounds"],
+)
+def test_the_quick_paths_decode_and_refuse_exactly_as_the_full_checks(
+    bounds: TensorBounds,
+) -> None:
+    rng = random.Random(20261201)
+    seeds = _quick_path_seeds()
+    cases: list[tuple[bytes, Any]] = list(seeds)
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        cases.append(_fuzz_case(rng, seeds))
+    quick = {"json": 0, "binary": 0}
+    for body, header_length in cases:
+        expected = _outcome(decode_with_full_checks, body, header_length, bounds)
+        assert _outcome(decode_infer_request, body, header_length, bounds) == expected
+        if header_length is None:
+            quick["json"] += v2_codec._quick_request(body, bounds) is not None
+        elif type(header_length) is int:
+            binary = v2_codec._quick_binary_request(body, header_length, bounds)
+            quick["binary"] += binary is not None
+    assert len(cases) > 500
+    assert min(quick.values()) > 10  # both quick paths were taken, not only the full checks
 
 
 # --------------------------------------------------------------------------------------------
