@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -18,6 +18,7 @@ from tests.live_server import ROOT, free_port, stop_process
 _WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "{content_type}"
+{extra_headers}
 local body_file = io.open("{body_path}", "rb")
 wrk.body = body_file:read("*a")
 body_file:close()
@@ -32,12 +33,20 @@ def require_wrk() -> bool:
     return True
 
 
-def wrk_script(folder: Path, body: bytes, content_type: str) -> Path:
-    """A wrk script that POSTs ``body`` (written beside it, so it may be binary)."""
+def wrk_script(
+    folder: Path, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+) -> Path:
+    """A wrk script that POSTs ``body`` (written beside it, so it may be binary), with
+    ``headers`` besides its content type."""
     body_path = folder / "body.bin"
     body_path.write_bytes(body)
     script = folder / "post.lua"
-    script.write_text(_WRK_SCRIPT.format(content_type=content_type, body_path=body_path))
+    extra = "\n".join(
+        f'wrk.headers["{name}"] = "{value}"' for name, value in (headers or {}).items()
+    )
+    script.write_text(
+        _WRK_SCRIPT.format(content_type=content_type, extra_headers=extra, body_path=body_path)
+    )
     return script
 
 

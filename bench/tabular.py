@@ -5,8 +5,9 @@
 In one run, on loopback with wrk: the bare app of ``bench.bare_app`` (the same logistic
 regression in numpy on uvicorn with uvloop and httptools, no trace, no metrics) and the API
 (one worker, the bundled models, every prediction traced and metered) on ``/predict`` and on
-the Open Inference Protocol route, for each trace database. The three take turns for
-``--rounds`` rounds and each keeps its best run. Prints requests per second, p50 and p99 at
+the Open Inference Protocol route, in JSON and in binary (what tritonclient sends by
+default), for each trace database. They take turns for ``--rounds`` rounds and each keeps its
+best run. Prints requests per second, p50 and p99 at
 1 and 32 connections, each route's throughput as a ratio of the bare app's, the server
 process's CPU time per request (less sensitive than throughput to a busy machine), the time from
 process start to the first answer, and the resident memory with both attrition models
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import tritonclient.http as triton
 from sqlalchemy import create_engine, text
 
 from bench.load import require_wrk, resident_mb, run_wrk, seconds_to_first_answer, wrk_script
@@ -50,6 +53,19 @@ def v2_body(row: dict[str, Any]) -> bytes:
         for f in _MANIFEST["input"]["features"]
     ]
     return json.dumps({"inputs": inputs}).encode()
+
+
+def v2_binary_body(row: dict[str, Any]) -> tuple[bytes, int]:
+    """The row as tritonclient sends it by default: every input as binary data, the body
+    and the length of its JSON header."""
+    inputs = []
+    for feature in _MANIFEST["input"]["features"]:
+        datatype = _V2_DATATYPE[feature["type"]]
+        dtype = {"BYTES": np.object_, "INT64": np.int64, "FP64": np.float64}[datatype]
+        tensor = triton.InferInput(feature["name"], [1], datatype)
+        inputs.append(tensor.set_data_from_numpy(np.array([row[feature["name"]]], dtype=dtype)))
+    body, header_length = triton.InferenceServerClient.generate_request_body(inputs)
+    return bytes(body), header_length
 
 
 @contextmanager
@@ -109,6 +125,11 @@ def bench_database(
                     scripts["v2"],
                     pids,
                 ),
+                "/v2/models/m/infer, binary": (
+                    f"{server.url}/v2/models/{_MODEL}/infer",
+                    scripts["v2-binary"],
+                    pids,
+                ),
             }
             for connections in _CONNECTIONS:
                 best = interleaved(targets, connections, seconds, rounds)
@@ -156,13 +177,20 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        for name in ("native", "v2"):
+        for name in ("native", "v2", "v2-binary"):
             (folder / name).mkdir()
+        binary_body, header_length = v2_binary_body(_ROW)
         scripts = {
             "native": wrk_script(
                 folder / "native", json.dumps({"features": _ROW}).encode(), "application/json"
             ),
             "v2": wrk_script(folder / "v2", v2_body(_ROW), "application/json"),
+            "v2-binary": wrk_script(
+                folder / "v2-binary",
+                binary_body,
+                "application/octet-stream",
+                {"Inference-Header-Content-Length": str(header_length)},
+            ),
         }
         cold, _cpu = seconds_to_first_answer(
             {"DATABASE_URL": f"sqlite:///{folder / 'cold.db'}", "MODELS_DIR": str(ROOT / "models")},
