@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from sqlmodel import Session
@@ -109,55 +109,58 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
         await asyncio.to_thread(upgrade_to_head, settings.database_url)
-        engine = make_engine(settings.database_url)
-        trace_log = None
-        if settings.trace_log_dir is not None:
-            trace_log = await asyncio.to_thread(open_trace_log, settings.trace_log_dir, engine)
-        writer = make_trace_writer(engine, trace_log)
-        writer.start()
-        registry = build_registry(settings)
-        if settings.admin_username and settings.admin_password:
-            with Session(engine) as session:
-                await asyncio.to_thread(
-                    ensure_admin,
-                    session,
-                    settings.admin_username,
-                    settings.admin_password.get_secret_value(),
-                )
-        app.state.engine, app.state.trace_writer, app.state.registry = engine, writer, registry
-        sync = app.state.registry_sync = await start_registry_sync(engine, registry, settings)
-        app.state.data_plane = DataPlane(
-            registry,
-            writer,
-            Limits(settings.max_batch_rows, settings.max_audio_seconds),
-            commit_timeout=settings.trace_commit_timeout_seconds,
-        )
-        app.state.evaluator = ModelEvaluator(settings.max_audio_seconds)
-        drift_monitor = app.state.drift_monitor = DriftMonitor(
-            engine,
-            registry.entries,
-            interval=settings.drift_interval_seconds,
-            window=settings.drift_window,
-            min_rows=settings.drift_min_rows,
-        )
-        drift_monitor.start()
-        login_guard = app.state.login_guard = LoginGuard.from_settings(settings)
-        if settings.preloaded_models:
-            logger.info("Loading %s before serving (PRELOAD_MODELS)", settings.preload_models)
-            await asyncio.to_thread(registry.preload, settings.preloaded_models)
-        if settings.warmed_models:
-            warm_in_background(registry, settings.warmed_models)
-        if freeze_startup_objects:
-            keep_startup_objects_out_of_gc()
-        logger.info("%s %s ready (env=%s)", SERVICE_NAME, __version__, settings.env)
-        yield
-        login_guard.close()
-        await drift_monitor.close()
-        await sync.close()
-        writer.close()
-        registry.loader.unload_all()
-        engine.dispose()
-        mark_worker_exited()
+        # Each part is stopped in reverse order at shutdown, and so is every part already
+        # started when a later one fails: a failed start leaves no thread or connection.
+        async with AsyncExitStack() as started:
+            started.callback(mark_worker_exited)
+            engine = make_engine(settings.database_url)
+            started.callback(engine.dispose)
+            trace_log = None
+            if settings.trace_log_dir is not None:
+                trace_log = await asyncio.to_thread(open_trace_log, settings.trace_log_dir, engine)
+            writer = make_trace_writer(engine, trace_log)
+            writer.start()
+            started.callback(writer.close)
+            registry = build_registry(settings)
+            started.callback(registry.loader.unload_all)
+            if settings.admin_username and settings.admin_password:
+                with Session(engine) as session:
+                    await asyncio.to_thread(
+                        ensure_admin,
+                        session,
+                        settings.admin_username,
+                        settings.admin_password.get_secret_value(),
+                    )
+            app.state.engine, app.state.trace_writer, app.state.registry = engine, writer, registry
+            sync = app.state.registry_sync = await start_registry_sync(engine, registry, settings)
+            started.push_async_callback(sync.close)
+            app.state.data_plane = DataPlane(
+                registry,
+                writer,
+                Limits(settings.max_batch_rows, settings.max_audio_seconds),
+                commit_timeout=settings.trace_commit_timeout_seconds,
+            )
+            app.state.evaluator = ModelEvaluator(settings.max_audio_seconds)
+            drift_monitor = app.state.drift_monitor = DriftMonitor(
+                engine,
+                registry.entries,
+                interval=settings.drift_interval_seconds,
+                window=settings.drift_window,
+                min_rows=settings.drift_min_rows,
+            )
+            drift_monitor.start()
+            started.push_async_callback(drift_monitor.close)
+            login_guard = app.state.login_guard = LoginGuard.from_settings(settings)
+            started.callback(login_guard.close)
+            if settings.preloaded_models:
+                logger.info("Loading %s before serving (PRELOAD_MODELS)", settings.preload_models)
+                await asyncio.to_thread(registry.preload, settings.preloaded_models)
+            if settings.warmed_models:
+                warm_in_background(registry, settings.warmed_models)
+            if freeze_startup_objects:
+                keep_startup_objects_out_of_gc()
+            logger.info("%s %s ready (env=%s)", SERVICE_NAME, __version__, settings.env)
+            yield
 
     app = ServingApp(
         max_body_bytes=settings.max_body_bytes,
