@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from db.tables import USERNAME_MAX_CHARS
+from db.tables import USERNAME_MAX_CHARS, USERNAME_MIN_CHARS, USERNAME_PATTERN
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -270,7 +270,7 @@ class UserCreate(BaseModel):
     )
 
     username: str = Field(
-        min_length=3, max_length=USERNAME_MAX_CHARS, pattern=r"^[A-Za-z0-9_.@-]+$"
+        min_length=USERNAME_MIN_CHARS, max_length=USERNAME_MAX_CHARS, pattern=USERNAME_PATTERN
     )
     password: str = Field(min_length=8, max_length=256)
     role: str = Field(default="viewer", pattern="^(admin|viewer)$")

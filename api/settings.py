@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from db.defaults import DEFAULT_DATABASE_URL
+from db.tables import USERNAME_MAX_CHARS, USERNAME_MIN_CHARS, USERNAME_PATTERN
 
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "replace-me"}
 _MIN_SECRET_CHARS = 32
@@ -136,6 +138,7 @@ class Settings(BaseSettings):
             problems += [_admin_password_problem(self.admin_password)]
         if self.admin_username and not self.admin_password:
             problems += ["ADMIN_USERNAME is set but ADMIN_PASSWORD is not"]
+        problems += [_admin_username_problem(self.admin_username)]
         found = [problem for problem in problems if problem]
         if found:
             # Every problem at once: a deployment should not need one failed start per fix.
@@ -176,6 +179,20 @@ def _secret_key_problem(secret_key: SecretStr | None) -> str | None:
             "python -c 'import secrets; print(secrets.token_urlsafe(48))')"
         )
     return None
+
+
+def _admin_username_problem(username: str | None) -> str | None:
+    # The rule of the names the API accepts: an admin it could not create is refused here,
+    # not at its INSERT once the server has started (PostgreSQL refuses a long one).
+    if username is None or (
+        USERNAME_MIN_CHARS <= len(username) <= USERNAME_MAX_CHARS
+        and re.fullmatch(USERNAME_PATTERN, username)
+    ):
+        return None
+    return (
+        f"ADMIN_USERNAME must have {USERNAME_MIN_CHARS} to {USERNAME_MAX_CHARS} characters, "
+        "each a letter, a digit or one of _ . @ -"
+    )
 
 
 def _admin_password_problem(password: SecretStr | None) -> str | None:

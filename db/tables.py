@@ -32,6 +32,9 @@ _JSON = JSON().with_variant(JSONB(), "postgresql")
 
 USERNAME_MAX_CHARS = 64
 """The longest user name the table stores (and the API accepts)."""
+USERNAME_MIN_CHARS = 3
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]+$"
+"""The characters a user name may have (the API's rule, and ADMIN_USERNAME's)."""
 
 
 def utc_now() -> datetime:

@@ -52,6 +52,17 @@ def test_admin_username_needs_a_password() -> None:
         settings(admin_username="root")
 
 
+@pytest.mark.parametrize("name", ["ad", "a" * 65, "admin user", "admin\u00e9", "root;", "admin\n"])
+def test_an_admin_username_the_api_would_refuse_is_refused_at_start(name: str) -> None:
+    with pytest.raises(ValidationError, match="ADMIN_USERNAME must have 3 to 64 characters"):
+        settings(admin_username=name, admin_password="a long passphrase")
+
+
+def test_an_admin_username_the_api_accepts_is_kept() -> None:
+    name = "ops.admin@example-1_" + "x" * 44  # 64 characters
+    assert settings(admin_username=name, admin_password="pw").admin_username == name
+
+
 def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FALLBACK_MODEL", " attrition-gbm , instrument-mfcc,")
     monkeypatch.setenv("PRELOAD_MODELS", "attrition-logreg")
