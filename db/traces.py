@@ -50,6 +50,7 @@ _MAX_BATCH = 1024
 _LOOP_BUSY_TIMEOUT_MS = 2000
 _WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 _CLOSE_TIMEOUT_SECONDS = 10
+_MAX_FLUSH_WAITS = 4
 
 
 @dataclass(slots=True)
@@ -273,7 +274,7 @@ def insert_rows(engine: Engine, rows: list[TraceRow], *, skip_existing: bool = F
 
 
 class LoopTraceWriter(TraceWriter):
-    """Commits on the event loop, once per loop iteration, every row recorded meanwhile."""
+    """Commits on the event loop, once rows stop coming, every row recorded meanwhile."""
 
     may_stall = False  # a local file, and a bounded wait for its lock
 
@@ -331,9 +332,25 @@ class LoopTraceWriter(TraceWriter):
         if not self._flush_scheduled:
             # After the callbacks already due: every request that reaches its end in this
             # loop iteration shares the commit.
-            loop.call_soon(self._flush)
+            loop.call_soon(self._flush_once_settled, loop, 1, 0)
             self._flush_scheduled = True
         return future
+
+    def _flush_once_settled(self, loop: asyncio.AbstractEventLoop, seen: int, waits: int) -> None:
+        """Commit, unless rows are still coming: then wait one more turn of the loop.
+
+        Rows recorded since the last look mean requests are still reaching their end, and
+        the loop's next turn reads more of them: they share the commit, which costs about
+        the same for 30 rows as for 14 (its pages are mostly the indexes' last ones). At 32
+        connections that is 30 rows a commit instead of 14, and 6 to 10 % less CPU a
+        request. A lone request is committed at once; a growing batch waits for at most
+        ``_MAX_FLUSH_WAITS`` turns.
+        """
+        pending = len(self._pending)
+        if pending > seen and waits < _MAX_FLUSH_WAITS:
+            loop.call_soon(self._flush_once_settled, loop, pending, waits + 1)
+            return
+        self._flush()
 
     def _flush(self) -> None:
         batch, self._pending, self._flush_scheduled = self._pending, [], False

@@ -24,6 +24,7 @@ from db.migrate import upgrade_to_head
 from db.tables import Outcome, Prediction, utc_now
 from db.traces import (
     _LOOP_BUSY_TIMEOUT_MS,
+    _MAX_FLUSH_WAITS,
     LoopTraceWriter,
     ThreadTraceWriter,
     TraceRow,
@@ -156,6 +157,62 @@ def test_record_many_concurrent_requests_share_few_commits(
     assert all(row.protocol == "rest" and row.completed_at is not None for row in stored)
     assert stored[7].input == {"Age": 7}
     assert stored[7].output == _OUTPUT
+
+
+def test_the_loop_writer_commits_a_lone_row_at_the_next_turn_of_the_loop(engine: Engine) -> None:
+    writer = LoopTraceWriter(engine)
+    writer.start()
+
+    async def lone() -> bool:
+        future = writer.record(trace("lone"))
+        await asyncio.sleep(0)  # one turn
+        return future.done()
+
+    assert asyncio.run(lone())
+    writer.close()
+    assert [row.id for row in rows(engine)] == ["lone"]
+
+
+def test_the_loop_writer_waits_for_rows_still_coming_and_commits_them_together(
+    engine: Engine,
+) -> None:
+    commits = count_commits(engine)
+    writer = LoopTraceWriter(engine)
+    writer.start()
+
+    async def arriving() -> list[bool]:
+        first = [writer.record(trace("a")), writer.record(trace("b"))]  # one turn
+        await asyncio.sleep(0)
+        late = writer.record(trace("c"))  # the next turn: the batch is still growing
+        await asyncio.sleep(0)
+        done_before = [future.done() for future in first]
+        await committed(asyncio.gather(*first, late))
+        return done_before
+
+    assert asyncio.run(arriving()) == [False, False]
+    writer.close()
+    assert commits() == 1
+    assert [row.id for row in rows(engine)] == ["a", "b", "c"]
+
+
+def test_the_loop_writer_waits_a_few_turns_at_most_while_rows_keep_coming(engine: Engine) -> None:
+    writer = LoopTraceWriter(engine)
+    writer.start()
+
+    async def endless() -> int:
+        futures = [writer.record(trace(f"t0-{k}")) for k in range(2)]
+        turns = 0
+        while not futures[0].done():
+            await asyncio.sleep(0)
+            turns += 1
+            futures += [writer.record(trace(f"t{turns}-{k}")) for k in range(2)]
+        await committed(asyncio.gather(*futures))
+        return turns
+
+    turns = asyncio.run(endless())
+    writer.close()
+    assert turns == _MAX_FLUSH_WAITS + 1  # it waited, and not for ever
+    assert len(rows(engine)) == 2 * (turns + 1)
 
 
 def test_record_stores_the_row_whole(engine: Engine, writer_class: type[TraceWriter]) -> None:
