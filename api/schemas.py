@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from db.tables import USERNAME_MAX_CHARS, USERNAME_MIN_CHARS, USERNAME_PATTERN
+from api.settings import Username
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -269,9 +269,7 @@ class UserCreate(BaseModel):
         }
     )
 
-    username: str = Field(
-        min_length=USERNAME_MIN_CHARS, max_length=USERNAME_MAX_CHARS, pattern=USERNAME_PATTERN
-    )
+    username: Username
     password: str = Field(min_length=8, max_length=256)
     role: str = Field(default="viewer", pattern="^(admin|viewer)$")
 

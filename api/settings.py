@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from db.defaults import DEFAULT_DATABASE_URL
-from db.tables import USERNAME_MAX_CHARS, USERNAME_MIN_CHARS, USERNAME_PATTERN
+from db.defaults import (
+    DEFAULT_DATABASE_URL,
+    USERNAME_MAX_CHARS,
+    USERNAME_MIN_CHARS,
+    USERNAME_PATTERN,
+)
 
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "replace-me"}
 _MIN_SECRET_CHARS = 32
@@ -22,6 +33,15 @@ _MIN_ADMIN_PASSWORD_CHARS = 12
 # ENV=dev|test without SECRET_KEY: a key nobody knows, so nobody can forge a token; tokens
 # then last as long as the process (`python -m api` shares one with its workers).
 _PROCESS_SECRET_KEY = secrets.token_urlsafe(48)
+
+Username = Annotated[
+    str,
+    StringConstraints(
+        min_length=USERNAME_MIN_CHARS, max_length=USERNAME_MAX_CHARS, pattern=USERNAME_PATTERN
+    ),
+]
+"""A user name as the API accepts one (and ADMIN_USERNAME must be)."""
+_USERNAME = TypeAdapter(Username)
 
 
 class Settings(BaseSettings):
@@ -131,7 +151,7 @@ class Settings(BaseSettings):
         return url
 
     @model_validator(mode="after")
-    def _require_strong_secrets_in_prod(self) -> Settings:
+    def _refuse_unsafe_admin_and_secrets(self) -> Settings:
         problems: list[str | None] = []
         if self.env == "prod":
             problems += [_secret_key_problem(self.secret_key)]
@@ -184,15 +204,16 @@ def _secret_key_problem(secret_key: SecretStr | None) -> str | None:
 def _admin_username_problem(username: str | None) -> str | None:
     # The rule of the names the API accepts: an admin it could not create is refused here,
     # not at its INSERT once the server has started (PostgreSQL refuses a long one).
-    if username is None or (
-        USERNAME_MIN_CHARS <= len(username) <= USERNAME_MAX_CHARS
-        and re.fullmatch(USERNAME_PATTERN, username)
-    ):
+    if username is None:
         return None
-    return (
-        f"ADMIN_USERNAME must have {USERNAME_MIN_CHARS} to {USERNAME_MAX_CHARS} characters, "
-        "each a letter, a digit or one of _ . @ -"
-    )
+    try:
+        _USERNAME.validate_python(username)
+    except ValidationError:
+        return (
+            f"ADMIN_USERNAME must have {USERNAME_MIN_CHARS} to {USERNAME_MAX_CHARS} "
+            "characters, each a letter, a digit or one of _ . @ -"
+        )
+    return None
 
 
 def _admin_password_problem(password: SecretStr | None) -> str | None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from api.errors import TooManyRequestsError
-from db.tables import USERNAME_MAX_CHARS
+from db.defaults import USERNAME_MAX_CHARS
 
 Clock = Callable[[], float]
 

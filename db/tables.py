@@ -18,6 +18,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from db.defaults import USERNAME_MAX_CHARS
+
 # NOTE: named constraints and indexes, so migrations can refer to them on every database.
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",
@@ -29,12 +31,6 @@ SQLModel.metadata.naming_convention = {
 metadata: MetaData = SQLModel.metadata
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")
-
-USERNAME_MAX_CHARS = 64
-"""The longest user name the table stores (and the API accepts)."""
-USERNAME_MIN_CHARS = 3
-USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]+$"
-"""The characters a user name may have (the API's rule, and ADMIN_USERNAME's)."""
 
 
 def utc_now() -> datetime:
