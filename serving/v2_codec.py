@@ -85,6 +85,10 @@ class TensorBounds:
     limit_hint: str = ""
     """Said after an element count over ``max_elements`` (e.g. which setting bounds it)."""
 
+    def takes_inputs(self, count: int) -> bool:
+        """Whether a request of ``count`` inputs is decoded (not refused before)."""
+        return self.inputs is None or count <= 2 * self.inputs
+
 
 _HEADER_LENGTH = re.compile(r"[0-9]{1,18}")
 _LENGTH_PREFIX = struct.Struct("<I")
@@ -250,7 +254,7 @@ def _decode_inputs(
         raise V2RequestError("the request needs an 'inputs' list")
     if not raw:
         raise V2RequestError("'inputs' is empty")
-    if bounds.inputs is not None and len(raw) > 2 * bounds.inputs:
+    if not bounds.takes_inputs(len(raw)):
         raise V2RequestError(
             f"the request has {len(raw)} inputs; this model takes {bounds.inputs} "
             "(see its metadata for their names)"
@@ -383,11 +387,32 @@ class _QuickFp64(_QuickInput, tag_field="datatype", tag="FP64", forbid_unknown_f
 _QuickTensor = _QuickBytes | _QuickInt64 | _QuickInt32 | _QuickFp64
 
 
-class _QuickRequest(msgspec.Struct):
-    inputs: list[_QuickTensor]
+# A plain value of the request's or an output's parameters. A number that JSON parsers read
+# differently (an integer past 64 bits, a float past FP64's range) fails to decode here, so
+# that the full checks, which read it with orjson, decide (msgspec bounds an int to int64).
+_QuickValue = (
+    bool
+    | str
+    | None
+    | Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+    | Annotated[float, msgspec.Meta(ge=-_FLOAT_MAX["FP64"], le=_FLOAT_MAX["FP64"])]
+)
+
+
+class _QuickRequestFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What a quick request carries besides its inputs: what tritonclient sends, plain.
+
+    An unknown field is refused, not skipped: msgspec would skip it unread, where the full
+    checks read it (and refuse one that is not valid JSON).
+    """
+
     id: str | None = None
-    outputs: list[dict[str, Any]] | None = None
-    parameters: dict[str, Any] | None = None
+    outputs: list[dict[str, _QuickValue | dict[str, _QuickValue]]] | None = None
+    parameters: dict[str, _QuickValue] | None = None
+
+
+class _QuickRequest(_QuickRequestFields, kw_only=True):
+    inputs: list[_QuickTensor]
 
 
 _QUICK_DECODER = msgspec.json.Decoder(_QuickRequest)
@@ -405,7 +430,7 @@ def _quick_request(body: bytes, bounds: TensorBounds) -> InferenceRequest | None
         # DecodeError) below orjson's 1,024 levels: the full checks then answer 400.
         return None
     inputs: list[InputTensor] = list(document.inputs)
-    if not _within_input_count(inputs, bounds):
+    if not inputs or not bounds.takes_inputs(len(inputs)):
         return None
     max_elements = bounds.max_elements
     for item in inputs:
@@ -416,12 +441,8 @@ def _quick_request(body: bytes, bounds: TensorBounds) -> InferenceRequest | None
     return _quick_inference_request(document, inputs)
 
 
-def _within_input_count(inputs: list[Any], bounds: TensorBounds) -> bool:
-    return bool(inputs) and (bounds.inputs is None or len(inputs) <= 2 * bounds.inputs)
-
-
 def _quick_inference_request(
-    document: _QuickRequest | _QuickBinaryRequest, inputs: list[InputTensor]
+    document: _QuickRequestFields, inputs: list[InputTensor]
 ) -> InferenceRequest | None:
     """The request around quickly decoded ``inputs``; ``None`` for anything unusual."""
     names = {item.name for item in inputs}
@@ -459,11 +480,8 @@ class _QuickBinaryInput(msgspec.Struct, forbid_unknown_fields=True):
     parameters: _QuickBinarySize
 
 
-class _QuickBinaryRequest(msgspec.Struct):
+class _QuickBinaryRequest(_QuickRequestFields, kw_only=True):
     inputs: list[_QuickBinaryInput]
-    id: str | None = None
-    outputs: list[dict[str, Any]] | None = None
-    parameters: dict[str, Any] | None = None
 
 
 _QUICK_BINARY_DECODER = msgspec.json.Decoder(_QuickBinaryRequest)
@@ -498,7 +516,7 @@ def _quick_binary_request(
         document = _QUICK_BINARY_DECODER.decode(view[:header_length])
     except (msgspec.DecodeError, RecursionError):
         return None
-    if not _within_input_count(document.inputs, bounds):
+    if not document.inputs or not bounds.takes_inputs(len(document.inputs)):
         return None
     binary = view[header_length:]
     inputs: list[InputTensor] = []

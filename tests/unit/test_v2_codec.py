@@ -630,10 +630,35 @@ def _quick_path_seeds() -> list[tuple[bytes, int | None]]:
             seeds.append(request_body(inputs))
             outputs = [triton.InferRequestedOutput("label")]
             seeds.append(request_body(inputs, request_id="r", outputs=outputs))
+            seeds.append(request_body(inputs[:2]))  # within a bound on inputs, not on rows
+            two_rows = [triton_input(n, a[:2], is_binary) for n, a in list(shaped.items())[:2]]
+            seeds.append(request_body(two_rows))  # within both
     return seeds + _seed_bodies()
 
 
 _QUICK_JSON = ("BYTES", "INT64", "INT32", "FP64")
+
+
+def _odd_headers(seeds: list[tuple[bytes, int | None]]) -> list[tuple[bytes, int | None]]:
+    """Each seed with something in its JSON header that parsers may read differently: an
+    unknown field (holding invalid UTF-8, or a number past FP64), and parameters past
+    64-bit integers or FP64, nested, or in an output."""
+    additions = [
+        b'"zz":"\xff",',
+        b'"zz":1e400,',
+        b'"zz":{"a":[1]},',
+        b'"parameters":{"k":1180591620717411303424},',
+        b'"parameters":{"k":18446744073709551615},',
+        b'"parameters":{"k":-1e400},',
+        b'"parameters":{"k":{"nested":true}},',
+        b'"outputs":[{"name":"label","parameters":{"binary_data":false,"k":1e400}}],',
+    ]
+    odd = []
+    for body, header_length in seeds:
+        for addition in additions:
+            changed = b"{" + addition + body[1:]
+            odd.append((changed, None if header_length is None else header_length + len(addition)))
+    return odd
 
 
 def _outcome(decode: Any, body: bytes, header_length: Any, bounds: TensorBounds) -> str:
@@ -656,15 +681,20 @@ def _outcome(decode: Any, body: bytes, header_length: Any, bounds: TensorBounds)
 
 @pytest.mark.parametrize(
     "bounds",
-    [TensorBounds(), TensorBounds(inputs=6, max_elements=3, limit_hint=" (MAX_BATCH_ROWS)")],
-    ids=["no bounds", "model bounds"],
+    [
+        TensorBounds(),
+        TensorBounds(inputs=6, max_elements=3, limit_hint=" (MAX_BATCH_ROWS)"),
+        TensorBounds(inputs=2, max_elements=3, limit_hint=" (MAX_BATCH_ROWS)"),
+        TensorBounds(inputs=3, max_elements=2, limit_hint=" (MAX_BATCH_ROWS)"),
+    ],
+    ids=["no bounds", "bounds the seeds fit", "fewer inputs", "fewer rows"],
 )
 def test_the_quick_paths_decode_and_refuse_exactly_as_the_full_checks(
     bounds: TensorBounds,
 ) -> None:
     rng = random.Random(20261201)
     seeds = _quick_path_seeds()
-    cases: list[tuple[bytes, Any]] = list(seeds)
+    cases: list[tuple[bytes, Any]] = [*seeds, *_odd_headers(seeds)]
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
         cases.append(_fuzz_case(rng, seeds))
