@@ -118,11 +118,11 @@ def create_app(
             trace_log = None
             if settings.trace_log_dir is not None:
                 trace_log = await asyncio.to_thread(open_trace_log, settings.trace_log_dir, engine)
-            writer = make_trace_writer(engine, trace_log)
-            writer.start()
-            started.callback(writer.close)
             registry = build_registry(settings)
             started.callback(registry.loader.unload_all)
+            writer = make_trace_writer(engine, trace_log)
+            started.callback(writer.close)  # closes the trace log too, started or not
+            writer.start()
             if settings.admin_username and settings.admin_password:
                 with Session(engine) as session:
                     await asyncio.to_thread(

@@ -331,7 +331,7 @@ class LoopTraceWriter(TraceWriter):
         self._pending.append(_Pending(row, future))
         if not self._flush_scheduled:
             # After the callbacks already due: every request that reaches its end in this
-            # loop iteration shares the commit.
+            # turn of the loop, or in the next ones while the batch grows, shares the commit.
             loop.call_soon(self._flush_once_settled, loop, 1, 0)
             self._flush_scheduled = True
         return future
@@ -339,12 +339,11 @@ class LoopTraceWriter(TraceWriter):
     def _flush_once_settled(self, loop: asyncio.AbstractEventLoop, seen: int, waits: int) -> None:
         """Commit, unless rows are still coming: then wait one more turn of the loop.
 
-        Rows recorded since the last look mean requests are still reaching their end, and
-        the loop's next turn reads more of them: they share the commit, which costs about
-        the same for 30 rows as for 14 (its pages are mostly the indexes' last ones). At 32
-        connections that is 30 rows a commit instead of 14, and 6 to 10 % less CPU a
-        request. A lone request is committed at once; a growing batch waits for at most
-        ``_MAX_FLUSH_WAITS`` turns.
+        ``seen``: the rows there were at the last look (the first: the row that scheduled
+        this). More rows since mean requests are still reaching their end, and the loop's
+        next turn reads more of them: they share the commit, which costs about as much for
+        many rows as for few (its pages are mostly the indexes' last ones). A lone request
+        is committed at once; a growing batch waits ``_MAX_FLUSH_WAITS`` turns at most.
         """
         pending = len(self._pending)
         if pending > seen and waits < _MAX_FLUSH_WAITS:
@@ -383,6 +382,8 @@ class ThreadTraceWriter(TraceWriter):
 
     def close(self) -> None:
         if self._thread is None:
+            if self._log is not None:
+                self._log.close()  # never started: no thread to close it
             return
         self._queue.put(_STOP)
         self._thread.join(_CLOSE_TIMEOUT_SECONDS)
