@@ -61,9 +61,8 @@ def v2_binary_body(row: dict[str, Any]) -> tuple[bytes, int]:
     inputs = []
     for feature in _MANIFEST["input"]["features"]:
         datatype = _V2_DATATYPE[feature["type"]]
-        dtype = {"BYTES": np.object_, "INT64": np.int64, "FP64": np.float64}[datatype]
-        tensor = triton.InferInput(feature["name"], [1], datatype)
-        inputs.append(tensor.set_data_from_numpy(np.array([row[feature["name"]]], dtype=dtype)))
+        value = np.array([row[feature["name"]]], dtype=triton.triton_to_np_dtype(datatype))
+        inputs.append(triton.InferInput(feature["name"], [1], datatype).set_data_from_numpy(value))
     body, header_length = triton.InferenceServerClient.generate_request_body(inputs)
     return bytes(body), header_length
 
