@@ -256,12 +256,15 @@ class AudioCodec(InputCodec):
         record: InputRecord,
     ) -> Payload:
         assert isinstance(schema, AudioInput)
+        expected = (
+            f"send one BYTES input of shape [1] named '{AUDIO_TENSOR}' holding the "
+            f"audio file ({', '.join(schema.formats)})"
+        )
         if len(tensors) != 1 or tensors[0].datatype != "BYTES" or len(tensors[0].data) != 1:
-            problem = (
-                f"send one BYTES input of shape [1] named '{AUDIO_TENSOR}' holding the "
-                f"audio file ({', '.join(schema.formats)})"
-            )
-            raise InvalidRequest.from_problems("invalid input", {"inputs": problem})
+            raise InvalidRequest.from_problems("invalid input", {"inputs": expected})
+        if tensors[0].name != AUDIO_TENSOR:  # as the model's metadata names it
+            problem = f"unknown input: this model has no input of that name; {expected}"
+            raise InvalidRequest.from_problems("invalid input", {tensors[0].name: problem})
         data = tensors[0].data[0]
         # JSON carries the file as text, binary data as bytes.
         raw = data.encode() if isinstance(data, str) else bytes(data)

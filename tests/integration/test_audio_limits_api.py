@@ -200,3 +200,17 @@ def test_a_cancelled_request_holds_its_slot_until_its_decode_ends(
     asyncio.run(run())
     (first_began, first_ended), (second_began, _) = sorted(spans)
     assert second_began >= first_ended
+
+
+def test_an_audio_input_of_another_name_is_refused_naming_both(audio_client: TestClient) -> None:
+    audio = silence(1.0, 22_050, 1)
+    tensor = {"name": "audio", "datatype": "BYTES", "shape": [1], "data": [audio.hex()]}
+    response = audio_client.post(
+        "/v2/models/instrument-mock/infer",
+        json={"inputs": [tensor]},
+        headers={"X-Request-ID": "v2-misnamed"},
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert "audio: unknown input" in error and "named 'file'" in error
+    assert trace_of(audio_client, "v2-misnamed").outcome == "invalid_input"
