@@ -44,7 +44,13 @@ async def read_native_body(scope: Scope, receive: Receive, media_type: str) -> B
                 media_type, is_form=True, upload=Upload(await upload.read(), upload.filename or "")
             )
     except HTTPException as error:  # a malformed form, or one past the size limit
-        raise as_wire_error(error) from error
+        wire_error = as_wire_error(error)
+        if type(wire_error) is InvalidRequest:  # the form itself: say what a good one is
+            wire_error = InvalidRequest(
+                f"the multipart/form-data body is malformed ({error.detail}): upload the "
+                "file in a field named 'file' (curl -F file=@clip.flac)"
+            )
+        raise wire_error from error
     except ClientDisconnect as error:
         raise InvalidRequest(_DISCONNECTED) from error
 

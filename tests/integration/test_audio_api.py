@@ -72,6 +72,17 @@ def test_json_to_an_audio_model_is_415(audio_client: TestClient) -> None:
     assert "multipart/form-data" in response.json()["error"]
 
 
+def test_a_form_without_its_boundary_is_422_saying_what_to_send(audio_client: TestClient) -> None:
+    response = audio_client.post(
+        "/predict/instrument-mock", headers={"Content-Type": "multipart/form-data"}, content=b""
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert "Missing boundary" in error and "in a field named 'file'" in error
+    row = trace_of(audio_client, response.json()["request_id"])
+    assert row.outcome == "invalid_input"
+
+
 def test_a_file_over_the_body_limit_is_413(
     attrition_store: Path, make_settings: Callable[..., Settings]
 ) -> None:
