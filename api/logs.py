@@ -11,3 +11,5 @@ def configure_logging(level: str) -> None:
     if not root.handlers:
         logging.basicConfig(level=level.upper(), format=_FORMAT)
     root.setLevel(level.upper())
+    # Alembic lists each of its own plugins at INFO on every start: ten lines that say nothing.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
