@@ -24,14 +24,14 @@ def logistic(z: float) -> float:
     return exp_z / (1.0 + exp_z)
 
 
-def read_header(data: Any, kind: str) -> None:
+def read_header(data: Any, kind: str, link: str = "logistic") -> None:
     """Check that ``data`` is an object of this format, kind and link."""
     if not isinstance(data, dict):
         raise CompiledFormError("the compiled model is not a JSON object")
     header = (data.get("format"), data.get("kind"), data.get("link"))
-    if header != (FORMAT_VERSION, kind, "logistic"):
+    if header != (FORMAT_VERSION, kind, link):
         raise CompiledFormError(
-            f"format, kind and link are {header}, expected {(FORMAT_VERSION, kind, 'logistic')}"
+            f"format, kind and link are {header}, expected {(FORMAT_VERSION, kind, link)}"
         )
 
 

@@ -163,7 +163,7 @@ class CompiledModel(_Strict):
     training framework.
     """
 
-    kind: Literal["linear-logistic", "tree-ensemble"]
+    kind: Literal["linear-logistic", "tree-ensemble", "linear-softmax"]
     artifact: str = Field(pattern=ARTIFACT_NAME)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 

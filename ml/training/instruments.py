@@ -34,6 +34,7 @@ import pandas as pd
 
 from ml.manifest import (
     AudioInput,
+    CompiledModel,
     Evaluation,
     ModelManifest,
     OutputSchema,
@@ -97,6 +98,8 @@ class Trained:
     description: str
     parameters: dict
     seconds: float
+    compiled: CompiledModel | None = None
+    """The exact, pickle-free form that serving reads instead of the artifact."""
 
 
 def audio_input(config: TrainConfig) -> AudioInput:
@@ -184,6 +187,7 @@ def build_manifest(
         description=trained.description,
         artifact=trained.artifact,
         sha256=sha256_file(model_dir / trained.artifact),
+        compiled=trained.compiled,
         architecture=trained.architecture,
         input=audio_input(config),
         output=OutputSchema(labels=list(labels)),
@@ -304,7 +308,8 @@ def train_mfcc_model(
 ) -> tuple[Trained, list[Evaluation]]:
     import joblib
 
-    from ml.training.instruments_mfcc import predict_mfcc, train_mfcc
+    from ml.packaging.compile_softmax import write_proven_form
+    from ml.training.instruments_mfcc import mfcc_inputs, predict_mfcc, train_mfcc
 
     clean = replace(split, train=_clean(split.train), heldout=_clean(split.heldout))
     started = time.perf_counter()
@@ -312,6 +317,11 @@ def train_mfcc_model(
     seconds = time.perf_counter() - started
     model_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(classifier, model_dir / "model.joblib")
+    # Proven on the held-out clips (the training ones when none is held out).
+    proof = clean.heldout if len(clean.heldout.targets) else clean.train
+    compiled = write_proven_form(
+        classifier, mfcc_inputs(proof, config), model_dir, "model.compiled.json"
+    )
     evals = []
     if len(clean.heldout.targets):
         predicted = predict_mfcc(classifier, clean.heldout, labels, config)
@@ -325,6 +335,7 @@ def train_mfcc_model(
         "log-mel spectrogram: the simple baseline the CNN is compared with.",
         parameters=parameters,
         seconds=seconds,
+        compiled=compiled,
     )
     return trained, evals
 

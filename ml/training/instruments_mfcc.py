@@ -51,12 +51,17 @@ def train_mfcc(
     return classifier, parameters
 
 
+def mfcc_inputs(clips: ClipSet, config: TrainConfig) -> np.ndarray:
+    """The classifier's input rows of the (un-augmented) clips."""
+    return mfcc_statistics_from_power(clips.power, config.features)
+
+
 def predict_mfcc(
     classifier: Pipeline, clips: ClipSet, labels: Sequence[str], config: TrainConfig
 ) -> np.ndarray:
     """Predicted class index of each (un-augmented) clip."""
     if not len(clips.targets):
         return np.zeros(0, np.int64)
-    predicted = classifier.predict(mfcc_statistics_from_power(clips.power, config.features))
+    predicted = classifier.predict(mfcc_inputs(clips, config))
     index = {label: i for i, label in enumerate(labels)}
     return np.array([index[str(label)] for label in predicted], dtype=np.int64)

@@ -66,7 +66,7 @@ print(json.dumps({
 
 
 # instrument-mfcc's features are numpy's, not librosa's (nor numba's); its scaler and
-# logistic regression are read from the pickle without scikit-learn.
+# logistic regression are served from their compiled form, without scikit-learn.
 @pytest.mark.parametrize(("model", "version"), [("instrument-cnn", "3"), ("instrument-mfcc", "1")])
 def test_the_instrument_models_are_served_without_torch_or_librosa(
     tmp_path: Path, model: str, version: str

@@ -1,9 +1,11 @@
 """The serving MFCC statistics (numpy, ``ml.mfcc``) against librosa's, the training ones, and
-instrument-mfcc's answers on them against its answers on librosa's; its pipeline read without
-scikit-learn against scikit-learn's."""
+instrument-mfcc's answers on them against its answers on librosa's; its compiled form (read
+without scikit-learn or a pickle) against its scikit-learn pipeline."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +21,12 @@ from sklearn.preprocessing import StandardScaler
 
 from ml import features, log_mel, mfcc
 from ml.audio import decode_audio
-from ml.manifest import read_manifest
-from ml.mfcc_runtime import LinearPipeline, MfccSklearnRuntime, read_linear_pipeline
+from ml.compiled_form import CompiledFormError
+from ml.linear_softmax import LinearPipeline
+from ml.manifest import read_manifest, write_manifest
+from ml.mfcc_runtime import MfccSklearnRuntime
+from ml.packaging.compile import UnsupportedPipeline, compiled_text
+from ml.packaging.compile_softmax import compile_scaler_logistic, write_proven_form
 from tests.helpers import MODELS_DIR
 
 RATE = 22_050
@@ -108,12 +114,8 @@ def test_instrument_mfcc_answers_as_on_librosas_features(
             assert mine.probabilities[label] == pytest.approx(probability, abs=1e-4)
 
 
-def test_instrument_mfcc_is_read_without_scikit_learn_and_answers_as_its_pipeline() -> None:
-    pipeline = joblib.load(SERVED / "model.joblib")
-    linear = read_linear_pipeline(SERVED / "model.joblib")
-    assert isinstance(linear, LinearPipeline)
-    assert list(linear.classes_) == list(pipeline.classes_)
-    windows = np.concatenate(
+def _windows() -> np.ndarray:
+    return np.concatenate(
         [
             mfcc.mfcc_statistics(
                 *soundfile.read(path, dtype="float32"), RATE, CLIP, PARAMS, FILTERBANK
@@ -121,25 +123,89 @@ def test_instrument_mfcc_is_read_without_scikit_learn_and_answers_as_its_pipelin
             for path in CLIPS
         ]
     )
-    np.testing.assert_array_equal(linear.predict_proba(windows), pipeline.predict_proba(windows))
 
 
+def _read_back(form: LinearPipeline) -> LinearPipeline:
+    """The form as serving reads it: from its file's text."""
+    return LinearPipeline.from_dict(json.loads(compiled_text(form)))
+
+
+def test_instrument_mfcc_is_served_from_its_compiled_form_which_answers_as_its_pipeline() -> None:
+    manifest = read_manifest(SERVED / "manifest.json")
+    assert manifest.compiled is not None and manifest.compiled.kind == "linear-softmax"
+    served = LinearPipeline.from_dict(json.loads((SERVED / manifest.compiled.artifact).read_text()))
+    pipeline = joblib.load(SERVED / "model.joblib")
+    assert list(served.classes_) == list(pipeline.classes_)
+    windows = _windows()
+    # Exactly, in the pipeline's own dtypes (its weights are float32: it was fitted on float32).
+    np.testing.assert_array_equal(served.predict_proba(windows), pipeline.predict_proba(windows))
+    runtime = MfccSklearnRuntime(manifest, SERVED)
+    runtime.load()
+    assert isinstance(runtime.model, LinearPipeline)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("classes", [2, 3])
-def test_other_scaler_and_logistic_pipelines_are_read_exactly(tmp_path: Path, classes: int) -> None:
+def test_other_scaler_and_logistic_pipelines_compile_exactly(classes: int, dtype: type) -> None:
     rng = np.random.default_rng(classes)
-    x = rng.standard_normal((200, 6)).astype(np.float32) * [1, 2, 3, 4, 5, 6] + 7
+    x = (rng.standard_normal((200, 6)) * [1, 2, 3, 4, 5, 6] + 7).astype(dtype)
     y = rng.integers(0, classes, 200).astype(str)
     fitted = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
-    joblib.dump(fitted, tmp_path / "model.joblib")
-    linear = read_linear_pipeline(tmp_path / "model.joblib")
-    assert linear is not None
-    np.testing.assert_allclose(linear.predict_proba(x), fitted.predict_proba(x), rtol=0, atol=1e-6)
+    form = _read_back(compile_scaler_logistic(fitted))
+    if classes > 2:
+        np.testing.assert_array_equal(form.predict_proba(x), fitted.predict_proba(x))
+    else:  # scikit-learn's logistic is scipy's expit, which rounds a bit differently
+        np.testing.assert_array_max_ulp(form.predict_proba(x), fitted.predict_proba(x), maxulp=4)
 
 
-def test_any_other_pickle_is_left_to_scikit_learn(tmp_path: Path) -> None:
+def test_other_pipelines_get_no_compiled_form(tmp_path: Path) -> None:
     x, y = np.eye(4, dtype=np.float32), ["a", "b", "a", "b"]
-    joblib.dump(make_pipeline(StandardScaler(), GaussianNB()).fit(x, y), tmp_path / "nb.joblib")
-    fitted = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
-    joblib.dump(fitted, tmp_path / "compressed.joblib", compress=3)
-    assert read_linear_pipeline(tmp_path / "nb.joblib") is None
-    assert read_linear_pipeline(tmp_path / "compressed.joblib") is None
+    naive_bayes = make_pipeline(StandardScaler(), GaussianNB()).fit(x, y)
+    with pytest.raises(UnsupportedPipeline, match="GaussianNB"):
+        compile_scaler_logistic(naive_bayes)
+    with pytest.raises(UnsupportedPipeline, match="not fitted"):
+        compile_scaler_logistic(make_pipeline(StandardScaler(), LogisticRegression()))
+    assert write_proven_form(naive_bayes, x, tmp_path, "model.compiled.json") is None
+    assert not (tmp_path / "model.compiled.json").exists()
+
+
+def test_a_model_without_a_compiled_form_is_read_by_scikit_learn(tmp_path: Path) -> None:
+    # A user's own sklearn-audio pipeline: its pickle, loaded by joblib once its hash is checked.
+    shutil.copytree(SERVED, tmp_path / "1")
+    manifest = read_manifest(SERVED / "manifest.json").model_copy(update={"compiled": None})
+    write_manifest(manifest, tmp_path / "1")
+    (tmp_path / "1" / "model.compiled.json").unlink()
+    runtime = MfccSklearnRuntime(read_manifest(tmp_path / "1" / "manifest.json"), tmp_path / "1")
+    runtime.load()
+    assert not isinstance(runtime.model, LinearPipeline)
+    clips = [decode_audio(path.read_bytes(), 30.0) for path in CLIPS]
+    compiled = MfccSklearnRuntime(read_manifest(SERVED / "manifest.json"), SERVED)
+    compiled.load()
+    assert runtime.predict(clips) == compiled.predict(clips)
+
+
+def _form() -> dict[str, object]:
+    fitted = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+        np.eye(3, dtype=np.float32), ["a", "b", "c"]
+    )
+    return compile_scaler_logistic(fitted).to_dict()
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"link": "logistic"}, "format, kind and link"),
+        ({"dtypes": {"mean": "float64", "scale": "float64", "coef": "float16"}}, "coef is 'f"),
+        ({"dtypes": {}}, "dtype of mean is None"),
+        ({"coef": [[1.0, 2.0, 3.0]]}, "3 classes need 3 rows"),
+        ({"coef": [[1.0], [2.0, 3.0], [4.0]]}, "differ in length"),
+        ({"scale": [1.0]}, "mean and scale need 3 numbers each"),
+        ({"intercept": [1.0, "2", 3.0]}, "expected a finite number"),
+        ({"classes": ["a"]}, "1 classes need"),
+    ],
+)
+def test_a_compiled_form_that_is_not_this_one_is_refused_saying_why(
+    change: dict[str, object], words: str
+) -> None:
+    with pytest.raises(CompiledFormError, match=words):
+        LinearPipeline.from_dict({**_form(), **change})
