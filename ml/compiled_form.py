@@ -1,7 +1,8 @@
 """What the compiled (pickle-free) forms of fitted models share: their JSON format and
 strict readers for it. Serving reads compiled forms; making them is ``ml.packaging``'s work.
 
-Nothing here imports numpy, scikit-learn or pandas: serving a compiled model does not either.
+Nothing here imports numpy, scikit-learn or pandas: serving a tabular compiled model does not
+either (instrument-mfcc's, ``ml.linear_softmax``, is scored with numpy, as its features are).
 """
 
 from __future__ import annotations
@@ -37,9 +38,13 @@ def read_header(data: Any, kind: str, link: str = "logistic") -> None:
 
 def json_float(value: Any) -> float:
     """A finite JSON number as a float (``json`` reads ``1.0`` as float and ``1`` as int)."""
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise CompiledFormError(f"expected a finite number, got {value!r}")
-    return float(value)
+    try:
+        number = float(value) if type(value) in (int, float) else math.nan
+    except OverflowError:  # an integer past float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise CompiledFormError(f"expected a finite number, got {str(value)[:40]}")
+    return number
 
 
 def json_int(value: Any) -> int:

@@ -4,7 +4,9 @@ exact JSON form: how instrument-mfcc is served without unpickling or scikit-lear
 scikit-learn's import alone costs a second and 120 MB, and a pickle runs whatever it names.
 The compiled form holds the scaler's means and scales and the classifier's coefficients as
 JSON numbers (Python writes each float64 with the shortest repr that reads back to the same
-bits); ``predict_proba`` then computes what the pipeline computes, in the same dtypes.
+bits), each array read back in its own dtype; ``predict_proba`` then computes what the
+pipeline computes, in the same dtypes: bit-equal for more than two classes, and within a few
+units in the last place for two (scikit-learn's logistic is scipy's ``expit``).
 Compiling a fitted pipeline into it is packaging's work (``ml.packaging.compile_softmax``).
 """
 
@@ -43,7 +45,7 @@ class LinearPipeline:
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """``Pipeline.predict_proba``: scaled in place in the features' own float dtype, the
         scaler's arrays cast to it, as ``StandardScaler.transform`` does, then the logistic
-        (two classes) or the softmax, in place as scikit-learn's."""
+        (two classes) or the softmax, in place as scikit-learn's softmax."""
         x = np.array(features, dtype=features.dtype if features.dtype.kind == "f" else float)
         if x.ndim != 2 or x.shape[1] != self.coef.shape[1]:
             raise ValueError(
@@ -63,8 +65,12 @@ class LinearPipeline:
         return scores
 
     def to_dict(self) -> dict[str, Any]:
-        arrays = {"mean": self.mean, "scale": self.scale, "coef": self.coef}
-        arrays["intercept"] = self.intercept
+        arrays = {
+            "mean": self.mean,
+            "scale": self.scale,
+            "coef": self.coef,
+            "intercept": self.intercept,
+        }
         return {
             "format": FORMAT_VERSION,
             "kind": SOFTMAX_KIND,
@@ -104,7 +110,13 @@ class LinearPipeline:
             dtype = dtypes.get(name)
             if dtype not in _DTYPES:
                 raise CompiledFormError(f"the dtype of {name} is {dtype!r}, not one of {_DTYPES}")
-            return np.array(values, dtype=dtype)
+            with np.errstate(over="ignore"):
+                cast = np.array(values, dtype=dtype)
+            # A number finite in JSON may not be in float32; a scale of 0 divides by it
+            # (scikit-learn's scaler never has one: it makes a constant feature's scale 1).
+            if not np.isfinite(cast).all() or (name == "scale" and not (cast > 0).all()):
+                raise CompiledFormError(f"{name} holds a value it cannot have in {dtype}")
+            return cast
 
         return cls(
             mean=array("mean", arrays["mean"]),

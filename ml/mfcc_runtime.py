@@ -41,7 +41,8 @@ class MfccSklearnRuntime(AudioRuntime):
 
     def load(self) -> None:
         filterbank = self.mel_filterbank()
-        model: Any = self._compiled() or self._unpickled()
+        compiled = self._compiled()
+        model: Any = self._unpickled() if compiled is None else compiled
         classes = [str(label) for label in getattr(model, "classes_", [])]
         if sorted(classes) != sorted(self.labels):
             raise ModelRuntimeError(
@@ -54,8 +55,13 @@ class MfccSklearnRuntime(AudioRuntime):
 
     def _compiled(self) -> LinearPipeline | None:
         compiled = self.manifest.compiled
-        if compiled is None or compiled.kind != SOFTMAX_KIND:
+        if compiled is None:
             return None
+        if compiled.kind != SOFTMAX_KIND:
+            raise ModelRuntimeError(
+                f"{self.manifest.ref}: an sklearn-audio model is served from a {SOFTMAX_KIND} "
+                f"form, not a {compiled.kind} one"
+            )
         text = (self.model_dir / compiled.artifact).read_text(encoding="utf-8")
         try:
             return LinearPipeline.from_dict(json.loads(text))

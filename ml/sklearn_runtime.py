@@ -1,8 +1,9 @@
 """Runtime of tabular scikit-learn models (framework "sklearn").
 
-A model whose manifest carries a compiled form (``manifest.compiled``) is served from that
-JSON alone: a pure-Python scorer (``ml.linear_fastpath`` or ``ml.tree_fastpath``) that
-packaging proved equal to the pipeline's ``predict_proba`` on every held-out row. Loading it
+A model whose manifest carries a compiled form of a tabular kind (``manifest.compiled``) is
+served from that JSON alone: a pure-Python scorer (``ml.linear_fastpath`` or
+``ml.tree_fastpath``) that packaging proved equal to the pipeline's ``predict_proba`` on every
+held-out row. Loading it
 imports neither joblib, scikit-learn nor pandas, which keeps the server's start-up and memory
 small.
 
@@ -111,8 +112,14 @@ class SklearnRuntime(ModelRuntime):
 
     def _compiled_scorer(self, compiled: CompiledModel) -> Scorer:
         """The scorer of the compiled JSON (its sha256 was checked with the artifact's)."""
+        reader = SCORER_BY_KIND.get(compiled.kind)
+        if reader is None:
+            raise ModelRuntimeError(
+                f"{self.manifest.ref}: a tabular model cannot be served from a "
+                f"{compiled.kind} form (one of {', '.join(SCORER_BY_KIND)})"
+            )
         text = (self.model_dir / compiled.artifact).read_text(encoding="utf-8")
-        scorer = SCORER_BY_KIND[compiled.kind].from_dict(json.loads(text))
+        scorer = reader.from_dict(json.loads(text))
         classes = [scorer.negative_class, scorer.positive_class]
         if sorted(classes) != sorted(self.labels):
             raise ModelRuntimeError(

@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from ml import features, log_mel, mfcc
 from ml.audio import decode_audio
 from ml.compiled_form import CompiledFormError
+from ml.errors import ModelRuntimeError
 from ml.linear_softmax import LinearPipeline
 from ml.manifest import read_manifest, write_manifest
 from ml.mfcc_runtime import MfccSklearnRuntime
@@ -202,6 +203,9 @@ def _form() -> dict[str, object]:
         ({"scale": [1.0]}, "mean and scale need 3 numbers each"),
         ({"intercept": [1.0, "2", 3.0]}, "expected a finite number"),
         ({"classes": ["a"]}, "1 classes need"),
+        ({"scale": [1.0, 0.0, 1.0]}, "scale holds a value it cannot have"),
+        ({"coef": [[1e39, 0.0, 0.0], [0.0] * 3, [0.0] * 3]}, "coef holds a value it cannot"),
+        ({"intercept": [10**400, 0.0, 0.0]}, "expected a finite number"),
     ],
 )
 def test_a_compiled_form_that_is_not_this_one_is_refused_saying_why(
@@ -209,3 +213,37 @@ def test_a_compiled_form_that_is_not_this_one_is_refused_saying_why(
 ) -> None:
     with pytest.raises(CompiledFormError, match=words):
         LinearPipeline.from_dict({**_form(), **change})
+
+
+def test_a_proof_that_fails_is_an_error_not_a_model_served_otherwise(tmp_path: Path) -> None:
+    x = np.eye(3, dtype=np.float32)
+    fitted = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, ["a", "b", "c"])
+    # A classifier of this shape whose probabilities are not the softmax of its scores.
+    fitted.predict_proba = lambda rows: np.full((len(rows), 3), 1 / 3)  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="differs from predict_proba on 3 rows"):
+        write_proven_form(fitted, x, tmp_path, "model.compiled.json")
+    assert not (tmp_path / "model.compiled.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("compiled", "words"),
+    [
+        ('{"format": 1}', "bad compiled form: format, kind and link"),
+        ("not json", "bad compiled form"),
+    ],
+)
+def test_the_runtime_refuses_a_bad_compiled_form(tmp_path: Path, compiled: str, words: str) -> None:
+    shutil.copytree(SERVED, tmp_path / "1")
+    (tmp_path / "1" / "model.compiled.json").write_text(compiled)
+    runtime = MfccSklearnRuntime(read_manifest(tmp_path / "1" / "manifest.json"), tmp_path / "1")
+    with pytest.raises(ModelRuntimeError, match=words):
+        runtime.load()
+
+
+def test_the_runtime_refuses_a_compiled_form_of_another_kind() -> None:
+    manifest = read_manifest(SERVED / "manifest.json")
+    assert manifest.compiled is not None
+    other = manifest.compiled.model_copy(update={"kind": "linear-logistic"})
+    runtime = MfccSklearnRuntime(manifest.model_copy(update={"compiled": other}), SERVED)
+    with pytest.raises(ModelRuntimeError, match="not a linear-logistic one"):
+        runtime.load()

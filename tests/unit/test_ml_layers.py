@@ -1,6 +1,7 @@
 """The layers of ``ml/``: serving (the modules directly in ``ml/``) imports neither training
-(``ml.training``) nor packaging (``ml.packaging``); those two import serving, not each other;
-and no two modules of ``ml/`` import each other, directly or round a longer loop."""
+(``ml.training``) nor packaging (``ml.packaging``); packaging never imports training (training
+packages what it trains, with packaging's compilers); and no two modules of ``ml/`` import
+each other, directly or round a longer loop."""
 
 from __future__ import annotations
 
