@@ -71,6 +71,18 @@ def mel_filterbank(sample_rate: int, params: FeatureParams) -> np.ndarray:
     )
 
 
+def clip_mel_power(
+    samples: np.ndarray,
+    sample_rate: int,
+    target_rate: int,
+    clip_seconds: float,
+    params: FeatureParams,
+) -> np.ndarray:
+    """One clip's (windows, n_mels, frames) mel power, by librosa."""
+    windows = prepare_windows(samples, sample_rate, target_rate, clip_seconds, params)
+    return mel_power(windows, target_rate, params)
+
+
 def log_mel(
     samples: np.ndarray,
     sample_rate: int,
@@ -79,8 +91,8 @@ def log_mel(
     params: FeatureParams,
 ) -> np.ndarray:
     """The CNN's input for one clip: (windows, n_mels, frames) float32 in [-1, 1]."""
-    windows = prepare_windows(samples, sample_rate, target_rate, clip_seconds, params)
-    return log_mel_from_power(mel_power(windows, target_rate, params), params.top_db)
+    power = clip_mel_power(samples, sample_rate, target_rate, clip_seconds, params)
+    return log_mel_from_power(power, params.top_db)
 
 
 def mfcc_statistics_from_power(power: np.ndarray, params: FeatureParams) -> np.ndarray:
@@ -99,5 +111,5 @@ def mfcc_statistics(
     params: FeatureParams,
 ) -> np.ndarray:
     """The second candidate's input for one clip: (windows, features) float32."""
-    windows = prepare_windows(samples, sample_rate, target_rate, clip_seconds, params)
-    return mfcc_statistics_from_power(mel_power(windows, target_rate, params), params)
+    power = clip_mel_power(samples, sample_rate, target_rate, clip_seconds, params)
+    return mfcc_statistics_from_power(power, params)

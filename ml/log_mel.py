@@ -206,6 +206,19 @@ def log_mel_from_power(power: np.ndarray, top_db: float) -> np.ndarray:
     return ((mel_db(power, top_db) + half) / half).astype(np.float32)
 
 
+def clip_mel_power(
+    samples: np.ndarray,
+    sample_rate: int,
+    target_rate: int,
+    clip_seconds: float,
+    params: FeatureParams,
+    filterbank: np.ndarray,
+) -> np.ndarray:
+    """One clip's (windows, n_mels, frames) mel power: what both audio models read from."""
+    windows = prepare_windows(samples, sample_rate, target_rate, clip_seconds, params)
+    return mel_power(windows, filterbank, params)
+
+
 def log_mel(
     samples: np.ndarray,
     sample_rate: int,
@@ -215,5 +228,5 @@ def log_mel(
     filterbank: np.ndarray,
 ) -> np.ndarray:
     """The CNN's input for one clip: (windows, n_mels, frames) float32 in [-1, 1]."""
-    windows = prepare_windows(samples, sample_rate, target_rate, clip_seconds, params)
-    return log_mel_from_power(mel_power(windows, filterbank, params), params.top_db)
+    power = clip_mel_power(samples, sample_rate, target_rate, clip_seconds, params, filterbank)
+    return log_mel_from_power(power, params.top_db)

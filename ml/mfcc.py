@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ml.log_mel import AMIN, FeatureParams, mel_db, mel_power, prepare_windows
+from ml.log_mel import AMIN, FeatureParams, clip_mel_power, mel_db
 
 LIBROSA_TOLERANCE = 5e-4
 """Largest difference allowed between these statistics and librosa's, feature by feature:
@@ -96,8 +96,8 @@ def mfcc_statistics(
     filterbank: np.ndarray,
 ) -> np.ndarray:
     """The MFCC model's input for one clip: (windows, features) float32."""
-    windows = prepare_windows(samples, sample_rate, target_rate, clip_seconds, params)
-    return mfcc_statistics_from_power(mel_power(windows, filterbank, params), params)
+    power = clip_mel_power(samples, sample_rate, target_rate, clip_seconds, params, filterbank)
+    return mfcc_statistics_from_power(power, params)
 
 
 def _frame_loudness(db: np.ndarray) -> np.ndarray:
