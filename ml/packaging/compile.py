@@ -49,6 +49,23 @@ def require_features(columns: list[str], features: Mapping[str, object], kind: t
             raise UnsupportedPipeline(f"column {column!r} is not a {kind.__name__} of the schema")
 
 
+First = TypeVar("First")
+Second = TypeVar("Second")
+
+
+def two_steps(pipeline: object, first: type[First], second: type[Second]) -> tuple[First, Second]:
+    """The steps of a two-step ``Pipeline``, each of exactly its type (no subclasses)."""
+    if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
+        raise UnsupportedPipeline("not a two-step Pipeline")
+    one, two = (step for _, step in pipeline.steps)
+    if type(one) is not first or type(two) is not second:
+        raise UnsupportedPipeline(
+            f"steps are {type(one).__name__} and {type(two).__name__}, "
+            f"not {first.__name__} and {second.__name__}"
+        )
+    return one, two
+
+
 def two_step_pipeline(
     pipeline: object,
     classifier_type: type[Classifier],
@@ -60,14 +77,7 @@ def two_step_pipeline(
     Both of exactly their type (no subclasses); the transformers unweighted. ``is_fitted`` says
     whether the classifier is fitted: what a fitted one has differs from one type to another.
     """
-    if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
-        raise UnsupportedPipeline("not a two-step Pipeline")
-    preprocess, classifier = (step for _, step in pipeline.steps)
-    if type(preprocess) is not ColumnTransformer or type(classifier) is not classifier_type:
-        raise UnsupportedPipeline(
-            f"steps are {type(preprocess).__name__} and {type(classifier).__name__}, "
-            f"not ColumnTransformer and {classifier_type.__name__}"
-        )
+    preprocess, classifier = two_steps(pipeline, ColumnTransformer, classifier_type)
     if not hasattr(preprocess, "transformers_") or not is_fitted(classifier):
         raise UnsupportedPipeline("the pipeline is not fitted")
     if preprocess.transformer_weights is not None:

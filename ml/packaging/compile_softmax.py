@@ -9,12 +9,17 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ml.linear_softmax import SOFTMAX_KIND, LinearPipeline
 from ml.manifest import CompiledModel, sha256_file
-from ml.packaging.compile import FASTPATH_ATOL, FASTPATH_RTOL, UnsupportedPipeline, compiled_text
+from ml.packaging.compile import (
+    FASTPATH_ATOL,
+    FASTPATH_RTOL,
+    UnsupportedPipeline,
+    compiled_text,
+    two_steps,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +27,7 @@ logger = logging.getLogger(__name__)
 def compile_scaler_logistic(pipeline: object) -> LinearPipeline:
     """The arithmetic of exactly a fitted two-step ``StandardScaler``, multinomial (or
     binary) ``LogisticRegression`` pipeline; ``UnsupportedPipeline`` for anything else."""
-    if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
-        raise UnsupportedPipeline("not a two-step Pipeline")
-    scaler, logistic = (step for _, step in pipeline.steps)
-    if type(scaler) is not StandardScaler or type(logistic) is not LogisticRegression:
-        raise UnsupportedPipeline(
-            f"steps are {type(scaler).__name__} and {type(logistic).__name__}, "
-            "not StandardScaler and LogisticRegression"
-        )
+    scaler, logistic = two_steps(pipeline, StandardScaler, LogisticRegression)
     if not hasattr(logistic, "coef_") or not hasattr(scaler, "n_features_in_"):
         raise UnsupportedPipeline("the pipeline is not fitted")
     # A classifier whose probabilities are no softmax of these scores (one-vs-rest, in older
