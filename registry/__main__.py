@@ -25,17 +25,31 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("MODELS_DIR", "models")),
         help="model store root (default: $MODELS_DIR or ./models)",
     )
+    # Also accepted after the command (`registry add NAME ... --models-dir DIR`), for every one.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument(
+        "--models-dir",
+        dest="command_models_dir",
+        type=Path,
+        help="model store root (default: the --models-dir before the command, $MODELS_DIR "
+        "or ./models)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="one line per model version")
-    show = commands.add_parser("show", help="the manifest of a model's latest (or given) version")
+    commands.add_parser("list", help="one line per model version", parents=[after])
+    show = commands.add_parser(
+        "show", help="the manifest of a model's latest (or given) version", parents=[after]
+    )
     show.add_argument("ref", help="name or name@version")
-    commands.add_parser("validate", help="check every manifest digest and artifact hash")
+    commands.add_parser(
+        "validate", help="check every manifest digest and artifact hash", parents=[after]
+    )
     seal = commands.add_parser(
         "seal",
         help="write the manifest digest (manifest_sha256) of versions that have none",
         description="Write manifest_sha256 into the manifests that have none (written before "
         "manifests carried one). A digest that no longer matches is left alone unless "
         "--reseal names the version: only for a change you made and checked yourself.",
+        parents=[after],
     )
     seal.add_argument("refs", nargs="*", help="name or name@version (default: every version)")
     seal.add_argument(
@@ -43,23 +57,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also replace a digest that no longer matches, for the versions named",
     )
-    add.configure(
-        commands.add_parser(
-            "add",
-            help="package your own model as the next version of NAME",
-            description=add.__doc__,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+    for module, summary in (
+        (add, "package your own model as the next version of NAME"),
+        (evaluate, "a version's metrics on a labelled CSV, as JSON"),
+    ):
+        module.configure(
+            commands.add_parser(
+                module.__name__.rsplit(".", 1)[-1],
+                help=summary,
+                description=module.__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                parents=[after],
+            )
         )
-    )
-    evaluate.configure(
-        commands.add_parser(
-            "evaluate",
-            help="a version's metrics on a labelled CSV, as JSON",
-            description=evaluate.__doc__,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-    )
     args = parser.parse_args(argv)
+    args.models_dir = args.command_models_dir or args.models_dir
     if args.command == "add":
         return add.run(args)
     if args.command == "evaluate":

@@ -69,18 +69,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "probability is at least T, 0 < T < 1 (default: the likeliest label); written into "
         "the manifest and applied to the held-out metrics",
     )
-    parser.add_argument(
-        "--models-dir",
-        dest="add_models_dir",
-        type=Path,
-        help="model store root (default: the --models-dir before the command, $MODELS_DIR "
-        "or ./models)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Add the model; print its reference, or why not and exit with 2."""
-    models_dir: Path = args.add_models_dir or args.models_dir
+    models_dir: Path = args.models_dir
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
     try:
         packaged = add_model(

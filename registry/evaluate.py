@@ -54,18 +54,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="CSV of the model's feature columns and the label column",
     )
     parser.add_argument("--target", required=True, help="the sample's label column")
-    parser.add_argument(
-        "--models-dir",
-        dest="evaluate_models_dir",
-        type=Path,
-        help="model store root (default: the --models-dir before the command, $MODELS_DIR "
-        "or ./models)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the version's metrics on the sample as JSON, or why not and exit with 1 or 2."""
-    models_dir: Path = args.evaluate_models_dir or args.models_dir
+    models_dir: Path = args.models_dir
     try:
         result = evaluate_version(models_dir, args.ref, sample=args.sample, target=args.target)
     except EvaluateError as error:
