@@ -186,3 +186,21 @@ def only_trace(engine: Engine, request_id: str) -> Prediction:
 def trace_of(client: TestClient, request_id: str) -> Prediction:
     """``stored_trace`` in the database of a TestClient's app."""
     return stored_trace(client.app.state.engine, request_id)  # type: ignore[attr-defined]
+
+
+def varied_signals(harmonic_seconds: float) -> list[tuple[str, np.ndarray, int]]:
+    """Signals unlike the committed clips, for comparing two feature stacks: a decaying
+    harmonic tone at 44.1 kHz, noise at 16 kHz, and silence at 22.05 kHz; as (name, samples,
+    sample rate)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(harmonic_seconds * 44_100)) / 44_100
+    harmonic = sum(np.sin(2 * np.pi * 196.0 * k * t) / k for k in range(1, 10)) * np.exp(-t)
+    return [
+        (
+            f"harmonic 44.1 kHz, {harmonic_seconds:g} s",
+            (0.3 * harmonic).astype(np.float32),
+            44_100,
+        ),
+        ("noise 16 kHz, 1 s", (0.1 * rng.standard_normal(16_000)).astype(np.float32), 16_000),
+        ("silence 22.05 kHz", np.zeros(22_050, np.float32), 22_050),
+    ]

@@ -10,24 +10,13 @@ import pytest
 import soundfile
 
 from ml import features, log_mel
-from tests.helpers import MODELS_DIR
+from tests.helpers import MODELS_DIR, varied_signals
 
 RATE = 22_050
 CLIP = 2.0
 PARAMS = log_mel.FeatureParams()
 FILTERBANK = features.mel_filterbank(RATE, PARAMS)
 CLIPS = sorted((MODELS_DIR / "_evaluation" / "instrument-recognition").glob("*.flac"))
-
-
-def _signals() -> list[tuple[str, np.ndarray, int]]:
-    rng = np.random.default_rng(0)
-    t = np.arange(3 * 44_100) / 44_100
-    harmonic = sum(np.sin(2 * np.pi * 196.0 * k * t) / k for k in range(1, 10)) * np.exp(-t)
-    return [
-        ("harmonic 44.1 kHz, 3 s", (0.3 * harmonic).astype(np.float32), 44_100),
-        ("noise 16 kHz, 1 s", (0.1 * rng.standard_normal(16_000)).astype(np.float32), 16_000),
-        ("silence 22.05 kHz", np.zeros(RATE, np.float32), RATE),
-    ]
 
 
 @pytest.mark.parametrize("path", CLIPS, ids=[path.stem for path in CLIPS])
@@ -39,7 +28,9 @@ def test_the_evaluation_clips_have_librosas_log_mel(path: Path) -> None:
     np.testing.assert_allclose(actual, expected, rtol=0, atol=log_mel.LIBROSA_TOLERANCE)
 
 
-@pytest.mark.parametrize(("name", "samples", "rate"), _signals(), ids=lambda v: str(v)[:20])
+@pytest.mark.parametrize(
+    ("name", "samples", "rate"), varied_signals(3.0), ids=lambda v: str(v)[:20]
+)
 def test_other_rates_and_signals_have_librosas_log_mel(
     name: str, samples: np.ndarray, rate: int
 ) -> None:

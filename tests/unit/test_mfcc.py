@@ -28,7 +28,7 @@ from ml.manifest import read_manifest, write_manifest
 from ml.mfcc_runtime import MfccSklearnRuntime
 from ml.packaging.compile import UnsupportedPipeline, compiled_text
 from ml.packaging.compile_softmax import compile_scaler_logistic, write_proven_form
-from tests.helpers import MODELS_DIR
+from tests.helpers import MODELS_DIR, varied_signals
 
 RATE = 22_050
 CLIP = 2.0
@@ -36,17 +36,6 @@ PARAMS = log_mel.FeatureParams()
 FILTERBANK = log_mel.mel_filterbank(RATE, PARAMS)
 CLIPS = sorted((MODELS_DIR / "_evaluation" / "instrument-recognition").glob("*.flac"))
 SERVED = MODELS_DIR / "instrument-mfcc" / "1"
-
-
-def _signals() -> list[tuple[str, np.ndarray, int]]:
-    rng = np.random.default_rng(0)
-    t = np.arange(5 * 44_100) / 44_100
-    harmonic = sum(np.sin(2 * np.pi * 196.0 * k * t) / k for k in range(1, 10)) * np.exp(-t)
-    return [
-        ("harmonic 44.1 kHz, 5 s", (0.3 * harmonic).astype(np.float32), 44_100),
-        ("noise 16 kHz, 1 s", (0.1 * rng.standard_normal(16_000)).astype(np.float32), 16_000),
-        ("silence 22.05 kHz", np.zeros(RATE, np.float32), RATE),
-    ]
 
 
 @pytest.mark.parametrize("rate", [22_050, 44_100, 48_000])
@@ -75,7 +64,9 @@ def test_the_evaluation_clips_have_librosas_mfcc_statistics(path: Path) -> None:
     np.testing.assert_allclose(actual, expected, rtol=0, atol=mfcc.LIBROSA_TOLERANCE)
 
 
-@pytest.mark.parametrize(("name", "samples", "rate"), _signals(), ids=lambda v: str(v)[:20])
+@pytest.mark.parametrize(
+    ("name", "samples", "rate"), varied_signals(5.0), ids=lambda v: str(v)[:20]
+)
 def test_other_rates_and_signals_have_librosas_mfcc_statistics(
     name: str, samples: np.ndarray, rate: int
 ) -> None:
