@@ -69,6 +69,13 @@ def _tabular_samples(
     if missing := [name for name in features if name not in columns]:
         raise EvaluationUnavailableError(f"{path.name} lacks the feature columns {missing}")
     targets = [column for column in columns if column not in features]
+    if target is not None and targets != [target]:
+        # A feature named as the target, or a second label column: scoring on whichever
+        # column is left would measure the wrong thing.
+        raise EvaluationUnavailableError(
+            f"{path.name}: the label column {target!r} must be its one column that is not a "
+            f"feature of the model; those are {targets}"
+        )
     if len(targets) != 1:
         raise EvaluationUnavailableError(
             f"{path.name} needs the feature columns and one label column, "

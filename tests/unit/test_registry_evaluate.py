@@ -84,6 +84,19 @@ def test_a_sample_without_the_target_column_is_refused_with_2(
     assert f"has no column {TARGET!r}" in err
 
 
+def test_a_feature_named_as_the_target_is_refused_with_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = evaluate(
+        capsys, "attrition-logreg@1", "--sample", HELDOUT_CSV, "--target", "Age"
+    )
+
+    assert code == 2
+    assert out == ""
+    assert "the label column 'Age' must be its one column that is not a feature" in err
+    assert f"those are [{TARGET!r}]" in err
+
+
 def test_a_sample_missing_a_feature_column_is_refused_with_2(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
