@@ -121,7 +121,7 @@ def create_app(
             registry = build_registry(settings)
             started.callback(registry.loader.unload_all)
             writer = make_trace_writer(engine, trace_log)
-            started.callback(writer.close)  # closes the trace log too, started or not
+            started.callback(writer.close)  # and with it the trace log
             writer.start()
             if settings.admin_username and settings.admin_password:
                 with Session(engine) as session:

@@ -382,9 +382,7 @@ class ThreadTraceWriter(TraceWriter):
 
     def close(self) -> None:
         if self._thread is None:
-            if self._log is not None:
-                self._log.close()  # never started: no thread to close it
-            return
+            return  # never started: its log opened no segment either (they open at append)
         self._queue.put(_STOP)
         self._thread.join(_CLOSE_TIMEOUT_SECONDS)
         if self._thread.is_alive():
