@@ -52,9 +52,9 @@ class LinearPipeline:
                 f"X has {x.shape[-1]} features, but the pipeline expects {self.coef.shape[1]}"
             )
         if self.mean is not None:
-            x -= self.mean.astype(x.dtype)
+            x -= self.mean.astype(x.dtype, copy=False)
         if self.scale is not None:
-            x /= self.scale.astype(x.dtype)
+            x /= self.scale.astype(x.dtype, copy=False)
         scores: np.ndarray = x @ self.coef.T + self.intercept
         if len(self.classes_) <= 2:
             positive = 1.0 / (1.0 + np.exp(-scores.ravel()))
