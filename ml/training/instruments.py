@@ -317,14 +317,14 @@ def train_mfcc_model(
     seconds = time.perf_counter() - started
     model_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(classifier, model_dir / "model.joblib")
-    # Proven on the held-out clips (the training ones when none is held out).
-    proof = clean.heldout if len(clean.heldout.targets) else clean.train
-    compiled = write_proven_form(
-        classifier, mfcc_inputs(proof, config), model_dir, "model.compiled.json"
-    )
+    # Evaluated and proven on the held-out clips (the form on the training ones when none is
+    # held out), their features computed once.
+    held_out = len(clean.heldout.targets) > 0
+    inputs = mfcc_inputs(clean.heldout if held_out else clean.train, config)
+    compiled = write_proven_form(classifier, inputs, model_dir, "model.compiled.json")
     evals = []
-    if len(clean.heldout.targets):
-        predicted = predict_mfcc(classifier, clean.heldout, labels, config)
+    if held_out:
+        predicted = predict_mfcc(classifier, inputs, labels)
         evals.append(heldout_evaluation(clean, predicted, labels, {}))
     trained = Trained(
         name=config.mfcc_name,

@@ -56,12 +56,8 @@ def mfcc_inputs(clips: ClipSet, config: TrainConfig) -> np.ndarray:
     return mfcc_statistics_from_power(clips.power, config.features)
 
 
-def predict_mfcc(
-    classifier: Pipeline, clips: ClipSet, labels: Sequence[str], config: TrainConfig
-) -> np.ndarray:
-    """Predicted class index of each (un-augmented) clip."""
-    if not len(clips.targets):
-        return np.zeros(0, np.int64)
-    predicted = classifier.predict(mfcc_inputs(clips, config))
+def predict_mfcc(classifier: Pipeline, inputs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Predicted class index of each row of ``mfcc_inputs``."""
+    predicted = classifier.predict(inputs)
     index = {label: i for i, label in enumerate(labels)}
     return np.array([index[str(label)] for label in predicted], dtype=np.int64)
