@@ -13,6 +13,7 @@ message says what is wrong; the caller turns it into a 400 ``{"error": message}`
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from dataclasses import dataclass
@@ -438,15 +439,18 @@ def _quick_request(body: bytes, bounds: TensorBounds) -> InferenceRequest | None
         shape = item.shape
         if rows > max_elements or (shape != (rows,) and shape != (rows, 1)):
             return None
-    return _quick_inference_request(document, inputs)
+    request = _quick_inference_request(document, {item.name for item in inputs}, len(inputs))
+    if request is not None:
+        request.inputs = inputs
+    return request
 
 
 def _quick_inference_request(
-    document: _QuickRequestFields, inputs: list[InputTensor]
+    document: _QuickRequestFields, names: set[str], count: int
 ) -> InferenceRequest | None:
-    """The request around quickly decoded ``inputs``; ``None`` for anything unusual."""
-    names = {item.name for item in inputs}
-    if len(names) != len(inputs) or "" in names:
+    """The request around ``count`` quickly decoded inputs named ``names``, its inputs yet
+    to be set; ``None`` for anything unusual."""
+    if len(names) != count or "" in names:
         return None
     parameters = document.parameters or {}
     binary_default = parameters.get("binary_data_output", False)
@@ -458,7 +462,7 @@ def _quick_inference_request(
         return None
     return InferenceRequest(
         id=document.id,
-        inputs=inputs,
+        inputs=[],
         outputs=outputs,
         binary_outputs_by_default=binary_default,
         parameters=parameters,
@@ -467,8 +471,10 @@ def _quick_inference_request(
 
 # The binary tensor data extension, quickly: what tritonclient sends by default, every input
 # with its binary_data_size and nothing else, each of shape [N] or [N, 1]. msgspec reads the
-# header, which the full checks walk key by key; the tensors' data is read by the full path's
-# own readers (_binary_chunk, _binary_data).
+# header, which the full checks walk key by key. tritonclient sends the same header for
+# every request of the same shapes (it has no id unless the caller gives one), so what the
+# header says is kept, by its bytes: where each input's data lies, and one ``struct`` that
+# reads them all.
 class _QuickBinarySize(msgspec.Struct, forbid_unknown_fields=True):
     binary_data_size: Annotated[int, msgspec.Meta(ge=0)]
 
@@ -487,6 +493,121 @@ class _QuickBinaryRequest(_QuickRequestFields, kw_only=True):
 _QUICK_BINARY_DECODER = msgspec.json.Decoder(_QuickBinaryRequest)
 
 
+@dataclass(frozen=True, slots=True)
+class _BinaryInput:
+    """One input's place in the binary data: bytes ``start:stop``, values ``first:last`` of
+    the layout's one unpack (for a BYTES element: its length, then its bytes)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    start: int
+    stop: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class _BinaryLayout:
+    """What a quick binary header says, read once: its inputs, and the request around them."""
+
+    inputs: tuple[_BinaryInput, ...]
+    size: int
+    """The bytes of binary data the header's inputs add up to."""
+    reader: struct.Struct | None
+    """Every input's values in one unpack; ``None`` when one is BOOL (its bytes must be 0 or
+    1) or BYTES of more than one element (their lengths vary): each is then read alone."""
+    request: InferenceRequest
+    """The request without its inputs; copied for each request."""
+
+    def read(self, binary: memoryview) -> list[InputTensor] | None:
+        """The inputs in ``binary``; ``None`` where the full checks would refuse them."""
+        if len(binary) != self.size:
+            return None
+        if self.reader is None:
+            try:
+                return [
+                    Tensor(
+                        i.name,
+                        i.datatype,
+                        i.shape,
+                        _binary_data(binary[i.start : i.stop], i.name, i.datatype, i.shape),
+                    )
+                    for i in self.inputs
+                ]
+            except V2RequestError:
+                return None
+        values = self.reader.unpack(binary)
+        inputs: list[InputTensor] = []
+        for i in self.inputs:
+            if i.datatype == "BYTES" and i.last - i.first == 2:
+                length, text = values[i.first], values[i.first + 1]
+                if length != len(text):
+                    return None
+                data = [text]
+            else:
+                data = list(values[i.first : i.last])
+            inputs.append(Tensor(i.name, i.datatype, i.shape, data))
+        return inputs
+
+
+_MAX_KEPT_HEADER = 16 * 1024
+"""A longer header is read for each request, never kept: the kept layouts stay small."""
+
+
+@functools.lru_cache(maxsize=128)
+def _kept_binary_layout(header: bytes, bounds: TensorBounds) -> _BinaryLayout | None:
+    return _binary_layout(header, bounds)
+
+
+def _binary_layout(header: bytes | memoryview, bounds: TensorBounds) -> _BinaryLayout | None:
+    """What a quick binary header says; ``None`` for anything else (the full checks)."""
+    try:
+        document = _QUICK_BINARY_DECODER.decode(header)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if not document.inputs or not bounds.takes_inputs(len(document.inputs)):
+        return None
+    inputs: list[_BinaryInput] = []
+    codes: list[str] | None = []
+    start = first = 0
+    for item in document.inputs:
+        name, datatype, shape = item.name, item.datatype, item.shape
+        if len(shape) != 1 and (len(shape) != 2 or shape[1] != 1):
+            return None
+        count, size = shape[0], item.parameters.binary_data_size
+        if not 0 <= count <= bounds.max_elements or datatype not in DATATYPES:
+            return None
+        code, width = _unpack_code(datatype, count, size)
+        if code is None:
+            codes = None
+        elif codes is not None:
+            codes.append(code)
+        elif datatype not in ("BYTES", "BOOL"):  # a fixed size that cannot be right
+            return None
+        inputs.append(
+            _BinaryInput(name, datatype, shape, start, start + size, first, first + width)
+        )
+        start, first = start + size, first + width
+    request = _quick_inference_request(document, {i.name for i in inputs}, len(inputs))
+    if request is None:
+        return None
+    reader = None if codes is None else struct.Struct("<" + "".join(codes))
+    return _BinaryLayout(tuple(inputs), start, reader, request)
+
+
+def _unpack_code(datatype: str, count: int, size: int) -> tuple[str | None, int]:
+    """An input's part of the one unpack, and how many values it gives; ``None`` when it
+    must be read alone (its reader then names what is wrong, if anything is)."""
+    if datatype == "BYTES":
+        if count == 1 and size >= _LENGTH_PREFIX.size:
+            return f"I{size - _LENGTH_PREFIX.size}s", 2
+        return ("", 0) if count == size == 0 else (None, 0)
+    if datatype == "BOOL" or size != count * _NUMPY_DTYPES[datatype].itemsize:
+        return None, 0
+    return f"{count}{_STRUCT_CODES[datatype]}", count
+
+
 def _quick_binary_request(
     body: bytes, header_length: int, bounds: TensorBounds
 ) -> InferenceRequest | None:
@@ -496,28 +617,25 @@ def _quick_binary_request(
     """
     try:
         header, binary = _split_body(body, header_length)
-        document = _QUICK_BINARY_DECODER.decode(header)
-    except (V2RequestError, msgspec.DecodeError, RecursionError):
+    except V2RequestError:
         return None
-    if not document.inputs or not bounds.takes_inputs(len(document.inputs)):
+    if len(header) <= _MAX_KEPT_HEADER:
+        layout = _kept_binary_layout(bytes(header), bounds)
+    else:
+        layout = _binary_layout(header, bounds)
+    if layout is None:
         return None
-    inputs: list[InputTensor] = []
-    offset = 0
-    try:
-        for item in document.inputs:
-            name, datatype, shape = item.name, item.datatype, item.shape
-            if len(shape) != 1 and (len(shape) != 2 or shape[1] != 1):
-                return None
-            if not 0 <= shape[0] <= bounds.max_elements or datatype not in DATATYPES:
-                return None
-            chunk = _binary_chunk(binary, offset, item.parameters.binary_data_size, name)
-            offset += len(chunk)
-            inputs.append(Tensor(name, datatype, shape, _binary_data(chunk, name, datatype, shape)))
-    except V2RequestError:  # the full checks name it
+    inputs = layout.read(binary)
+    if inputs is None:
         return None
-    if offset != len(binary):
-        return None
-    return _quick_inference_request(document, inputs)
+    around = layout.request
+    return InferenceRequest(
+        id=around.id,
+        inputs=inputs,
+        outputs=list(around.outputs),
+        binary_outputs_by_default=around.binary_outputs_by_default,
+        parameters=dict(around.parameters),
+    )
 
 
 # (low, high, element types) of the datatypes the quick path reads.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import struct
 import time
 from typing import Any
@@ -709,6 +710,57 @@ def test_the_quick_paths_decode_and_refuse_exactly_as_the_full_checks(
             quick["binary"] += binary is not None
     assert len(cases) > 500
     assert min(quick.values()) > 10  # both quick paths were taken, not only the full checks
+
+
+def _one_row_binary_seeds() -> list[tuple[bytes, int]]:
+    """Binary requests of one row (each BYTES input a single element, read in the one
+    unpack of a kept header), of none, and of a BOOL input (read alone)."""
+    arrays = {name: array[:1] for name, array in ARRAYS.items() if name != "BOOL"}
+    seeds = [
+        request_body([triton_input(name, array, True) for name, array in arrays.items()]),
+        request_body([triton_input(name, array[:0], True) for name, array in arrays.items()]),
+        request_body([triton_input(n, ARRAYS[n][:1], True) for n in ("BOOL", "BYTES")]),
+    ]
+    return [(body, size) for body, size in seeds if size is not None]
+
+
+def test_a_kept_binary_header_reads_any_data_after_it_as_the_full_checks_do() -> None:
+    # The quick path reads a header once and keeps what it says; every byte of the data
+    # after it (a BYTES length among them) still decides, as in the full checks.
+    bounds = TensorBounds()
+    cases = []
+    for body, header_length in _one_row_binary_seeds():
+        cases += [(body, header_length), (body[:-1], header_length), (body + b"\0", header_length)]
+        header, data = body[:header_length], body[header_length:]
+        for size in (0, 3, 4, 9):  # too small for a BYTES length, or for a number
+            for match in re.finditer(rb'"binary_data_size":\d+', header):
+                odd = header[: match.start()] + b'"binary_data_size":%d' % size
+                odd += header[match.end() :]
+                cases.append((odd + data, len(odd)))
+        for index in range(header_length, len(body)):
+            for value in (0, 1, 0x80, 0xFF, body[index] ^ 0x01):
+                changed = bytearray(body)
+                changed[index] = value
+                cases.append((bytes(changed), header_length))
+    v2_codec._kept_binary_layout.cache_clear()
+    for body, header_length in cases:
+        expected = _outcome(decode_with_full_checks, body, header_length, bounds)
+        assert _outcome(decode_infer_request, body, header_length, bounds) == expected
+    kept = v2_codec._kept_binary_layout.cache_info()
+    headers = {body[:header_length] for body, header_length in cases if len(body) >= header_length}
+    whole_headers = sum(len(body) >= header_length for body, header_length in cases)
+    assert kept.misses == len(headers) and kept.hits == whole_headers - len(headers)
+    assert sum(_outcome(decode_infer_request, *c, bounds).startswith("refused") for c in cases)
+
+
+def test_a_long_binary_header_is_read_every_time_and_not_kept() -> None:
+    long_name = "x" * (v2_codec._MAX_KEPT_HEADER + 1)
+    body, header_length = request_body([triton_input(long_name, ARRAYS["INT64"], True)])
+    assert header_length is not None
+    v2_codec._kept_binary_layout.cache_clear()
+    request = decode_infer_request(body, header_length)
+    assert request.inputs[0].data == expected_data(ARRAYS["INT64"])
+    assert v2_codec._kept_binary_layout.cache_info().currsize == 0
 
 
 # --------------------------------------------------------------------------------------------
