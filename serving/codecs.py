@@ -351,20 +351,20 @@ def _feature_columns(tensors: Sequence[InputTensor], schema: TabularInput) -> di
     """
     accepted = _accepted_datatypes(schema)
     columns: dict[str, list[Any]] = {}
-    rows = -1
+    rows = len(tensors[0].data) if tensors else 0
+    column_shapes = ((rows,), (rows, 1))
     for tensor in tensors:
-        name, shape, data = tensor.name, tensor.shape, tensor.data
+        name, data = tensor.name, tensor.data
         datatypes = accepted.get(name)
         if datatypes is None or tensor.datatype not in datatypes or name in columns:
             break
-        if not _is_column_shape(shape) or (rows != -1 and len(data) != rows):
+        if tensor.shape not in column_shapes or len(data) != rows:
             break
-        rows = len(data)
-        if tensor.datatype == "BYTES" and data and type(data[0]) is not str:
-            data = [_text(value) for value in data]  # binary data: UTF-8 text, else kept
+        if tensor.datatype == "BYTES" and type(data[0]) is not str:
+            data = _texts(data)  # binary data: UTF-8 text, else kept
         columns[name] = data
     else:
-        if len(columns) == len(accepted):
+        if rows and len(columns) == len(accepted):
             return columns
     raise InvalidRequest.from_problems("invalid input", _tensor_problems(tensors, schema))
 
@@ -412,6 +412,14 @@ def _tensor_problems(tensors: Sequence[InputTensor], schema: TabularInput) -> di
 
 def _is_column_shape(shape: tuple[int, ...]) -> bool:
     return shape[0] >= 1 if len(shape) == 1 else len(shape) == 2 and shape[0] >= 1 and shape[1] == 1
+
+
+def _texts(values: list[bytes]) -> list[str | bytes]:
+    """Each element as UTF-8 text, or as it is where it is not text."""
+    try:
+        return [value.decode("utf-8") for value in values]
+    except UnicodeDecodeError:
+        return [_text(value) for value in values]
 
 
 def _text(value: bytes) -> str | bytes:

@@ -411,6 +411,13 @@ def test_bad_inputs_are_400_naming_the_feature(
         ),
         "unknown input": ([*good, _extra_input(binary)], "Nickname"),
     }
+    if binary:  # JSON carries text only; binary BYTES may be any bytes
+        cases["category not UTF-8"] = (
+            replaced(
+                good, "Gender", np.array([b"Female", b"\xffMale"], object), "BYTES", binary=True
+            ),
+            "Gender",
+        )
     for case, (inputs, named) in cases.items():
         error = refusal(client.infer, MODEL, inputs)
         assert error.status() == "400", (case, error)
