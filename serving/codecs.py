@@ -360,7 +360,7 @@ def _feature_columns(tensors: Sequence[InputTensor], schema: TabularInput) -> di
             break
         if tensor.shape not in column_shapes or len(data) != rows:
             break
-        if tensor.datatype == "BYTES" and type(data[0]) is not str:
+        if tensor.datatype == "BYTES" and data and type(data[0]) is not str:
             data = _texts(data)  # binary data: UTF-8 text, else kept
         columns[name] = data
     else:

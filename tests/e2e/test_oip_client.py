@@ -424,6 +424,16 @@ def test_bad_inputs_are_400_naming_the_feature(
         assert named in error.message(), (case, error.message())
 
 
+@pytest.mark.parametrize("shape", [(0,), (0, 1)], ids=["shape-0", "shape-0x1"])
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_inputs_of_no_rows_are_400_naming_their_shape(
+    client: triton.InferenceServerClient, binary: bool, shape: tuple[int, ...]
+) -> None:
+    error = refusal(client.infer, MODEL, tensors([], binary=binary, shape=shape))
+    assert error.status() == "400", error
+    assert f"shape {list(shape)}, expected [N] or [N, 1]" in error.message()
+
+
 def _extra_input(binary: bool) -> triton.InferInput:
     tensor = triton.InferInput("Nickname", [2], "BYTES")
     tensor.set_data_from_numpy(np.array([b"a", b"b"], object), binary_data=binary)
