@@ -583,8 +583,6 @@ def _binary_layout(header: bytes | memoryview, bounds: TensorBounds) -> _BinaryL
             codes = None
         elif codes is not None:
             codes.append(code)
-        elif datatype not in ("BYTES", "BOOL"):  # a fixed size that cannot be right
-            return None
         inputs.append(
             _BinaryInput(name, datatype, shape, start, start + size, first, first + width)
         )
@@ -592,8 +590,16 @@ def _binary_layout(header: bytes | memoryview, bounds: TensorBounds) -> _BinaryL
     request = _quick_inference_request(document, {i.name for i in inputs}, len(inputs))
     if request is None:
         return None
-    reader = None if codes is None else struct.Struct("<" + "".join(codes))
-    return _BinaryLayout(tuple(inputs), start, reader, request)
+    return _BinaryLayout(tuple(inputs), start, _one_unpack(codes), request)
+
+
+def _one_unpack(codes: list[str] | None) -> struct.Struct | None:
+    if codes is None:
+        return None
+    try:
+        return struct.Struct("<" + "".join(codes))
+    except struct.error:  # sizes past what struct can hold: past any body, read alone
+        return None
 
 
 def _unpack_code(datatype: str, count: int, size: int) -> tuple[str | None, int]:

@@ -732,11 +732,14 @@ def test_a_kept_binary_header_reads_any_data_after_it_as_the_full_checks_do() ->
     for body, header_length in _one_row_binary_seeds():
         cases += [(body, header_length), (body[:-1], header_length), (body + b"\0", header_length)]
         header, data = body[:header_length], body[header_length:]
-        for size in (0, 3, 4, 9):  # too small for a BYTES length, or for a number
+        # Too small for a BYTES length or a number; past any body, or than struct can read.
+        for size in (0, 3, 4, 9, 2**62, 2**63):
             for match in re.finditer(rb'"binary_data_size":\d+', header):
                 odd = header[: match.start()] + b'"binary_data_size":%d' % size
                 odd += header[match.end() :]
                 cases.append((odd + data, len(odd)))
+            odd = re.sub(rb'"binary_data_size":\d+', b'"binary_data_size":%d' % size, header)
+            cases.append((odd + data, len(odd)))
         for index in range(header_length, len(body)):
             for value in (0, 1, 0x80, 0xFF, body[index] ^ 0x01):
                 changed = bytearray(body)
@@ -751,6 +754,17 @@ def test_a_kept_binary_header_reads_any_data_after_it_as_the_full_checks_do() ->
     whole_headers = sum(len(body) >= header_length for body, header_length in cases)
     assert kept.misses == len(headers) and kept.hits == whole_headers - len(headers)
     assert sum(_outcome(decode_infer_request, *c, bounds).startswith("refused") for c in cases)
+
+
+def test_inputs_read_alone_keep_the_header_of_any_input_order() -> None:
+    # A BOOL input, or BYTES of several elements, is read alone: with the inputs after it.
+    two_rows = {name: ARRAYS[name][:2] for name in ("BYTES", "BOOL", "FP64", "INT64")}
+    body, header_length = request_body([triton_input(n, a, True) for n, a in two_rows.items()])
+    assert header_length is not None
+    layout = v2_codec._binary_layout(body[:header_length], TensorBounds())
+    assert layout is not None and layout.reader is None
+    request = decode_infer_request(body, header_length)
+    assert plain(request) == plain(decode_with_full_checks(body, header_length))
 
 
 def test_a_long_binary_header_is_read_every_time_and_not_kept() -> None:
