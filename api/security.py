@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ParamSpec, TypeVar
 
-import jwt
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from pwdlib import PasswordHash
@@ -35,6 +34,8 @@ from db.users import UserExistsError, create_user, get_user, normalise_username,
 
 logger = logging.getLogger(__name__)
 
+# PyJWT is imported where a token is made or read, not at start: it imports cryptography
+# when that is installed (MLflow brings it), 70 ms of every start.
 _ALGORITHM = "HS256"
 # Every token has them; PyJWT is told to require "exp" only, so that an expired token says
 # so, whatever else it lacks (PyJWT checks the required claims before the expiry).
@@ -158,6 +159,8 @@ async def log_in(
 
 
 def create_access_token(user: User, secret: str, minutes: int) -> str:
+    import jwt
+
     now = datetime.now(UTC)
     expires = now + timedelta(minutes=minutes)
     claims = {
@@ -222,6 +225,8 @@ def current_user(
 
 def decode_token(token: str, secret: str) -> dict[str, Any]:
     """The claims of a token signed with ``secret``; 401 when it is not valid or expired."""
+    import jwt
+
     try:
         claims: dict[str, Any] = jwt.decode(
             token, secret, algorithms=[_ALGORITHM], options={"require": ["exp"]}

@@ -1,4 +1,5 @@
-"""Starting the app; serving a tabular or an instrument-cnn answer, import no torch or librosa."""
+"""Starting the app imports no torch, librosa, scikit-learn or PyJWT; serving a tabular or an
+instrument answer, no torch or librosa."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def roots(modules):
 print(json.dumps({
     "status": reply.status_code,
     "model": reply.json().get("model"),
-    "heavy_at_start": [m for m in roots(startup_modules) if m in {"torch", "librosa", "sklearn"}],
+    "heavy_at_start": [
+        m for m in roots(startup_modules) if m in {"torch", "librosa", "sklearn", "jwt"}
+    ],
     "heavy_after": [m for m in roots(sys.modules) if m in {"torch", "librosa", "numba"}],
 }))
 """
