@@ -1,9 +1,11 @@
 """Benchmark audio ``POST /predict`` (a 2 s FLAC clip) on both instrument models.
 
-    python -m bench.audio [--duration 10] [--workers 2]
+    python -m bench.audio [--duration 10] [--workers 2] [--starts 3]
 
 Prints, side by side with the targets: the first answer after process start (nothing
-preloaded; a new database or one already migrated; one worker and ``--workers``), then for
+preloaded; a new database or one already migrated; one worker and ``--workers``), the median
+of ``--starts`` starts each, with the slowest and fastest: one start says little on a VM whose
+file cache and CPU come and go. Then for
 each model p50 / p99 at 1 connection and requests per second at 8, with the server's CPU
 time per request (from ``/proc``: comparable on a busy machine, where wall-clock figures are
 not), and the resident memory of each server process with both models loaded. Needs ``wrk``.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -54,6 +57,16 @@ def multipart(clip: Path) -> tuple[bytes, str]:
     )
 
 
+def first_answers(
+    folder: Path, starts: int, workers: int, preload: str = "", *, restart: bool = False
+) -> list[tuple[float, float]]:
+    """``first_answer`` of ``starts`` starts, each on a database of its own."""
+    return [
+        first_answer(folder / f"start-{index}", workers, preload, restart=restart)
+        for index in range(starts)
+    ]
+
+
 def first_answer(
     folder: Path, workers: int, preload: str = "", *, restart: bool = False
 ) -> tuple[float, float]:
@@ -62,6 +75,7 @@ def first_answer(
 
     A new database, unless ``restart``: then one already migrated, as a restart finds it.
     """
+    folder.mkdir(exist_ok=True)
     database = folder / f"cold-{workers}-{preload or 'lazy'}-{restart}.db"
     if restart:
         upgrade_to_head(f"sqlite:///{database}")
@@ -97,6 +111,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--workers", type=int, default=2, help="WORKERS of the server")
+    parser.add_argument("--starts", type=int, default=3, help="starts measured per condition")
     args = parser.parse_args()
     if not require_wrk():
         return 2
@@ -105,13 +120,14 @@ def main() -> int:
         folder = Path(scratch)
         body, content_type = multipart(_CLIP)
         script = wrk_script(folder, body, content_type)
+        n = args.starts
         starts = {
-            "1 worker, lazy, new database": first_answer(folder, 1),
-            "1 worker, lazy, restart (database at head)": first_answer(folder, 1, restart=True),
+            "1 worker, lazy, new database": first_answers(folder, n, 1),
+            "1 worker, lazy, restart (database at head)": first_answers(folder, n, 1, restart=True),
         }
         if workers > 1:
-            starts[f"{workers} workers, lazy"] = first_answer(folder, workers)
-        starts[f"1 worker, PRELOAD_MODELS={_MODELS[0]}"] = first_answer(folder, 1, _MODELS[0])
+            starts[f"{workers} workers, lazy"] = first_answers(folder, n, workers)
+        starts[f"1 worker, PRELOAD_MODELS={_MODELS[0]}"] = first_answers(folder, n, 1, _MODELS[0])
         env = {
             "DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
             "MODELS_DIR": str(ROOT / "models"),
@@ -142,10 +158,18 @@ def main() -> int:
     load = os.getloadavg()
     print(f"WORKERS={workers}, {_CLIP.name} (2 s FLAC), traced to SQLite, {os.cpu_count()} cores,")
     print(f"load average {load[0]:.2f} / {load[1]:.2f} at the end\n")
-    print("| first answer after process start | wall clock | server CPU | target |")
+    print(
+        f"| first answer after process start ({args.starts} starts) | wall clock, median "
+        "(fastest to slowest) | server CPU, median | target |"
+    )
     print("|---|---|---|---|")
-    for name, (seconds, cpu) in starts.items():
-        print(f"| {name} | {seconds:.2f} s | {cpu:.2f} s | {_TARGETS['first answer']} |")
+    for name, measured in starts.items():
+        seconds = sorted(wall for wall, _ in measured)
+        cpu = statistics.median(cpu for _, cpu in measured)
+        print(
+            f"| {name} | {statistics.median(seconds):.2f} s ({seconds[0]:.2f} to "
+            f"{seconds[-1]:.2f}) | {cpu:.2f} s | {_TARGETS['first answer']} |"
+        )
     print(
         "\n| model | connections | requests/s | p50 | p99 | server CPU per request | errors |"
         "\n|---|---|---|---|---|---|---|"
