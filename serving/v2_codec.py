@@ -515,8 +515,9 @@ class _BinaryLayout:
     size: int
     """The bytes of binary data the header's inputs add up to."""
     reader: struct.Struct | None
-    """Every input's values in one unpack; ``None`` when one is BOOL (its bytes must be 0 or
-    1) or BYTES of more than one element (their lengths vary): each is then read alone."""
+    """Every input's values in one unpack; ``None`` when one input cannot be read so (BOOL,
+    whose bytes must be 0 or 1; BYTES of several elements, whose lengths vary; a size that
+    does not fit its shape, or that ``struct`` cannot hold): each is then read alone."""
     request: InferenceRequest
     """The request without its inputs; copied for each request."""
 
@@ -604,7 +605,7 @@ def _one_unpack(codes: list[str] | None) -> struct.Struct | None:
 
 def _unpack_code(datatype: str, count: int, size: int) -> tuple[str | None, int]:
     """An input's part of the one unpack, and how many values it gives; ``None`` when it
-    must be read alone (its reader then names what is wrong, if anything is)."""
+    must be read alone (if it is wrong, the read fails and the full checks name why)."""
     if datatype == "BYTES":
         if count == 1 and size >= _LENGTH_PREFIX.size:
             return f"I{size - _LENGTH_PREFIX.size}s", 2
