@@ -4,9 +4,9 @@
 
 Prints, side by side with the targets: the first answer after process start (nothing
 preloaded; a new database or one already migrated; one worker and ``--workers``), the median
-of ``--starts`` starts each, with the slowest and fastest: one start says little on a VM whose
-file cache and CPU come and go. Then for
-each model p50 / p99 at 1 connection and requests per second at 8, with the server's CPU
+of ``--starts`` starts each, with the fastest and slowest (one start says little on a VM whose
+file cache and CPU come and go); then for each model p50 / p99 at 1 connection and requests
+per second at 8, with the server's CPU
 time per request (from ``/proc``: comparable on a busy machine, where wall-clock figures are
 not), and the resident memory of each server process with both models loaded. Needs ``wrk``.
 """
@@ -107,11 +107,18 @@ def _role(pid: int, supervisor: int, workers: int) -> str:
     return "multiprocessing helper" if b"resource_tracker" in command else "worker"
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--workers", type=int, default=2, help="WORKERS of the server")
-    parser.add_argument("--starts", type=int, default=3, help="starts measured per condition")
+    parser.add_argument("--starts", type=_positive, default=3, help="starts measured per condition")
     args = parser.parse_args()
     if not require_wrk():
         return 2
